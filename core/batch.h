@@ -1,0 +1,154 @@
+/*
+ * Kafka RecordBatch v2 (magic 2): header access, produce-time validation,
+ * and the in-place rewrites the broker makes (base offset, LogAppendTime).
+ *
+ * Layout (big-endian), 61 bytes before the records:
+ *   0 baseOffset i64, 8 batchLength i32 (bytes after this field),
+ *  12 partitionLeaderEpoch i32, 16 magic i8, 17 crc u32,
+ *  21 attributes i16, 23 lastOffsetDelta i32, 27 baseTimestamp i64,
+ *  35 maxTimestamp i64, 43 producerId i64, 51 producerEpoch i16,
+ *  53 baseSequence i32, 57 recordsCount i32.
+ * The CRC-32C covers bytes 21..end, so baseOffset and the leader epoch can
+ * be rewritten without recomputing it.
+ */
+#ifndef SK_BATCH_H
+#define SK_BATCH_H
+
+#include "kafka_errors.h"
+#include "proto.h"
+
+#define SK_BATCH_HEADER_SIZE 61
+/* Bytes needed to learn a batch's total size: baseOffset + batchLength. */
+#define SK_BATCH_LOG_OVERHEAD 12
+#define SK_BATCH_MAGIC_OFFSET 16
+#define SK_BATCH_CRC_OFFSET 17
+#define SK_BATCH_ATTR_OFFSET 21
+
+#define SK_BATCH_ATTR_CODEC_MASK 0x07
+#define SK_BATCH_ATTR_LOG_APPEND_TIME 0x08
+#define SK_BATCH_ATTR_TRANSACTIONAL 0x10
+#define SK_BATCH_ATTR_CONTROL 0x20
+
+enum sk_codec {
+	SK_CODEC_NONE = 0,
+	SK_CODEC_GZIP = 1,
+	SK_CODEC_SNAPPY = 2,
+	SK_CODEC_LZ4 = 3,
+	SK_CODEC_ZSTD = 4,
+};
+
+/* A decoded batch header. */
+struct sk_batch_hdr {
+	int64_t base_offset;
+	int32_t batch_length; /* bytes after the batchLength field */
+	int32_t leader_epoch;
+	int8_t magic;
+	uint32_t crc;
+	int16_t attributes;
+	int32_t last_offset_delta;
+	int64_t base_timestamp;
+	int64_t max_timestamp;
+	int64_t producer_id;
+	int16_t producer_epoch;
+	int32_t base_sequence;
+	int32_t records_count;
+};
+
+/* Total size of the batch on the wire: batch_length + 12. */
+static inline size_t sk_batch_size(const struct sk_batch_hdr *h)
+{
+	return (size_t)h->batch_length + SK_BATCH_LOG_OVERHEAD;
+}
+
+/*
+ * Decode the header at p (len bytes available). Returns 0, or -EINVAL if
+ * len < SK_BATCH_HEADER_SIZE, the magic is not 2, or batchLength is too
+ * small to hold a header. Does not check the CRC or that the whole batch
+ * is present.
+ */
+int sk_batch_parse_header(const uint8_t *p, size_t len,
+			  struct sk_batch_hdr *h);
+
+/* True if the stored CRC matches bytes 21..len of a whole batch. */
+bool sk_batch_crc_ok(const uint8_t *p, size_t len);
+
+/*
+ * Validate the records field of one partition of a ProduceRequest with
+ * Kafka's rules for client writes: exactly one whole magic-2 batch
+ * spanning len bytes, valid CRC, lastOffsetDelta + 1 == recordsCount > 0,
+ * no control batch, a known codec, a producer id implies a sequence >= 0,
+ * and the batch not larger than max_message_bytes. Fills h on success.
+ * Returns SK_KERR_NONE or the Kafka error to answer with
+ * (CORRUPT_MESSAGE, INVALID_RECORD, MESSAGE_TOO_LARGE,
+ * UNSUPPORTED_COMPRESSION_TYPE, UNSUPPORTED_FOR_MESSAGE_FORMAT).
+ */
+enum sk_kerr sk_batch_validate_produce(const uint8_t *p, size_t len,
+				       int64_t max_message_bytes,
+				       struct sk_batch_hdr *h);
+
+/* Rewrite baseOffset in place (outside the CRC). */
+void sk_batch_set_base_offset(uint8_t *p, int64_t base_offset);
+
+/*
+ * Stamp a whole batch with LogAppendTime ts: set attribute bit 3 and
+ * maxTimestamp, then recompute the CRC.
+ */
+void sk_batch_set_log_append_time(uint8_t *p, size_t len, int64_t ts);
+
+/* One record of an uncompressed batch, borrowed from the batch bytes. */
+struct sk_record {
+	int64_t timestamp_delta;
+	int32_t offset_delta;
+	struct sk_str key;   /* len -1 for null */
+	struct sk_str value; /* len -1 for null */
+	int32_t header_count;
+	const uint8_t *headers; /* raw header bytes, header_count entries */
+	size_t headers_len;
+};
+
+/*
+ * Iterate the records of an uncompressed batch: initialise r over the
+ * bytes after the 61-byte header, then call until it returns false.
+ * A malformed record sets r->err and returns false.
+ */
+bool sk_batch_record_next(struct sk_rd *r, struct sk_record *rec);
+
+
+/* One record header for sk_batch_build; the key may not be null. */
+struct sk_record_header_in {
+	const void *key;
+	int32_t key_len;
+	const void *value;
+	int32_t value_len; /* -1 for null */
+};
+
+/*
+ * One record for sk_batch_build, borrowed for the duration of the call.
+ * A pointer may be NULL when its length is 0 or -1.
+ */
+struct sk_record_in {
+	const void *key;
+	int32_t key_len; /* -1 for null */
+	const void *value;
+	int32_t value_len; /* -1 for null */
+	int64_t timestamp; /* absolute, ms */
+	const struct sk_record_header_in *headers;
+	int32_t n_headers;
+};
+
+/*
+ * Append to out one uncompressed v2 batch holding recs[0..n) with offset
+ * deltas 0..n-1 and a valid CRC. baseTimestamp is the first record's
+ * timestamp and maxTimestamp the largest (both -1 when n is 0, which
+ * gives the empty batch Kafka writes after compaction, lastOffsetDelta
+ * -1). partitionLeaderEpoch is written as -1, as clients do. The codec
+ * bits of attributes are ignored; the transactional, control and
+ * timestamp-type bits are kept. For tests and for batches the broker
+ * makes itself (Lua transforms, transaction markers); sizes are trusted.
+ */
+void sk_batch_build(struct sk_buf *out, int64_t base_offset,
+		    const struct sk_record_in *recs, size_t n,
+		    int16_t attributes, int64_t producer_id,
+		    int16_t producer_epoch, int32_t base_sequence);
+
+#endif

@@ -1,0 +1,138 @@
+#include "broker.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kafka.h"
+#include "say.h"
+#include "skald/version.h"
+
+/* How long a graceful stop waits for in-flight requests. */
+#define SK_STOP_DRAIN_MS 10000
+
+/* Split HOST:PORT (validated by the config) into the advertised pair. */
+static void set_advertised(struct sk_broker *b)
+{
+	const char *hp = b->cfg.advertised_listeners[0]
+				 ? b->cfg.advertised_listeners
+				 : b->cfg.listeners;
+	const char *colon = strrchr(hp, ':');
+	const char *host = hp;
+	size_t hlen = (size_t)(colon - hp);
+
+	if (hp[0] == '[') { /* [v6]:port: clients want the bare address */
+		host = hp + 1;
+		hlen = (size_t)(colon - hp - 2);
+	}
+	snprintf(b->adv_host, sizeof(b->adv_host), "%.*s", (int)hlen, host);
+	b->adv_port = atoi(colon + 1);
+	/* A wildcard bind address is no place for a client to connect. */
+	if (strcmp(b->adv_host, "0.0.0.0") == 0 ||
+	    strcmp(b->adv_host, "::") == 0 || b->adv_host[0] == '\0') {
+		snprintf(b->adv_host, sizeof(b->adv_host), "localhost");
+		sk_warn("listeners binds a wildcard address; advertising "
+			"'localhost': set advertised.listeners for remote "
+			"clients");
+	}
+}
+
+static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	struct sk_broker *b = w->data;
+
+	(void)loop;
+	(void)revents;
+	sk_info("received %s, shutting down", strsignal(w->signum));
+	sk_broker_stop(b);
+}
+
+static void on_stop_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct sk_broker *b = sk_container_of(w, struct sk_broker, stop_timer);
+	size_t pending = sk_server_pending(&b->server);
+
+	(void)revents;
+	if (pending == 0 || sk_mono_ms() >= b->stop_deadline) {
+		if (pending)
+			sk_warn("shutdown: dropping %zu unanswered requests",
+				pending);
+		ev_timer_stop(loop, w);
+		ev_break(loop, EVBREAK_ALL);
+	}
+}
+
+void sk_broker_stop(struct sk_broker *b)
+{
+	if (b->stopping)
+		return;
+	b->stopping = true;
+	sk_server_quiesce(&b->server);
+	/* Long-poll fetches answer now with what they have. */
+	sk_fetch_wake_all(b);
+	b->stop_deadline = sk_mono_ms() + SK_STOP_DRAIN_MS;
+	ev_timer_init(&b->stop_timer, on_stop_timer, 0.0, 0.02);
+	ev_timer_start(b->loop, &b->stop_timer);
+}
+
+int sk_broker_init(struct sk_broker *b, struct ev_loop *loop,
+		   struct sk_err *err)
+{
+	int rc;
+
+	b->loop = loop;
+	sk_topics_init(&b->topics);
+	sk_list_init(&b->fetches);
+	sk_list_init(&b->ready_fetches);
+	b->server.b = b;
+	b->server.fd = -1;
+	sk_list_init(&b->server.conns);
+	set_advertised(b);
+
+	rc = sk_mkdirs(b->cfg.log_dir, err);
+	if (rc)
+		goto fail;
+	rc = sk_meta_open(&b->meta, b->cfg.log_dir, err);
+	if (rc)
+		goto fail;
+	rc = sk_topics_load(b, err);
+	if (rc)
+		goto fail;
+	rc = sk_server_open(&b->server, b, b->cfg.listeners, err);
+	if (rc)
+		goto fail;
+
+	ev_signal_init(&b->sig_term, on_signal, SIGTERM);
+	ev_signal_init(&b->sig_int, on_signal, SIGINT);
+	b->sig_term.data = b->sig_int.data = b;
+	ev_signal_start(loop, &b->sig_term);
+	ev_signal_start(loop, &b->sig_int);
+	signal(SIGPIPE, SIG_IGN);
+
+	sk_server_start(&b->server);
+	sk_info("skald %s listening on %s (advertised as %s:%d), data in %s, "
+		"cluster id %s, %zu topics",
+		SKALD_VERSION, b->cfg.listeners, b->adv_host, b->adv_port,
+		b->cfg.log_dir, sk_meta_cluster_id(b->meta), b->topics.count);
+	return 0;
+fail:
+	sk_broker_fini(b);
+	return rc;
+}
+
+void sk_broker_fini(struct sk_broker *b)
+{
+	if (b->loop) {
+		ev_signal_stop(b->loop, &b->sig_term);
+		ev_signal_stop(b->loop, &b->sig_int);
+		ev_timer_stop(b->loop, &b->fetch_timer);
+	}
+	/* Closing the connections cancels every waiting fetch. */
+	sk_server_close(&b->server);
+	if (b->topics.buckets)
+		sk_topics_fini(&b->topics);
+	sk_meta_close(b->meta);
+	b->meta = NULL;
+}

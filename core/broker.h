@@ -1,0 +1,43 @@
+/*
+ * The broker: the one owner of configuration, stores, topics and the
+ * listener, passed explicitly everywhere (no hidden globals).
+ */
+#ifndef SK_BROKER_H
+#define SK_BROKER_H
+
+#include <ev.h>
+
+#include "config.h"
+#include "meta.h"
+#include "net.h"
+#include "topic.h"
+
+struct sk_broker {
+	struct ev_loop *loop;
+	struct sk_config cfg; /* owned */
+	struct sk_meta *meta;
+	struct sk_topics topics;
+	struct sk_server server;
+	char adv_host[256];   /* host clients are told to connect to */
+	int32_t adv_port;
+	struct sk_list fetches;       /* every long-poll fetch waiting */
+	struct sk_list ready_fetches; /* woken fetches to re-evaluate */
+	ev_timer fetch_timer;         /* runs them on the next iteration */
+	ev_signal sig_term, sig_int;
+	ev_timer stop_timer;          /* polls the drain during shutdown */
+	int64_t stop_deadline;        /* monotonic ms: give up draining */
+	bool stopping;
+};
+
+/*
+ * Start a broker from b->cfg (already loaded): data directory, metadata,
+ * topics, listener. On failure err says what and everything is released.
+ */
+int sk_broker_init(struct sk_broker *b, struct ev_loop *loop,
+		   struct sk_err *err);
+/* Begin a graceful stop: no new requests, answer pending, then exit. */
+void sk_broker_stop(struct sk_broker *b);
+/* Release everything (after the loop returned). */
+void sk_broker_fini(struct sk_broker *b);
+
+#endif

@@ -1,0 +1,165 @@
+/*
+ * Produce (key 0), v3-7: one RecordBatch v2 per partition, validated with
+ * Kafka's rules, stamped with offsets and appended as the bytes that came
+ * in. The whole request is decoded before anything is appended, so a
+ * malformed request changes nothing.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker.h"
+#include "kafka.h"
+#include "say.h"
+
+/* One partition's part of the request. */
+struct produce_part {
+	struct sk_str topic;
+	int32_t partition;
+	struct sk_str records;
+	bool first_of_topic;  /* starts a topic group in the response */
+	int32_t topic_parts;  /* partitions of that group */
+};
+
+/* Validate and append one batch; fills the response fields. */
+static int16_t produce_one(struct sk_broker *b, struct produce_part *pp,
+			   int64_t *base_offset, int64_t *append_time,
+			   int64_t *log_start)
+{
+	struct sk_topic *tp = sk_topics_find(&b->topics,
+					     (const char *)pp->topic.p,
+					     (size_t)SK_MAX(pp->topic.len, 0));
+	struct sk_tpart *part = tp ? sk_topic_part(tp, pp->partition) : NULL;
+	struct sk_batch_hdr h;
+	struct sk_err err = { "" };
+	/*
+	 * The request body lives in the connection's own input buffer, which
+	 * is ours to modify: the batch is stamped in place and written from
+	 * there, without a copy.
+	 */
+	uint8_t *batch = (uint8_t *)(uintptr_t)pp->records.p;
+	size_t len = (size_t)SK_MAX(pp->records.len, 0);
+	enum sk_kerr kerr;
+	int rc;
+
+	*base_offset = -1;
+	*append_time = -1;
+	*log_start = -1;
+	if (!part)
+		return SK_KERR_UNKNOWN_TOPIC_OR_PARTITION;
+	*log_start = sk_partition_start_offset(part->log);
+	if (!batch)
+		return SK_KERR_CORRUPT_MESSAGE;
+	kerr = sk_batch_validate_produce(batch, len, tp->cfg.max_message_bytes,
+					 &h);
+	if (kerr) {
+		sk_debug("produce to %s-%d refused: %s", tp->name,
+			 pp->partition, sk_kerr_name((int16_t)kerr));
+		return (int16_t)kerr;
+	}
+	if (tp->cfg.timestamp_type == SK_TS_LOG_APPEND_TIME) {
+		*append_time = sk_now_ms();
+		sk_batch_set_log_append_time(batch, len, *append_time);
+	}
+	rc = sk_partition_append(part->log, batch, len, base_offset, &err);
+	if (rc) {
+		sk_error("append to %s-%d failed: %s", tp->name, pp->partition,
+			 err.msg);
+		*base_offset = -1;
+		return SK_KERR_KAFKA_STORAGE_ERROR;
+	}
+	sk_fetch_wake(b, part);
+	return SK_KERR_NONE;
+}
+
+int sk_kafka_produce(struct sk_req *req)
+{
+	struct sk_rd *r = &req->rd;
+	bool flex = req->flexible;
+	struct produce_part *parts = NULL;
+	size_t n_parts = 0, cap = 0;
+	int16_t acks;
+	int32_t n_topics;
+	struct sk_wr w;
+
+	sk_rd_str(r, flex); /* transactional_id: no transactions yet */
+	acks = sk_rd_i16(r);
+	sk_rd_i32(r); /* timeout_ms: appends complete at once */
+	n_topics = sk_rd_array(r, flex, 6);
+	for (int32_t t = 0; t < n_topics && sk_rd_ok(r); t++) {
+		struct sk_str topic = sk_rd_str(r, flex);
+		int32_t np = sk_rd_array(r, flex, 8);
+
+		for (int32_t p = 0; p < np && sk_rd_ok(r); p++) {
+			struct produce_part *pp;
+
+			if (n_parts == cap) {
+				cap = cap ? cap * 2 : 8;
+				parts = sk_xrealloc(parts, cap * sizeof(*parts));
+			}
+			pp = &parts[n_parts++];
+			pp->topic = topic;
+			pp->partition = sk_rd_i32(r);
+			pp->records = sk_rd_bytes(r, flex);
+			pp->first_of_topic = p == 0;
+			pp->topic_parts = np;
+			sk_rd_tags(r, flex);
+		}
+		if (np == 0) {
+			/* Keep the topic in the response with no partitions. */
+			if (n_parts == cap) {
+				cap = cap ? cap * 2 : 8;
+				parts = sk_xrealloc(parts, cap * sizeof(*parts));
+			}
+			parts[n_parts++] = (struct produce_part){
+				.topic = topic, .first_of_topic = true,
+				.topic_parts = 0, .partition = -1 };
+		}
+		sk_rd_tags(r, flex);
+	}
+	sk_rd_tags(r, flex);
+	if (!sk_rd_ok(r) || n_topics < 0) {
+		free(parts);
+		return -EPROTO;
+	}
+
+	w = sk_resp_writer(req->resp);
+	sk_wr_array(&w, n_topics, flex);
+	for (size_t i = 0; i < n_parts; i++) {
+		struct produce_part *pp = &parts[i];
+		int64_t base, append_time, log_start;
+		int16_t kerr;
+
+		if (pp->first_of_topic) {
+			if (i > 0)
+				sk_wr_tags(&w, flex);
+			sk_wr_strn(&w, (const char *)pp->topic.p,
+				   pp->topic.len, flex);
+			sk_wr_array(&w, pp->topic_parts, flex);
+			if (pp->topic_parts == 0)
+				continue;
+		}
+		if (acks != 0 && acks != 1 && acks != -1) {
+			kerr = SK_KERR_INVALID_REQUIRED_ACKS;
+			base = append_time = log_start = -1;
+		} else {
+			kerr = produce_one(req->b, pp, &base, &append_time,
+					   &log_start);
+		}
+		sk_wr_i32(&w, pp->partition);
+		sk_wr_i16(&w, kerr);
+		sk_wr_i64(&w, base);
+		sk_wr_i64(&w, append_time);
+		if (req->api_version >= 5)
+			sk_wr_i64(&w, log_start);
+		sk_wr_tags(&w, flex);
+	}
+	if (n_parts > 0)
+		sk_wr_tags(&w, flex);
+	sk_wr_i32(&w, 0); /* throttle_time_ms */
+	sk_wr_tags(&w, flex);
+	free(parts);
+	req->resp->noreply = acks == 0;
+	sk_resp_finish(req->resp);
+	return 0;
+}

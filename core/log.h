@@ -1,0 +1,129 @@
+/*
+ * The partition log: a directory of segments holding RecordBatch v2 bytes
+ * exactly as they go on the wire, with a sparse offset index and a time
+ * index per segment.
+ *
+ * Files of a partition directory, named by the segment's base offset as a
+ * 20-digit zero-padded decimal:
+ *   00000000000000000000.log        batches, back to back
+ *   00000000000000000000.index      offset index (closed segments only)
+ *   00000000000000000000.timeindex  time index (closed segments only)
+ * Index files carry a header with a magic, a version, the size of the log
+ * file they describe and a CRC-32C of their entries; an index that fails
+ * any check is rebuilt from the log. The active (last) segment is always
+ * scanned at open: every batch's framing and CRC is verified and the file
+ * is truncated at the first bad byte (a torn tail).
+ *
+ * Threading: a partition is owned by the event-loop thread, which appends
+ * and reads. Segments are reference counted so a reader (a queued
+ * sendfile, later another thread) keeps a segment's fd valid after the
+ * partition rolled past it or deleted it.
+ */
+#ifndef SK_LOG_H
+#define SK_LOG_H
+
+#include <sys/types.h>
+
+#include "batch.h"
+
+/* Per-partition settings, taken from the topic config. */
+struct sk_log_config {
+	int64_t segment_bytes;        /* segment.bytes: roll past this size */
+	int64_t segment_ms;           /* segment.ms: roll when this old */
+	int64_t index_interval_bytes; /* index.interval.bytes */
+};
+
+/* One segment file; reference counted (see above). */
+struct sk_segment;
+
+/* The fd of the segment's .log file, valid while a reference is held. */
+int sk_segment_fd(const struct sk_segment *seg);
+void sk_segment_ref(struct sk_segment *seg);
+void sk_segment_unref(struct sk_segment *seg);
+
+/* A byte range of whole batches in one segment, for Fetch. */
+struct sk_log_slice {
+	struct sk_segment *seg; /* referenced; NULL when len == 0 */
+	off_t pos;              /* file position of the first batch */
+	size_t len;             /* bytes: whole batches only */
+};
+
+/* Drop the slice's segment reference. */
+void sk_log_slice_release(struct sk_log_slice *s);
+
+struct sk_partition;
+
+/*
+ * Open (creating if needed) the partition in directory dir, recovering as
+ * described above. Logs what recovery truncated or rebuilt.
+ */
+int sk_partition_open(struct sk_partition **out, const char *dir,
+		      const struct sk_log_config *cfg, struct sk_err *err);
+
+/* Apply new settings (after AlterConfigs); takes effect on the next roll. */
+void sk_partition_set_config(struct sk_partition *p,
+			     const struct sk_log_config *cfg);
+
+/*
+ * Close: write index files for the active segment so the next open
+ * need not rebuild them, close fds (segments stay alive while referenced),
+ * free. Safe with NULL.
+ */
+void sk_partition_close(struct sk_partition *p);
+
+/* Close and remove the partition directory with all its files. */
+void sk_partition_destroy(struct sk_partition *p);
+
+/*
+ * Append one validated batch (len = its whole size). Assigns the next
+ * offset as baseOffset in buf (the caller's buffer is modified), rolls the
+ * segment first if needed, writes it to the page cache, updates the
+ * indexes. On success stores the assigned base offset. On a write error
+ * (ENOSPC, EIO) nothing is appended: the segment is truncated back and a
+ * negative errno returned.
+ */
+int sk_partition_append(struct sk_partition *p, uint8_t *buf, size_t len,
+			int64_t *base_offset, struct sk_err *err);
+
+/* First offset still in the log (log start offset). */
+int64_t sk_partition_start_offset(const struct sk_partition *p);
+/* Next offset to be assigned (the high watermark on a single node). */
+int64_t sk_partition_end_offset(const struct sk_partition *p);
+/* Bytes of all segments. */
+int64_t sk_partition_size_bytes(const struct sk_partition *p);
+
+/*
+ * Find whole batches starting with the batch that contains offset, up to
+ * max_bytes; if min_one, the first batch is returned even when it is
+ * larger than max_bytes. Batches never span segments in one slice: a read
+ * stops at the end of the segment holding the first batch. offset ==
+ * end offset gives an empty slice. Returns 0, or -ERANGE when offset is
+ * below the start or above the end offset.
+ */
+int sk_partition_read(struct sk_partition *p, int64_t offset,
+		      size_t max_bytes, bool min_one,
+		      struct sk_log_slice *out);
+
+/*
+ * ListOffsets by time: the offset of the first record whose timestamp is
+ * >= ts, and that record's timestamp. Returns 0 when found, -ENOENT when
+ * every record is older (Kafka then answers offset -1).
+ */
+int sk_partition_offset_for_time(struct sk_partition *p, int64_t ts,
+				 int64_t *offset, int64_t *timestamp);
+
+/* fdatasync the active segment (durability work calls this off-loop). */
+int sk_partition_sync(struct sk_partition *p);
+
+/*
+ * True when recovery found a bad batch inside a closed segment (or
+ * overlapping segments): reads at or after that offset and all appends
+ * then fail with -EIO, and offset_for_time answers -EIO when no record
+ * before the damage qualifies. The error log names the segment and offset.
+ */
+bool sk_partition_damaged(const struct sk_partition *p);
+
+/* Number of segment files (metrics and tests). */
+size_t sk_partition_segment_count(const struct sk_partition *p);
+
+#endif

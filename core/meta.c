@@ -1,0 +1,280 @@
+#include "meta.h"
+
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+struct sk_meta {
+	sqlite3 *db;
+	char cluster_id[32];
+};
+
+static const char schema_v1[] =
+	"CREATE TABLE IF NOT EXISTS kv ("
+	"  key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS topics ("
+	"  name TEXT PRIMARY KEY, partitions INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS topic_configs ("
+	"  topic TEXT NOT NULL REFERENCES topics(name) ON DELETE CASCADE,"
+	"  key TEXT NOT NULL, value TEXT NOT NULL,"
+	"  PRIMARY KEY (topic, key));"
+	"PRAGMA user_version = 1;";
+
+static int db_fail(struct sk_meta *m, struct sk_err *err, const char *what)
+{
+	return sk_err_setc(err, -EIO, "metadata store: %s: %s", what,
+			   sqlite3_errmsg(m->db));
+}
+
+static int exec(struct sk_meta *m, const char *sql, struct sk_err *err)
+{
+	if (sqlite3_exec(m->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+		return db_fail(m, err, sql);
+	return 0;
+}
+
+/* A Kafka-style cluster id: 16 random bytes as unpadded base64url. */
+static void make_cluster_id(char *out)
+{
+	static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopq"
+				  "rstuvwxyz0123456789-_";
+	uint8_t r[16];
+	size_t n = 0;
+
+	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
+		uint64_t t = (uint64_t)sk_now_ms() ^ (uint64_t)getpid();
+		for (size_t i = 0; i < sizeof(r); i++)
+			r[i] = (uint8_t)(t >> (i % 8 * 8)) ^ (uint8_t)(i * 131);
+	}
+	for (size_t i = 0; i < 16; i += 3) {
+		uint32_t v = (uint32_t)r[i] << 16;
+		if (i + 1 < 16)
+			v |= (uint32_t)r[i + 1] << 8;
+		if (i + 2 < 16)
+			v |= r[i + 2];
+		out[n++] = b64[v >> 18 & 63];
+		out[n++] = b64[v >> 12 & 63];
+		if (i + 1 < 16)
+			out[n++] = b64[v >> 6 & 63];
+		if (i + 2 < 16)
+			out[n++] = b64[v & 63];
+	}
+	out[n] = '\0';
+}
+
+static int load_cluster_id(struct sk_meta *m, struct sk_err *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_prepare_v2(m->db,
+			       "SELECT value FROM kv WHERE key = 'cluster.id'",
+			       -1, &st, NULL) != SQLITE_OK)
+		return db_fail(m, err, "read cluster id");
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		snprintf(m->cluster_id, sizeof(m->cluster_id), "%s",
+			 (const char *)sqlite3_column_text(st, 0));
+		sqlite3_finalize(st);
+		return 0;
+	}
+	sqlite3_finalize(st);
+	make_cluster_id(m->cluster_id);
+	if (sqlite3_prepare_v2(m->db,
+			       "INSERT INTO kv VALUES ('cluster.id', ?)", -1,
+			       &st, NULL) != SQLITE_OK)
+		return db_fail(m, err, "store cluster id");
+	sqlite3_bind_text(st, 1, m->cluster_id, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : db_fail(m, err, "store cluster id");
+}
+
+int sk_meta_open(struct sk_meta **out, const char *dir, struct sk_err *err)
+{
+	struct sk_meta *m = sk_xcalloc(1, sizeof(*m));
+	char *path = sk_xasprintf("%s/meta.db", dir);
+	int rc;
+
+	if (sqlite3_open_v2(path, &m->db,
+			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+				    SQLITE_OPEN_NOMUTEX,
+			    NULL) != SQLITE_OK) {
+		rc = sk_err_setc(err, -EIO, "cannot open %s: %s", path,
+				 m->db ? sqlite3_errmsg(m->db) : "no memory");
+		goto fail;
+	}
+	sqlite3_busy_timeout(m->db, 1000);
+	rc = exec(m, "PRAGMA journal_mode = WAL;"
+		     "PRAGMA synchronous = NORMAL;"
+		     "PRAGMA foreign_keys = ON;",
+		  err);
+	if (rc == 0)
+		rc = exec(m, schema_v1, err);
+	if (rc == 0)
+		rc = load_cluster_id(m, err);
+	if (rc)
+		goto fail;
+	free(path);
+	*out = m;
+	return 0;
+fail:
+	free(path);
+	sk_meta_close(m);
+	return rc;
+}
+
+void sk_meta_close(struct sk_meta *m)
+{
+	if (!m)
+		return;
+	sqlite3_close(m->db);
+	free(m);
+}
+
+const char *sk_meta_cluster_id(const struct sk_meta *m)
+{
+	return m->cluster_id;
+}
+
+static int step_done(struct sk_meta *m, sqlite3_stmt *st, struct sk_err *err,
+		     const char *what)
+{
+	int rc = sqlite3_step(st);
+
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : db_fail(m, err, what);
+}
+
+int sk_meta_topic_put(struct sk_meta *m, const char *name,
+		      int32_t partitions, const struct sk_config_kv *configs,
+		      size_t n_configs, struct sk_err *err)
+{
+	sqlite3_stmt *st;
+	int rc = exec(m, "BEGIN", err);
+
+	if (rc)
+		return rc;
+	if (sqlite3_prepare_v2(m->db,
+			       "INSERT INTO topics VALUES (?1, ?2) ON CONFLICT"
+			       "(name) DO UPDATE SET partitions = ?2",
+			       -1, &st, NULL) != SQLITE_OK) {
+		rc = db_fail(m, err, "store topic");
+		goto rollback;
+	}
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 2, partitions);
+	if ((rc = step_done(m, st, err, "store topic")))
+		goto rollback;
+	if (sqlite3_prepare_v2(m->db,
+			       "DELETE FROM topic_configs WHERE topic = ?", -1,
+			       &st, NULL) != SQLITE_OK) {
+		rc = db_fail(m, err, "store topic configs");
+		goto rollback;
+	}
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	if ((rc = step_done(m, st, err, "store topic configs")))
+		goto rollback;
+	for (size_t i = 0; i < n_configs; i++) {
+		if (sqlite3_prepare_v2(m->db,
+				       "INSERT INTO topic_configs VALUES "
+				       "(?, ?, ?)",
+				       -1, &st, NULL) != SQLITE_OK) {
+			rc = db_fail(m, err, "store topic configs");
+			goto rollback;
+		}
+		sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, configs[i].key, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, configs[i].value, -1, SQLITE_STATIC);
+		if ((rc = step_done(m, st, err, "store topic configs")))
+			goto rollback;
+	}
+	return exec(m, "COMMIT", err);
+rollback:
+	sqlite3_exec(m->db, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
+}
+
+int sk_meta_topic_delete(struct sk_meta *m, const char *name,
+			 struct sk_err *err)
+{
+	sqlite3_stmt *st;
+
+	if (sqlite3_prepare_v2(m->db, "DELETE FROM topics WHERE name = ?", -1,
+			       &st, NULL) != SQLITE_OK)
+		return db_fail(m, err, "delete topic");
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	return step_done(m, st, err, "delete topic");
+}
+
+/* Read the config overrides of one topic into a new array. */
+static int load_configs(struct sk_meta *m, const char *name,
+			struct sk_config_kv **out, size_t *n,
+			struct sk_err *err)
+{
+	sqlite3_stmt *st;
+	size_t cap = 0;
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	if (sqlite3_prepare_v2(m->db,
+			       "SELECT key, value FROM topic_configs "
+			       "WHERE topic = ? ORDER BY key",
+			       -1, &st, NULL) != SQLITE_OK)
+		return db_fail(m, err, "load topic configs");
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (*n == cap) {
+			cap = cap ? cap * 2 : 8;
+			*out = sk_xrealloc(*out, cap * sizeof(**out));
+		}
+		(*out)[*n].key =
+			sk_xstrdup((const char *)sqlite3_column_text(st, 0));
+		(*out)[*n].value =
+			sk_xstrdup((const char *)sqlite3_column_text(st, 1));
+		(*n)++;
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : db_fail(m, err, "load topic configs");
+}
+
+static void free_configs(struct sk_config_kv *kv, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(kv[i].key);
+		free(kv[i].value);
+	}
+	free(kv);
+}
+
+int sk_meta_topics_load(struct sk_meta *m, sk_meta_topic_fn fn, void *arg,
+			struct sk_err *err)
+{
+	sqlite3_stmt *st;
+	int rc = 0, step = SQLITE_DONE;
+
+	if (sqlite3_prepare_v2(m->db,
+			       "SELECT name, partitions FROM topics ORDER BY "
+			       "name",
+			       -1, &st, NULL) != SQLITE_OK)
+		return db_fail(m, err, "load topics");
+	while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *name = (const char *)sqlite3_column_text(st, 0);
+		int32_t parts = sqlite3_column_int(st, 1);
+		struct sk_config_kv *kv;
+		size_t n;
+
+		rc = load_configs(m, name, &kv, &n, err);
+		if (rc == 0)
+			rc = fn(arg, name, parts, kv, n, err);
+		free_configs(kv, n);
+	}
+	if (rc == 0 && step != SQLITE_DONE)
+		rc = db_fail(m, err, "load topics");
+	sqlite3_finalize(st);
+	return rc;
+}
