@@ -91,6 +91,7 @@ int sk_broker_init(struct sk_broker *b, struct ev_loop *loop,
 	sk_list_init(&b->server.conns);
 	set_advertised(b);
 
+	sk_flusher_init(&b->flusher, b);
 	rc = sk_mkdirs(b->cfg.log_dir, err);
 	if (rc)
 		goto fail;
@@ -129,8 +130,9 @@ void sk_broker_fini(struct sk_broker *b)
 		ev_signal_stop(b->loop, &b->sig_int);
 		ev_timer_stop(b->loop, &b->fetch_timer);
 	}
-	/* Closing the connections cancels every waiting fetch. */
+	/* Closing the connections cancels every waiting request. */
 	sk_server_close(&b->server);
+	sk_flusher_fini(&b->flusher);
 	if (b->topics.buckets)
 		sk_topics_fini(&b->topics);
 	sk_meta_close(b->meta);

@@ -8,6 +8,7 @@
 #include <ev.h>
 
 #include "config.h"
+#include "flusher.h"
 #include "meta.h"
 #include "net.h"
 #include "topic.h"
@@ -18,6 +19,7 @@ struct sk_broker {
 	struct sk_meta *meta;
 	struct sk_topics topics;
 	struct sk_server server;
+	struct sk_flusher flusher;    /* group commit for acks=all */
 	char adv_host[256];   /* host clients are told to connect to */
 	int32_t adv_port;
 	struct sk_list fetches;       /* every long-poll fetch waiting */

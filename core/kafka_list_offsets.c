@@ -30,10 +30,16 @@ static int16_t lookup_offset(struct sk_broker *b, struct sk_str topic,
 		*out_off = sk_partition_start_offset(p->log);
 	} else if (ts < 0) {
 		return SK_KERR_INVALID_REQUEST;
-	} else if (sk_partition_offset_for_time(p->log, ts, out_off,
-						out_ts) != 0) {
-		*out_ts = -1;
-		*out_off = -1;
+	} else {
+		int rc = sk_partition_offset_for_time(p->log, ts, out_off,
+						      out_ts);
+		if (rc) {
+			*out_ts = -1;
+			*out_off = -1;
+			/* -ENOENT: every record is older; Kafka answers -1. */
+			if (rc != -ENOENT)
+				return SK_KERR_KAFKA_STORAGE_ERROR;
+		}
 	}
 	return SK_KERR_NONE;
 }

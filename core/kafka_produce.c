@@ -2,7 +2,8 @@
  * Produce (key 0), v3-7: one RecordBatch v2 per partition, validated with
  * Kafka's rules, stamped with offsets and appended as the bytes that came
  * in. The whole request is decoded before anything is appended, so a
- * malformed request changes nothing.
+ * malformed request changes nothing. With acks=all the answer waits for
+ * the flusher to make the appends durable (group commit).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -12,13 +13,29 @@
 #include "kafka.h"
 #include "say.h"
 
-/* One partition's part of the request. */
+/* One partition's part of the request, and its result. */
 struct produce_part {
-	struct sk_str topic;
+	struct sk_str topic;  /* borrowed from the request until appended */
 	int32_t partition;
 	struct sk_str records;
 	bool first_of_topic;  /* starts a topic group in the response */
 	int32_t topic_parts;  /* partitions of that group */
+	int16_t kerr;
+	int64_t base_offset;
+	int64_t append_time;
+	int64_t log_start;
+};
+
+/* A produce waiting for its appends to become durable. */
+struct produce_wait {
+	struct sk_flush_wait fw;
+	struct sk_resp *resp;
+	int16_t version;
+	bool flex;
+	int32_t n_topics;
+	struct produce_part *parts;
+	size_t n_parts;
+	char *names; /* topic names copied out of the request buffer */
 };
 
 /* Validate and append one batch; fills the response fields. */
@@ -72,6 +89,115 @@ static int16_t produce_one(struct sk_broker *b, struct produce_part *pp,
 	return SK_KERR_NONE;
 }
 
+static void write_response(struct sk_resp *resp, int16_t version, bool flex,
+			   int32_t n_topics, const struct produce_part *parts,
+			   size_t n_parts)
+{
+	struct sk_wr w = sk_resp_writer(resp);
+
+	sk_wr_array(&w, n_topics, flex);
+	for (size_t i = 0; i < n_parts; i++) {
+		const struct produce_part *pp = &parts[i];
+
+		if (pp->first_of_topic) {
+			if (i > 0)
+				sk_wr_tags(&w, flex);
+			sk_wr_strn(&w, (const char *)pp->topic.p,
+				   pp->topic.len, flex);
+			sk_wr_array(&w, pp->topic_parts, flex);
+			if (pp->topic_parts == 0)
+				continue;
+		}
+		sk_wr_i32(&w, pp->partition);
+		sk_wr_i16(&w, pp->kerr);
+		sk_wr_i64(&w, pp->base_offset);
+		sk_wr_i64(&w, pp->append_time);
+		if (version >= 5)
+			sk_wr_i64(&w, pp->log_start);
+		sk_wr_tags(&w, flex);
+	}
+	if (n_parts > 0)
+		sk_wr_tags(&w, flex);
+	sk_wr_i32(&w, 0); /* throttle_time_ms */
+	sk_wr_tags(&w, flex);
+}
+
+static void produce_wait_free(struct produce_wait *pw)
+{
+	free(pw->parts);
+	free(pw->names);
+	free(pw);
+}
+
+static void on_durable(struct sk_flush_wait *fw, int rc)
+{
+	struct produce_wait *pw = sk_container_of(fw, struct produce_wait, fw);
+	struct sk_resp *resp = pw->resp;
+
+	for (size_t i = 0; rc && i < pw->n_parts; i++) {
+		if (pw->parts[i].kerr == SK_KERR_NONE) {
+			pw->parts[i].kerr = SK_KERR_KAFKA_STORAGE_ERROR;
+			pw->parts[i].base_offset = -1;
+		}
+	}
+	write_response(resp, pw->version, pw->flex, pw->n_topics, pw->parts,
+		       pw->n_parts);
+	produce_wait_free(pw);
+	sk_resp_finish(resp);
+}
+
+static void produce_cancel(struct sk_resp *resp)
+{
+	struct produce_wait *pw = resp->pending;
+
+	sk_flusher_cancel(&pw->fw);
+	produce_wait_free(pw);
+	sk_resp_drop(resp);
+}
+
+/*
+ * Park the response until the flusher has synced the partitions. Topic
+ * names are copied, since the request buffer is reused once we return.
+ */
+static void wait_durable(struct sk_req *req, struct produce_part *parts,
+			 size_t n_parts, int32_t n_topics)
+{
+	struct produce_wait *pw = sk_xcalloc(1, sizeof(*pw));
+	size_t len = 0, at = 0;
+
+	for (size_t i = 0; i < n_parts; i++)
+		if (parts[i].first_of_topic)
+			len += (size_t)SK_MAX(parts[i].topic.len, 0);
+	pw->names = sk_xmalloc(len ? len : 1);
+	for (size_t i = 0; i < n_parts; i++) {
+		struct produce_part *pp = &parts[i];
+		struct sk_topic *tp;
+
+		if (pp->first_of_topic && pp->topic.len > 0) {
+			memcpy(pw->names + at, pp->topic.p,
+			       (size_t)pp->topic.len);
+			at += (size_t)pp->topic.len;
+		}
+		pp->topic.p = (const uint8_t *)pw->names + at -
+			      SK_MAX(pp->topic.len, 0);
+		pp->records = (struct sk_str){ NULL, -1 };
+		if (pp->kerr != SK_KERR_NONE)
+			continue;
+		tp = sk_topics_find(&req->b->topics, (const char *)pp->topic.p,
+				    (size_t)pp->topic.len);
+		sk_flusher_mark(&req->b->flusher,
+				sk_topic_part(tp, pp->partition));
+	}
+	pw->resp = req->resp;
+	pw->version = req->api_version;
+	pw->flex = req->flexible;
+	pw->n_topics = n_topics;
+	pw->parts = parts;
+	pw->n_parts = n_parts;
+	sk_resp_set_pending(req->resp, produce_cancel, pw);
+	sk_flusher_wait(&req->b->flusher, &pw->fw, on_durable);
+}
+
 int sk_kafka_produce(struct sk_req *req)
 {
 	struct sk_rd *r = &req->rd;
@@ -80,7 +206,7 @@ int sk_kafka_produce(struct sk_req *req)
 	size_t n_parts = 0, cap = 0;
 	int16_t acks;
 	int32_t n_topics;
-	struct sk_wr w;
+	bool any_durable = false;
 
 	sk_rd_str(r, flex); /* transactional_id: no transactions yet */
 	acks = sk_rd_i16(r);
@@ -123,41 +249,28 @@ int sk_kafka_produce(struct sk_req *req)
 		return -EPROTO;
 	}
 
-	w = sk_resp_writer(req->resp);
-	sk_wr_array(&w, n_topics, flex);
 	for (size_t i = 0; i < n_parts; i++) {
 		struct produce_part *pp = &parts[i];
-		int64_t base, append_time, log_start;
-		int16_t kerr;
 
-		if (pp->first_of_topic) {
-			if (i > 0)
-				sk_wr_tags(&w, flex);
-			sk_wr_strn(&w, (const char *)pp->topic.p,
-				   pp->topic.len, flex);
-			sk_wr_array(&w, pp->topic_parts, flex);
-			if (pp->topic_parts == 0)
-				continue;
-		}
+		if (pp->first_of_topic && pp->topic_parts == 0)
+			continue;
 		if (acks != 0 && acks != 1 && acks != -1) {
-			kerr = SK_KERR_INVALID_REQUIRED_ACKS;
-			base = append_time = log_start = -1;
+			pp->kerr = SK_KERR_INVALID_REQUIRED_ACKS;
+			pp->base_offset = pp->append_time = pp->log_start = -1;
 		} else {
-			kerr = produce_one(req->b, pp, &base, &append_time,
-					   &log_start);
+			pp->kerr = produce_one(req->b, pp, &pp->base_offset,
+					       &pp->append_time,
+					       &pp->log_start);
+			if (pp->kerr == SK_KERR_NONE && acks == -1)
+				any_durable = true;
 		}
-		sk_wr_i32(&w, pp->partition);
-		sk_wr_i16(&w, kerr);
-		sk_wr_i64(&w, base);
-		sk_wr_i64(&w, append_time);
-		if (req->api_version >= 5)
-			sk_wr_i64(&w, log_start);
-		sk_wr_tags(&w, flex);
 	}
-	if (n_parts > 0)
-		sk_wr_tags(&w, flex);
-	sk_wr_i32(&w, 0); /* throttle_time_ms */
-	sk_wr_tags(&w, flex);
+	if (any_durable) {
+		wait_durable(req, parts, n_parts, n_topics);
+		return 0;
+	}
+	write_response(req->resp, req->api_version, flex, n_topics, parts,
+		       n_parts);
 	free(parts);
 	req->resp->noreply = acks == 0;
 	sk_resp_finish(req->resp);

@@ -112,8 +112,43 @@ int sk_partition_read(struct sk_partition *p, int64_t offset,
 int sk_partition_offset_for_time(struct sk_partition *p, int64_t ts,
 				 int64_t *offset, int64_t *timestamp);
 
-/* fdatasync the active segment (durability work calls this off-loop). */
+/*
+ * fdatasync every segment written since the last sync, and the directory
+ * if a segment was created, on the calling thread. For the loop thread,
+ * use the split form below instead.
+ */
 int sk_partition_sync(struct sk_partition *p);
+
+/*
+ * A sync handed to another thread: prepared on the loop thread, run
+ * anywhere, finished on the loop thread. It holds segment references, so
+ * it stays valid if the partition rolls or is deleted meanwhile.
+ */
+struct sk_log_sync {
+	struct sk_segment **segs; /* referenced */
+	size_t n;
+	char *dir; /* directory to fsync, or NULL; owned */
+	int rc;    /* result of sk_log_sync_run */
+};
+
+/*
+ * Loop thread: take what the next sync must cover (segments written since
+ * the last sync; the directory if a segment was created) and mark it
+ * clean, so appends from now on are left for the sync after this one.
+ * Returns false when there is nothing to sync.
+ */
+bool sk_partition_sync_begin(struct sk_partition *p, struct sk_log_sync *s);
+/* Any thread: fdatasync the segments, fsync the directory; sets s->rc. */
+int sk_log_sync_run(struct sk_log_sync *s);
+/*
+ * Loop thread: release the sync. A failed fdatasync may have dropped the
+ * dirty pages (Linux reports the error once), so the data cannot be
+ * trusted: the segment is flagged and sk_partition_check_sync refuses
+ * further appends to its partition.
+ */
+void sk_log_sync_end(struct sk_log_sync *s);
+/* Refuse appends to p if one of its syncs failed; true if so. */
+bool sk_partition_check_sync(struct sk_partition *p);
 
 /*
  * True when recovery found a bad batch inside a closed segment (or

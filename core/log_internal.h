@@ -13,8 +13,8 @@
  * rel is an offset relative to the segment's base offset and pos a byte
  * position in the .log file; both fit in 32 bits because a segment is
  * rolled before either would overflow. In memory the entries keep exactly
- * this layout, so a closed segment's index is the mapped file and saving
- * an active one is a single write.
+ * this layout, so a closed segment's index is simply the mapped file and
+ * saving the active one needs no conversion.
  */
 #ifndef SK_LOG_INTERNAL_H
 #define SK_LOG_INTERNAL_H
@@ -117,10 +117,11 @@ struct sk_segment {
 	int64_t end_offset;    /* offset after the last batch */
 	int64_t size;          /* bytes of whole, checked batches */
 	int64_t max_timestamp; /* largest batch maxTimestamp, or NO_TIMESTAMP */
-	uint32_t max_ts_rel;   /* relative base offset of the batch holding it */
+	uint32_t max_ts_rel;   /* relative offset of the batch holding it */
 	int64_t created_ms;    /* first append, or mtime at reopen; 0 if none */
 	int64_t index_bytes;   /* log bytes since the last offset entry */
 	bool dirty;            /* written since the last fdatasync */
+	atomic_bool sync_failed; /* an fdatasync of it failed: untrusted */
 	bool index_saved;      /* index files on disk match size */
 	bool corrupt;          /* a bad batch at size: never index or serve */
 	struct sk_log_index idx;

@@ -31,6 +31,7 @@ struct sk_partition {
 	size_t first_dirty;       /* segs before this one are synced */
 	bool dir_dirty;           /* a segment file was created since sync */
 	bool damaged;             /* see sk_partition_damaged */
+	bool sync_failed;         /* a sync failed: appends refused */
 	int64_t damage_offset;    /* first offset not served when damaged */
 };
 
@@ -108,6 +109,13 @@ static bool is_index_ext(const char *ext, bool *tmp)
 	       strcmp(ext, "timeindex") == 0;
 }
 
+/* Double an array's capacity (starting at 16). */
+static void *grow(void *arr, size_t *cap, size_t esize)
+{
+	*cap = *cap ? *cap * 2 : 16;
+	return sk_xrealloc(arr, *cap * esize);
+}
+
 /*
  * Collect the sorted base offsets of the *.log files in p->dir, and
  * delete index files that describe no segment (left by a crash between
@@ -132,17 +140,13 @@ static int list_segments(struct sk_partition *p, int64_t **bases_out,
 		if (!parse_seg_name(de->d_name, &base, &ext))
 			continue;
 		if (strcmp(ext, "log") == 0) {
-			if (n == cap) {
-				cap = cap ? cap * 2 : 16;
-				bases = sk_xrealloc(bases, cap * sizeof(*bases));
-			}
+			if (n == cap)
+				bases = grow(bases, &cap, sizeof(*bases));
 			bases[n++] = base;
 		} else if (is_index_ext(ext, &tmp)) {
-			if (nidx == idx_cap) {
-				idx_cap = idx_cap ? idx_cap * 2 : 16;
-				idx_names = sk_xrealloc(
-					idx_names, idx_cap * sizeof(*idx_names));
-			}
+			if (nidx == idx_cap)
+				idx_names = grow(idx_names, &idx_cap,
+						 sizeof(*idx_names));
 			idx_names[nidx++] = sk_xstrdup(de->d_name);
 		}
 	}
@@ -262,7 +266,8 @@ static int recover_closed(struct sk_partition *p, struct sk_segment *seg,
 	return 0;
 
 io_error:
-	return sk_err_setc(err, rc, "partition %s: cannot read segment %s.log: %s",
+	return sk_err_setc(err, rc,
+			   "partition %s: cannot read segment %s.log: %s",
 			   p->dir, seg->stem, strerror(-rc));
 }
 
@@ -309,8 +314,8 @@ static int recover_active(struct sk_partition *p, struct sk_segment *seg,
 		if (ftruncate(seg->fd, (off_t)res.pos) < 0) {
 			rc = -errno;
 			return sk_err_setc(err, rc,
-					   "partition %s: cannot truncate %s.log "
-					   "to %" PRId64 " bytes: %s",
+					   "partition %s: cannot truncate "
+					   "%s.log to %" PRId64 " bytes: %s",
 					   p->dir, seg->stem, res.pos,
 					   strerror(-rc));
 		}
@@ -334,7 +339,8 @@ done:
 	return 0;
 
 io_error:
-	return sk_err_setc(err, rc, "partition %s: cannot read segment %s.log: %s",
+	return sk_err_setc(err, rc,
+			   "partition %s: cannot read segment %s.log: %s",
 			   p->dir, seg->stem, strerror(-rc));
 }
 
@@ -529,6 +535,11 @@ int sk_partition_append(struct sk_partition *p, uint8_t *buf, size_t len,
 	int64_t now;
 	int rc;
 
+	if (p->sync_failed)
+		return sk_err_setc(err, -EIO,
+				   "partition %s: an earlier fdatasync failed; "
+				   "appends are refused until restart",
+				   p->dir);
 	if (p->damaged)
 		return sk_err_setc(err, -EIO,
 				   "partition %s is damaged at offset %" PRId64
@@ -653,4 +664,72 @@ int sk_partition_sync(struct sk_partition *p)
 		p->dir_dirty = false;
 	}
 	return 0;
+}
+
+bool sk_partition_sync_begin(struct sk_partition *p, struct sk_log_sync *s)
+{
+	size_t n = 0;
+
+	memset(s, 0, sizeof(*s));
+	for (size_t i = p->first_dirty; i < p->nsegs; i++)
+		n += p->segs[i]->dirty;
+	if (n == 0 && !p->dir_dirty)
+		return false;
+	s->segs = sk_xcalloc(n ? n : 1, sizeof(*s->segs));
+	for (size_t i = p->first_dirty; i < p->nsegs; i++) {
+		struct sk_segment *seg = p->segs[i];
+
+		if (!seg->dirty)
+			continue;
+		sk_segment_ref(seg);
+		seg->dirty = false;
+		s->segs[s->n++] = seg;
+	}
+	p->first_dirty = p->nsegs - 1;
+	if (p->dir_dirty) {
+		s->dir = sk_xstrdup(p->dir);
+		p->dir_dirty = false;
+	}
+	return true;
+}
+
+int sk_log_sync_run(struct sk_log_sync *s)
+{
+	s->rc = 0;
+	for (size_t i = 0; i < s->n; i++) {
+		if (fdatasync(s->segs[i]->fd) < 0) {
+			s->rc = -errno;
+			atomic_store(&s->segs[i]->sync_failed, true);
+		}
+	}
+	if (s->dir && s->rc == 0)
+		s->rc = sk_fsync_dir(s->dir);
+	return s->rc;
+}
+
+void sk_log_sync_end(struct sk_log_sync *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		sk_segment_unref(s->segs[i]);
+	free(s->segs);
+	free(s->dir);
+	memset(s, 0, sizeof(*s));
+}
+
+bool sk_partition_check_sync(struct sk_partition *p)
+{
+	for (size_t i = 0; i < p->nsegs; i++) {
+		struct sk_segment *seg = p->segs[i];
+
+		if (atomic_load(&seg->sync_failed)) {
+			if (!p->sync_failed)
+				sk_error("partition %s: fdatasync of %s.log "
+					 "failed; refusing further appends "
+					 "until restart",
+					 p->dir, seg->stem);
+			p->sync_failed = true;
+			return true;
+		}
+	}
+	return false;
 }

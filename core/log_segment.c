@@ -51,6 +51,7 @@ int sk_segment_open(struct sk_segment **out, const char *dir, int64_t base,
 	}
 	free(path);
 	atomic_init(&seg->refs, 1);
+	atomic_init(&seg->sync_failed, false);
 	seg->base_offset = base;
 	seg->end_offset = base;
 	seg->max_timestamp = SK_LOG_NO_TIMESTAMP;
@@ -147,7 +148,7 @@ int sk_segment_write(struct sk_segment *seg, const uint8_t *buf, size_t len,
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0) {
-			/* pwrite returning 0 for a non-empty write: no space. */
+			/* 0 bytes written for a non-empty write: no space. */
 			rc = w < 0 ? -errno : -ENOSPC;
 			goto undo;
 		}
@@ -239,7 +240,8 @@ int sk_seg_reader_get(struct sk_seg_reader *r, int64_t pos, size_t n,
 {
 	size_t want, got = 0;
 
-	if (pos < 0 || pos > r->limit || (uint64_t)n > (uint64_t)(r->limit - pos))
+	if (pos < 0 || pos > r->limit ||
+	    (uint64_t)n > (uint64_t)(r->limit - pos))
 		return -ENODATA;
 	if (pos >= r->at && (uint64_t)(pos - r->at) + n <= r->len) {
 		*p = r->buf + (pos - r->at);
@@ -526,12 +528,13 @@ int sk_segment_find_time(struct sk_segment *seg, int64_t ts, int64_t *offset,
 	struct sk_seg_reader r;
 	struct sk_batch_hdr h;
 	int64_t pos;
+	uint32_t rel;
 	int rc = -ENOENT;
 
 	if (seg->max_timestamp < ts)
 		return -ENOENT;
-	pos = sk_log_index_pos_for_rel(&seg->idx,
-				       sk_log_index_rel_for_time(&seg->idx, ts));
+	rel = sk_log_index_rel_for_time(&seg->idx, ts);
+	pos = sk_log_index_pos_for_rel(&seg->idx, rel);
 	sk_seg_reader_init(&r, seg->fd, seg->size, stack, sizeof(stack));
 	while (pos < seg->size) {
 		if (sk_seg_reader_header(&r, pos, &h) < 0) {

@@ -178,6 +178,7 @@ static int open_parts(struct sk_broker *b, struct sk_topic *tp, int32_t to,
 		p->topic = tp;
 		p->id = i;
 		sk_list_init(&p->waiters);
+		sk_list_init(&p->flush_link);
 		tp->parts[i] = p;
 		tp->n_parts = i + 1;
 	}
@@ -299,6 +300,7 @@ enum sk_kerr sk_topic_delete(struct sk_broker *b, struct sk_topic *tp,
 
 		/* Waiting fetches look the topic up again and find it gone. */
 		sk_fetch_wake(b, p);
+		sk_flusher_forget(&b->flusher, p);
 		trash[i] = sk_xasprintf("%s.%lld-delete", dir,
 					(long long)sk_now_ms());
 		sk_partition_close(p->log);
@@ -347,6 +349,7 @@ enum sk_kerr sk_topic_add_partitions(struct sk_broker *b, struct sk_topic *tp,
 		sk_error("adding partitions to '%s': %s", tp->name, err->msg);
 		while (tp->n_parts > old) {
 			struct sk_tpart *p = tp->parts[--tp->n_parts];
+			sk_flusher_forget(&b->flusher, p);
 			sk_partition_destroy(p->log);
 			free(p);
 		}

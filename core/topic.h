@@ -25,6 +25,7 @@ struct sk_tpart {
 	int32_t id;
 	struct sk_partition *log;
 	struct sk_list waiters; /* long-poll fetches waiting for data */
+	struct sk_list flush_link; /* in the flusher's dirty list */
 };
 
 struct sk_topic {

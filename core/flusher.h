@@ -1,0 +1,52 @@
+/*
+ * Group commit for acks=all: partitions with appends that someone waits
+ * to see durable are synced by one flusher thread, and every waiter whose
+ * data the sync covered is completed together. While one sync runs, new
+ * appends and waiters gather for the next, so many producers share each
+ * fdatasync and the event loop never calls it.
+ */
+#ifndef SK_FLUSHER_H
+#define SK_FLUSHER_H
+
+#include <stdint.h>
+
+#include "list.h"
+#include "pool.h"
+
+struct sk_broker;
+struct sk_tpart;
+struct sk_flush_wait;
+
+/* Loop thread: rc is 0, or a negative errno if the sync failed. */
+typedef void (*sk_flush_done_fn)(struct sk_flush_wait *w, int rc);
+
+/* A waiter, embedded in the waiting operation. */
+struct sk_flush_wait {
+	struct sk_list link;
+	uint64_t need;         /* completes when this flush round is done */
+	sk_flush_done_fn done;
+};
+
+struct sk_flusher {
+	struct sk_broker *b;
+	struct sk_pool *pool;   /* one thread: rounds run in order */
+	struct sk_list dirty;   /* struct sk_tpart, via flush_link */
+	struct sk_list waiters; /* struct sk_flush_wait */
+	uint64_t started;       /* rounds started */
+	bool running;           /* a round is in the pool */
+};
+
+void sk_flusher_init(struct sk_flusher *f, struct sk_broker *b);
+/* Finish the round in flight and every waiter, stop the thread. */
+void sk_flusher_fini(struct sk_flusher *f);
+/* The partition has appends that the next round must sync. */
+void sk_flusher_mark(struct sk_flusher *f, struct sk_tpart *tp);
+/* Forget a partition about to be closed (topic deletion). */
+void sk_flusher_forget(struct sk_flusher *f, struct sk_tpart *tp);
+/* Call w->done once everything marked so far is durable. */
+void sk_flusher_wait(struct sk_flusher *f, struct sk_flush_wait *w,
+		     sk_flush_done_fn done);
+/* Withdraw a waiter (its operation was cancelled). */
+void sk_flusher_cancel(struct sk_flush_wait *w);
+
+#endif
