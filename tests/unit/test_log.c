@@ -224,7 +224,9 @@ static bool consume_all(struct sk_partition *p, const struct model *m,
 static bool read_every_offset(struct sk_partition *p, const struct model *m)
 {
 	for (int i = 0; i < m->n; i++) {
-		for (int64_t o = m->base[i]; o < m->base[i] + m->count[i]; o++) {
+		int64_t end = m->base[i] + m->count[i];
+
+		for (int64_t o = m->base[i]; o < end; o++) {
 			struct sk_log_slice s;
 			uint8_t *buf;
 			bool same;
@@ -358,8 +360,8 @@ static void test_fresh_and_basic(void)
 	   "offsets outside [start, end] are -ERANGE");
 
 	for (int i = 0; i < 10 && good; i++) {
-		build(&b, 1 + i % 5, 1000 + i * 100, NULL, (size_t)(10 + i * 20),
-		      0, 0);
+		build(&b, 1 + i % 5, 1000 + i * 100, NULL,
+		      (size_t)(10 + i * 20), 0, 0);
 		/* A non-zero base offset from the producer is overwritten. */
 		sk_put_be64(b.data, 777);
 		good = append_b(p, &m, &b) == 0;
@@ -503,6 +505,16 @@ static void test_roll_and_reopen(void)
 	   "reads are right with rebuilt indexes");
 	path = seg_path(dir, bases[0], "index");
 	ok(exists(path), "rebuilt index files are written back");
+	free(path);
+
+	/* An index file with a bad entry CRC is rebuilt, not trusted. */
+	sk_partition_close(p);
+	path = seg_path(dir, bases[2], "index");
+	flip_byte(path, 24 + 8 + 5);
+	p = open_p(dir, &small_cfg);
+	ok(p && !sk_partition_damaged(p) && consume_all(p, &m, 0, 1 << 20) &&
+		   read_every_offset(p, &m),
+	   "an index file failing its CRC is rebuilt");
 	free(path);
 
 	/* A different index interval on reopen still reads right. */
@@ -832,6 +844,46 @@ static void test_write_failure(void)
 	remove_dir(dir);
 }
 
+/*
+ * Relative offsets are 32-bit in the index: a batch that would overflow
+ * them starts a new segment. Batches claiming 2^31 - 1 offsets each get
+ * there without writing 4 GiB.
+ */
+static void test_offset_range_roll(void)
+{
+	struct model m = { 0 };
+	struct sk_buf b = { 0 };
+	struct sk_partition *p;
+	char *dir = new_dir();
+	struct sk_log_slice s;
+	bool good = true;
+	int rc;
+
+	p = open_p(dir, &big_cfg);
+	for (int i = 0; i < 3 && good; i++) {
+		build(&b, 1, 1000 + i, NULL, 10, 0, 0);
+		sk_put_be32(b.data + 23, INT32_MAX - 1); /* lastOffsetDelta */
+		refresh_crc(b.data, b.len);
+		good = append_b(p, &m, &b) == 0;
+	}
+	ok(good && sk_partition_segment_count(p) == 2 &&
+		   sk_partition_end_offset(p) == 3 * (int64_t)INT32_MAX,
+	   "a batch past the 32-bit relative offset range rolls");
+	rc = sk_partition_read(p, 2 * (int64_t)INT32_MAX + 5, 1 << 20, true,
+			       &s);
+	ok(rc == 0 && s.len == m.len[2] && s.pos == 0,
+	   "offsets far into a batch find it");
+	sk_log_slice_release(&s);
+	sk_partition_close(p);
+	p = open_p(dir, &big_cfg);
+	ok(p && !sk_partition_damaged(p) && consume_all(p, &m, 0, 1 << 20),
+	   "such a log reopens");
+	sk_partition_destroy(p);
+	sk_buf_free(&b);
+	model_free(&m);
+	remove_dir(dir);
+}
+
 static void test_refs_and_strays(void)
 {
 	struct model m = { 0 };
@@ -878,7 +930,7 @@ static void test_refs_and_strays(void)
 
 int main(void)
 {
-	plan(60);
+	plan(64);
 	test_fresh_and_basic();
 	test_roll_and_reopen();
 	test_torn_tail();
@@ -886,6 +938,7 @@ int main(void)
 	test_offset_for_time();
 	test_segment_ms();
 	test_write_failure();
+	test_offset_range_roll();
 	test_refs_and_strays();
 	return check_status();
 }
