@@ -15,13 +15,24 @@ enum sk_api_key {
 	SK_API_FETCH = 1,
 	SK_API_LIST_OFFSETS = 2,
 	SK_API_METADATA = 3,
+	SK_API_OFFSET_COMMIT = 8,
+	SK_API_OFFSET_FETCH = 9,
 	SK_API_FIND_COORDINATOR = 10,
+	SK_API_JOIN_GROUP = 11,
+	SK_API_HEARTBEAT = 12,
+	SK_API_LEAVE_GROUP = 13,
+	SK_API_SYNC_GROUP = 14,
+	SK_API_DESCRIBE_GROUPS = 15,
+	SK_API_LIST_GROUPS = 16,
 	SK_API_API_VERSIONS = 18,
 	SK_API_CREATE_TOPICS = 19,
 	SK_API_DELETE_TOPICS = 20,
+	SK_API_DELETE_RECORDS = 21,
 	SK_API_DESCRIBE_CONFIGS = 32,
 	SK_API_ALTER_CONFIGS = 33,
 	SK_API_CREATE_PARTITIONS = 37,
+	SK_API_DELETE_GROUPS = 42,
+	SK_API_OFFSET_DELETE = 47,
 };
 
 /* One request being handled. Valid until the handler returns. */
@@ -41,7 +52,8 @@ struct sk_req {
  * A handler decodes req->rd and writes the body into req->resp, then
  * calls sk_resp_finish (now, or later for a pending response). It returns
  * 0, or -EPROTO when the request cannot be decoded: the connection is
- * then closed, as Kafka does.
+ * then closed, as Kafka does. -ECONNABORTED also closes it, for a request
+ * that failed but has no response to say so (Produce with acks=0).
  */
 typedef int (*sk_kafka_handler)(struct sk_req *req);
 
@@ -75,9 +87,21 @@ int sk_kafka_list_offsets(struct sk_req *req);
 int sk_kafka_find_coordinator(struct sk_req *req);
 int sk_kafka_create_topics(struct sk_req *req);
 int sk_kafka_delete_topics(struct sk_req *req);
+int sk_kafka_delete_records(struct sk_req *req);
 int sk_kafka_create_partitions(struct sk_req *req);
 int sk_kafka_describe_configs(struct sk_req *req);
 int sk_kafka_alter_configs(struct sk_req *req);
+/* Groups and committed offsets: kafka_group.c, kafka_offsets.c. */
+int sk_kafka_join_group(struct sk_req *req);
+int sk_kafka_sync_group(struct sk_req *req);
+int sk_kafka_heartbeat(struct sk_req *req);
+int sk_kafka_leave_group(struct sk_req *req);
+int sk_kafka_describe_groups(struct sk_req *req);
+int sk_kafka_list_groups(struct sk_req *req);
+int sk_kafka_delete_groups(struct sk_req *req);
+int sk_kafka_offset_commit(struct sk_req *req);
+int sk_kafka_offset_fetch(struct sk_req *req);
+int sk_kafka_offset_delete(struct sk_req *req);
 
 /* Wake long-poll fetches waiting on partition data (after an append). */
 struct sk_tpart;

@@ -269,6 +269,21 @@ int sk_kafka_produce(struct sk_req *req)
 		wait_durable(req, parts, n_parts, n_topics);
 		return 0;
 	}
+	if (acks == 0) {
+		/*
+		 * Nothing answers acks=0, so a failure can only be told by
+		 * closing the connection, as Kafka does; the producer then
+		 * refreshes its metadata and notices.
+		 */
+		for (size_t i = 0; i < n_parts; i++) {
+			if (parts[i].kerr != SK_KERR_NONE &&
+			    !(parts[i].first_of_topic &&
+			      parts[i].topic_parts == 0)) {
+				free(parts);
+				return -ECONNABORTED;
+			}
+		}
+	}
 	write_response(req->resp, req->api_version, flex, n_topics, parts,
 		       n_parts);
 	free(parts);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "broker.h"
 #include "say.h"
@@ -36,6 +37,23 @@ static void usage(FILE *out)
 		"Every key can also be set with an environment variable "
 		"SKALD_<KEY>,\nupper-cased with dots as underscores "
 		"(SKALD_NUM_PARTITIONS=3).\n\n");
+}
+
+/*
+ * Each partition keeps a few files open and each client a socket: take
+ * the whole open-file allowance the administrator granted, not the
+ * small default soft limit.
+ */
+static void raise_nofile_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			sk_warn("cannot raise the open-file limit to %llu",
+				(unsigned long long)rl.rlim_max);
+	}
 }
 
 /* Apply one --set argument. */
@@ -145,6 +163,7 @@ int main(int argc, char **argv)
 				    ? SK_SAY_JSON
 				    : SK_SAY_TEXT);
 
+	raise_nofile_limit();
 	loop = ev_default_loop(EVFLAG_AUTO);
 	if (sk_broker_init(&b, loop, &err)) {
 		sk_error("cannot start: %s", err.msg);

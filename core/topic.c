@@ -272,6 +272,12 @@ enum sk_kerr sk_topic_create(struct sk_broker *b, const char *name,
 		sk_error("creating topic '%s' failed: %s", name, err->msg);
 		for (int32_t i = 0; i < tp->n_parts; i++)
 			sk_partition_destroy(tp->parts[i]->log);
+		if (tp->n_parts < partitions) {
+			/* The partition that failed may have left its dir. */
+			char *dir = part_dir(b, name, tp->n_parts);
+			sk_rmtree(dir);
+			free(dir);
+		}
 		tp->n_parts = 0;
 		topic_free(tp);
 		return SK_KERR_KAFKA_STORAGE_ERROR;

@@ -202,12 +202,10 @@ got = consume(BS, "ck-900k", [0], 1)
 ok(len(got) == 1 and got[0].value() == big, "and comes back byte-exact")
 
 huge = rng.randbytes(2 * 1024 * 1024)
-res = produce(BS, "ck-limit", [
-    {"value": b"before", "partition": 0},
-    {"value": huge, "partition": 0},
-    {"value": b"after", "partition": 0}],
-    conf={"message.max.bytes": 3000000, "linger.ms": 0, "retries": 0,
-          "max.in.flight": 1})
+# One flush each, so that no two of them share a batch.
+res = [produce(BS, "ck-limit", [{"value": v, "partition": 0}],
+               conf={"message.max.bytes": 3000000, "retries": 0})[0]
+       for v in (b"before", huge, b"after")]
 codes = [r[0].code() if r and r[0] else None for r in res]
 is_(codes, [None, KafkaError.MSG_SIZE_TOO_LARGE, None],
     "a 2 MB record is refused with MESSAGE_TOO_LARGE, its neighbours kept")

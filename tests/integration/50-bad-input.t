@@ -347,8 +347,7 @@ ok(isinstance(r, tuple) and r[0] in (CORRUPT, INVALID_RECORD),
 # With acks=0 there is no response: Kafka closes the connection so that
 # the producer notices the error.
 is_(produce_raw(record_batch(V, crc=1), acks=0, wait=2), "closed",
-    "acks=0 with a bad batch: connection closed",
-    todo="acks=0 errors leave the connection open")
+    "acks=0 with a bad batch: connection closed")
 got = consume(b.bootstrap, "raw", [0], 6)
 is_([(m.offset(), m.value()) for m in got], list(enumerate(V + V)),
     "the two good batches are in the log, nothing between them")

@@ -250,10 +250,11 @@ class Broker:
     args: extra command-line arguments (e.g. ["--set", "num.partitions=3"]).
     config: YAML text written to <tmp>/skald.yaml and passed as --config.
     env: extra environment variables (e.g. {"SKALD_NUM_PARTITIONS": "5"}).
+    nofile: a soft limit on open files for the broker (the hard one stays).
     """
 
     def __init__(self, args=(), config=None, env=None, start=True,
-                 ready_timeout=10.0):
+                 ready_timeout=10.0, nofile=None):
         self.tmp = tempfile.mkdtemp(prefix="skald-test-")
         self.data_dir = os.path.join(self.tmp, "data")
         self.args = list(args)
@@ -269,6 +270,7 @@ class Broker:
         self.runs = 0            # how many times started
         self.stderr_paths = []   # one file per run
         self.ready_timeout = ready_timeout
+        self.nofile = nofile     # soft RLIMIT_NOFILE for the broker
         self._dumped = False
         _brokers.append(self)
         if start:
@@ -297,10 +299,18 @@ class Broker:
         self.stderr_paths.append(path)
         env = dict(os.environ)
         env.update(self.env)
+        pre = None
+        if self.nofile:
+            import resource
+            soft = self.nofile
+
+            def pre():
+                hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+                resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
         with open(path, "wb") as err:
             self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL,
                                          stdout=err, stderr=err, env=env,
-                                         cwd=self.tmp)
+                                         cwd=self.tmp, preexec_fn=pre)
         deadline = time.monotonic() + self.ready_timeout
         while True:
             if self.proc.poll() is not None:
@@ -645,7 +655,8 @@ def consume(bootstrap, topic, partitions, count=None, timeout=30.0,
                                  TopicPartition, OFFSET_BEGINNING)
     c = {"bootstrap.servers": bootstrap, "group.id": "skald-test",
          "enable.auto.commit": False, "enable.auto.offset.store": False,
-         "enable.partition.eof": count is None}
+         "enable.partition.eof": count is None,
+         "fetch.wait.max.ms": 100}  # end of partition seen quickly
     c.update(conf or {})
     cons = Consumer(c)
     try:
