@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "kafka.h"
+#include "retention.h"
 #include "say.h"
 #include "skald/version.h"
 
@@ -72,6 +73,8 @@ void sk_broker_stop(struct sk_broker *b)
 	sk_server_quiesce(&b->server);
 	/* Long-poll fetches answer now with what they have. */
 	sk_fetch_wake_all(b);
+	/* Held JoinGroup/SyncGroup: NOT_COORDINATOR, so clients retry. */
+	sk_groups_stop(b->groups);
 	b->stop_deadline = sk_mono_ms() + SK_STOP_DRAIN_MS;
 	ev_timer_init(&b->stop_timer, on_stop_timer, 0.0, 0.02);
 	ev_timer_start(b->loop, &b->stop_timer);
@@ -101,6 +104,9 @@ int sk_broker_init(struct sk_broker *b, struct ev_loop *loop,
 	rc = sk_topics_load(b, err);
 	if (rc)
 		goto fail;
+	rc = sk_groups_open(&b->groups, b, err);
+	if (rc)
+		goto fail;
 	rc = sk_server_open(&b->server, b, b->cfg.listeners, err);
 	if (rc)
 		goto fail;
@@ -113,10 +119,11 @@ int sk_broker_init(struct sk_broker *b, struct ev_loop *loop,
 	signal(SIGPIPE, SIG_IGN);
 
 	sk_server_start(&b->server);
+	sk_retention_start(b);
 	sk_info("skald %s listening on %s (advertised as %s:%d), data in %s, "
 		"cluster id %s, %zu topics",
 		SKALD_VERSION, b->cfg.listeners, b->adv_host, b->adv_port,
-		b->cfg.log_dir, sk_meta_cluster_id(b->meta), b->topics.count);
+		b->cfg.log_dir, sk_meta_cluster_id(b->meta), b->topics.map.count);
 	return 0;
 fail:
 	sk_broker_fini(b);
@@ -130,11 +137,15 @@ void sk_broker_fini(struct sk_broker *b)
 		ev_signal_stop(b->loop, &b->sig_int);
 		ev_timer_stop(b->loop, &b->fetch_timer);
 	}
+	sk_retention_stop(b);
 	/* Closing the connections cancels every waiting request. */
 	sk_server_close(&b->server);
+	/* After the connections: queued offset commits are written first. */
+	sk_groups_free(b->groups);
+	b->groups = NULL;
 	sk_flusher_fini(&b->flusher);
-	if (b->topics.buckets)
-		sk_topics_fini(&b->topics);
+	sk_topics_fini(&b->topics);
 	sk_meta_close(b->meta);
 	b->meta = NULL;
+	sk_buf_free(&b->scratch);
 }

@@ -9,6 +9,7 @@
 
 #include "config.h"
 #include "flusher.h"
+#include "group.h"
 #include "meta.h"
 #include "net.h"
 #include "topic.h"
@@ -18,13 +19,21 @@ struct sk_broker {
 	struct sk_config cfg; /* owned */
 	struct sk_meta *meta;
 	struct sk_topics topics;
+	struct sk_groups *groups;     /* group coordinator and offsets */
 	struct sk_server server;
 	struct sk_flusher flusher;    /* group commit for acks=all */
+	/*
+	 * Produce validation's buffer for decompressed records, reused
+	 * from request to request (batch.c shrinks it after an outsized
+	 * batch); owned, freed in sk_broker_fini.
+	 */
+	struct sk_buf scratch;
 	char adv_host[256];   /* host clients are told to connect to */
 	int32_t adv_port;
 	struct sk_list fetches;       /* every long-poll fetch waiting */
 	struct sk_list ready_fetches; /* woken fetches to re-evaluate */
 	ev_timer fetch_timer;         /* runs them on the next iteration */
+	ev_timer retention_timer;     /* time/size retention (retention.c) */
 	ev_signal sig_term, sig_int;
 	ev_timer stop_timer;          /* polls the drain during shutdown */
 	int64_t stop_deadline;        /* monotonic ms: give up draining */

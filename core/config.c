@@ -168,6 +168,11 @@ static const struct cfg_key broker_keys[] = {
 	{ .name = "log.dir", .type = CFG_STRING, BROKER(log_dir),
 	  .def = "./data", .min = 1, .max = 4096,
 	  .doc = "Directory holding the logs and the metadata database." },
+	{ .name = "log.retention.check.interval.ms", .type = CFG_INT,
+	  BROKER(log_retention_check_interval_ms), .def = "300000", .min = 1,
+	  .max = INT64_MAX,
+	  .doc = "How often retention.ms and retention.bytes are applied: "
+		 "closed segments past them are deleted." },
 	{ .name = "node.id", .type = CFG_INT, BROKER(node_id), .def = "0",
 	  .min = 0, .max = INT32_MAX,
 	  .doc = "This broker's id, as reported in Metadata." },
@@ -214,6 +219,41 @@ static const struct cfg_key broker_keys[] = {
 	{ .name = "log.level", .type = CFG_STRING, BROKER(log_level),
 	  .def = "info", .min = 1, .max = 16, .choices = log_level_choices,
 	  .doc = "Least severe message written to the broker's own log." },
+	{ .name = "group.initial.rebalance.delay.ms", .type = CFG_INT,
+	  BROKER(group_initial_rebalance_delay_ms), .def = "3000", .min = 0,
+	  .max = INT32_MAX,
+	  .doc = "How long the first rebalance of an empty group waits for "
+		 "more members to join (extended while new ones arrive, up "
+		 "to the rebalance timeout)." },
+	{ .name = "group.min.session.timeout.ms", .type = CFG_INT,
+	  BROKER(group_min_session_timeout_ms), .def = "6000", .min = 1,
+	  .max = INT32_MAX,
+	  .doc = "Smallest session timeout a group member may ask for; "
+		 "less is INVALID_SESSION_TIMEOUT." },
+	{ .name = "group.max.session.timeout.ms", .type = CFG_INT,
+	  BROKER(group_max_session_timeout_ms), .def = "1800000", .min = 1,
+	  .max = INT32_MAX,
+	  .doc = "Largest session timeout a group member may ask for; "
+		 "more is INVALID_SESSION_TIMEOUT." },
+	{ .name = "group.max.size", .type = CFG_INT, BROKER(group_max_size),
+	  .def = "2147483647", .min = 1, .max = INT32_MAX,
+	  .doc = "Members one consumer group may have; a member beyond it "
+		 "gets GROUP_MAX_SIZE_REACHED." },
+	{ .name = "offsets.retention.minutes", .type = CFG_INT,
+	  BROKER(offsets_retention_minutes), .def = "10080", .min = 1,
+	  .max = INT32_MAX,
+	  .doc = "How long committed offsets are kept: from the time a group "
+		 "became empty, or from the commit for standalone "
+		 "consumers (KIP-211)." },
+	{ .name = "offsets.retention.check.interval.ms", .type = CFG_INT,
+	  BROKER(offsets_retention_check_interval_ms), .def = "600000",
+	  .min = 1, .max = INT64_MAX,
+	  .doc = "How often expired offsets and empty groups are removed." },
+	{ .name = "offset.metadata.max.bytes", .type = CFG_INT,
+	  BROKER(offset_metadata_max_bytes), .def = "4096", .min = 0,
+	  .max = INT32_MAX,
+	  .doc = "Longest metadata string an offset commit may carry; more "
+		 "is OFFSET_METADATA_TOO_LARGE." },
 };
 
 /* Keys of one entry of the topics: section ("configs" is a sub-mapping). */

@@ -77,6 +77,7 @@ struct sk_config {
 	char *listeners;            /* listeners: HOST:PORT to bind */
 	char *advertised_listeners; /* advertised.listeners: HOST:PORT; "" = listeners */
 	char *log_dir;              /* log.dir: data directory */
+	int64_t log_retention_check_interval_ms; /* log.retention.check.interval.ms */
 	int32_t node_id;            /* node.id */
 	int32_t num_partitions;     /* num.partitions */
 	bool auto_create_topics;    /* auto.create.topics.enable */
@@ -89,6 +90,13 @@ struct sk_config {
 	int32_t queued_max_requests; /* queued.max.requests: per connection */
 	char *log_format;           /* log.format: text | json */
 	char *log_level;            /* log.level: debug | info | warn | error */
+	int32_t group_initial_rebalance_delay_ms; /* group.initial.rebalance.delay.ms */
+	int32_t group_min_session_timeout_ms; /* group.min.session.timeout.ms */
+	int32_t group_max_session_timeout_ms; /* group.max.session.timeout.ms */
+	int32_t group_max_size;     /* group.max.size: members per group */
+	int32_t offsets_retention_minutes; /* offsets.retention.minutes */
+	int64_t offsets_retention_check_interval_ms; /* offsets.retention.check.interval.ms */
+	int32_t offset_metadata_max_bytes; /* offset.metadata.max.bytes */
 	struct sk_topic_config topic_defaults; /* from the log.* keys */
 	struct sk_topic_decl *topics; /* the topics: section */
 	size_t n_topics;

@@ -19,20 +19,36 @@ const struct sk_kafka_api sk_kafka_apis[] = {
 	{ SK_API_FETCH, "Fetch", 4, 11, 12, sk_kafka_fetch },
 	{ SK_API_LIST_OFFSETS, "ListOffsets", 1, 3, 6, sk_kafka_list_offsets },
 	{ SK_API_METADATA, "Metadata", 0, 6, 9, sk_kafka_metadata },
+	{ SK_API_OFFSET_COMMIT, "OffsetCommit", 0, 7, 8,
+	  sk_kafka_offset_commit },
+	{ SK_API_OFFSET_FETCH, "OffsetFetch", 0, 7, 6, sk_kafka_offset_fetch },
 	{ SK_API_FIND_COORDINATOR, "FindCoordinator", 0, 2, 3,
 	  sk_kafka_find_coordinator },
+	{ SK_API_JOIN_GROUP, "JoinGroup", 0, 5, 6, sk_kafka_join_group },
+	{ SK_API_HEARTBEAT, "Heartbeat", 0, 3, 4, sk_kafka_heartbeat },
+	{ SK_API_LEAVE_GROUP, "LeaveGroup", 0, 3, 4, sk_kafka_leave_group },
+	{ SK_API_SYNC_GROUP, "SyncGroup", 0, 3, 4, sk_kafka_sync_group },
+	{ SK_API_DESCRIBE_GROUPS, "DescribeGroups", 0, 4, 5,
+	  sk_kafka_describe_groups },
+	{ SK_API_LIST_GROUPS, "ListGroups", 0, 2, 3, sk_kafka_list_groups },
 	{ SK_API_API_VERSIONS, "ApiVersions", 0, 3, 3,
 	  sk_kafka_api_versions },
 	{ SK_API_CREATE_TOPICS, "CreateTopics", 0, 4, 5,
 	  sk_kafka_create_topics },
 	{ SK_API_DELETE_TOPICS, "DeleteTopics", 0, 3, 4,
 	  sk_kafka_delete_topics },
+	{ SK_API_DELETE_RECORDS, "DeleteRecords", 0, 1, 2,
+	  sk_kafka_delete_records },
 	{ SK_API_DESCRIBE_CONFIGS, "DescribeConfigs", 0, 2, 4,
 	  sk_kafka_describe_configs },
 	{ SK_API_ALTER_CONFIGS, "AlterConfigs", 0, 1, 2,
 	  sk_kafka_alter_configs },
 	{ SK_API_CREATE_PARTITIONS, "CreatePartitions", 0, 1, 2,
 	  sk_kafka_create_partitions },
+	{ SK_API_DELETE_GROUPS, "DeleteGroups", 0, 1, 2,
+	  sk_kafka_delete_groups },
+	{ SK_API_OFFSET_DELETE, "OffsetDelete", 0, 0, NO_FLEX,
+	  sk_kafka_offset_delete },
 };
 
 const size_t sk_kafka_n_apis = SK_ARRAY_SIZE(sk_kafka_apis);
@@ -94,6 +110,12 @@ int sk_kafka_dispatch(struct sk_broker *b, struct sk_conn *conn,
 		sk_wr_tags(&w, req.flexible);
 
 	rc = api->handler(&req);
+	if (rc == -ECONNABORTED) {
+		sk_resp_drop(req.resp);
+		return sk_err_setc(err, rc, "%s v%d failed with no response "
+				   "to carry the error",
+				   api->name, req.api_version);
+	}
 	if (rc < 0) {
 		sk_resp_drop(req.resp);
 		return sk_err_setc(err, rc, "malformed %s v%d request",

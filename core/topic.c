@@ -14,77 +14,27 @@
  * an absurd number of files. */
 #define SK_MAX_PARTITIONS 100000
 
-static uint64_t hash_name(const char *s, size_t len)
-{
-	uint64_t h = 1469598103934665603ULL;
-
-	for (size_t i = 0; i < len; i++) {
-		h ^= (uint8_t)s[i];
-		h *= 1099511628211ULL;
-	}
-	return h;
-}
-
 void sk_topics_init(struct sk_topics *t)
 {
-	t->n_buckets = 64;
-	t->buckets = sk_xcalloc(t->n_buckets, sizeof(*t->buckets));
-	t->count = 0;
+	sk_hmap_init(&t->map);
 }
 
 struct sk_topic *sk_topics_find(const struct sk_topics *t, const char *name,
 				size_t len)
 {
-	struct sk_topic *tp = t->buckets[hash_name(name, len) % t->n_buckets];
+	struct sk_hnode *n = sk_hmap_find(&t->map, name, len);
 
-	for (; tp; tp = tp->hnext)
-		if (strlen(tp->name) == len && memcmp(tp->name, name, len) == 0)
-			return tp;
-	return NULL;
+	return n ? sk_container_of(n, struct sk_topic, hnode) : NULL;
 }
 
 static void topics_insert(struct sk_topics *t, struct sk_topic *tp)
 {
-	size_t slot;
-
-	if (t->count + 1 > t->n_buckets) {
-		size_t nb = t->n_buckets * 2;
-		struct sk_topic **b = sk_xcalloc(nb, sizeof(*b));
-
-		for (size_t i = 0; i < t->n_buckets; i++) {
-			while (t->buckets[i]) {
-				struct sk_topic *x = t->buckets[i];
-				size_t s;
-
-				t->buckets[i] = x->hnext;
-				s = hash_name(x->name, strlen(x->name)) % nb;
-				x->hnext = b[s];
-				b[s] = x;
-			}
-		}
-		free(t->buckets);
-		t->buckets = b;
-		t->n_buckets = nb;
-	}
-	slot = hash_name(tp->name, strlen(tp->name)) % t->n_buckets;
-	tp->hnext = t->buckets[slot];
-	t->buckets[slot] = tp;
-	t->count++;
+	sk_hmap_insert(&t->map, &tp->hnode, tp->name, strlen(tp->name));
 }
 
 static void topics_remove(struct sk_topics *t, struct sk_topic *tp)
 {
-	struct sk_topic **pp =
-		&t->buckets[hash_name(tp->name, strlen(tp->name)) %
-			    t->n_buckets];
-
-	for (; *pp; pp = &(*pp)->hnext) {
-		if (*pp == tp) {
-			*pp = tp->hnext;
-			t->count--;
-			return;
-		}
-	}
+	sk_hmap_remove(&t->map, &tp->hnode);
 }
 
 static int cmp_topic(const void *a, const void *b)
@@ -95,13 +45,13 @@ static int cmp_topic(const void *a, const void *b)
 
 struct sk_topic **sk_topics_list(const struct sk_topics *t, size_t *n)
 {
-	struct sk_topic **v = sk_xmalloc((t->count ? t->count : 1) *
+	struct sk_topic **v = sk_xmalloc((t->map.count ? t->map.count : 1) *
 					 sizeof(*v));
 	size_t k = 0;
 
-	for (size_t i = 0; i < t->n_buckets; i++)
-		for (struct sk_topic *tp = t->buckets[i]; tp; tp = tp->hnext)
-			v[k++] = tp;
+	for (struct sk_hnode *h = sk_hmap_first(&t->map); h;
+	     h = sk_hmap_next(&t->map, h))
+		v[k++] = sk_container_of(h, struct sk_topic, hnode);
 	qsort(v, k, sizeof(*v), cmp_topic);
 	*n = k;
 	return v;
@@ -130,16 +80,16 @@ static void topic_free(struct sk_topic *tp)
 
 void sk_topics_fini(struct sk_topics *t)
 {
-	for (size_t i = 0; i < t->n_buckets; i++) {
-		while (t->buckets[i]) {
-			struct sk_topic *tp = t->buckets[i];
-			t->buckets[i] = tp->hnext;
-			topic_free(tp);
-		}
+	struct sk_hnode *h = sk_hmap_first(&t->map);
+
+	while (h) {
+		struct sk_hnode *next = sk_hmap_next(&t->map, h);
+
+		sk_hmap_remove(&t->map, h);
+		topic_free(sk_container_of(h, struct sk_topic, hnode));
+		h = next;
 	}
-	free(t->buckets);
-	t->buckets = NULL;
-	t->count = 0;
+	sk_hmap_fini(&t->map);
 }
 
 static void log_config_of(const struct sk_topic_config *tc,
@@ -270,8 +220,10 @@ enum sk_kerr sk_topic_create(struct sk_broker *b, const char *name,
 	tp->n_overrides = n_configs;
 	if (open_parts(b, tp, partitions, err) || persist(b, tp, err)) {
 		sk_error("creating topic '%s' failed: %s", name, err->msg);
-		for (int32_t i = 0; i < tp->n_parts; i++)
+		for (int32_t i = 0; i < tp->n_parts; i++) {
 			sk_partition_destroy(tp->parts[i]->log);
+			free(tp->parts[i]);
+		}
 		if (tp->n_parts < partitions) {
 			/* The partition that failed may have left its dir. */
 			char *dir = part_dir(b, name, tp->n_parts);

@@ -12,6 +12,7 @@
 #define SK_TOPIC_H
 
 #include "config.h"
+#include "hmap.h"
 #include "kafka_errors.h"
 #include "list.h"
 #include "log.h"
@@ -35,14 +36,12 @@ struct sk_topic {
 	size_t n_overrides;
 	int32_t n_parts;
 	struct sk_tpart **parts;
-	struct sk_topic *hnext; /* hash chain */
+	struct sk_hnode hnode; /* in sk_topics.map, keyed by name */
 };
 
-/* The registry: a chained hash table by name. */
+/* The registry, by name. */
 struct sk_topics {
-	struct sk_topic **buckets;
-	size_t n_buckets;
-	size_t count;
+	struct sk_hmap map;
 };
 
 void sk_topics_init(struct sk_topics *t);

@@ -46,6 +46,8 @@ static void test_defaults(void)
 	is_str(c.listeners, "127.0.0.1:9092", "default listeners");
 	is_str(c.advertised_listeners, "", "default advertised.listeners");
 	is_str(c.log_dir, "./data", "default log.dir");
+	is(c.log_retention_check_interval_ms, 300000,
+	   "default log.retention.check.interval.ms");
 	is(c.node_id, 0, "default node.id");
 	is(c.num_partitions, 1, "default num.partitions");
 	ok(c.auto_create_topics, "default auto.create.topics.enable");
@@ -62,6 +64,19 @@ static void test_defaults(void)
 	is_str(c.log_format, "text", "default log.format");
 	is_str(c.log_level, "info", "default log.level");
 	is(c.n_topics, 0, "no topics declared");
+	is(c.group_initial_rebalance_delay_ms, 3000,
+	   "default group.initial.rebalance.delay.ms");
+	is(c.group_min_session_timeout_ms, 6000,
+	   "default group.min.session.timeout.ms");
+	is(c.group_max_session_timeout_ms, 1800000,
+	   "default group.max.session.timeout.ms");
+	is(c.group_max_size, INT32_MAX, "default group.max.size");
+	is(c.offsets_retention_minutes, 10080,
+	   "default offsets.retention.minutes");
+	is(c.offsets_retention_check_interval_ms, 600000,
+	   "default offsets.retention.check.interval.ms");
+	is(c.offset_metadata_max_bytes, 4096,
+	   "default offset.metadata.max.bytes");
 
 	tc = c.topic_defaults;
 	is(tc.retention_ms, 604800000, "default retention.ms");
@@ -93,6 +108,7 @@ static void test_yaml_types(void)
 		"listeners: PLAINTEXT://0.0.0.0:19092\n"
 		"advertised.listeners: plaintext://[::1]:0019093\n"
 		"log.dir: /var/lib/skald\n"
+		"log.retention.check.interval.ms: 200\n"
 		"node.id: 7\n"
 		"num.partitions: \"3\"\n" /* quoted is fine */
 		"auto.create.topics.enable: false\n"
@@ -113,7 +129,14 @@ static void test_yaml_types(void)
 		"log.flush.interval.ms: 0\n"
 		"min.insync.replicas: 2\n"
 		"log.message.timestamp.type: LogAppendTime\n"
-		"log.cleanup.policy: delete,compact\n";
+		"log.cleanup.policy: delete,compact\n"
+		"group.initial.rebalance.delay.ms: 0\n"
+		"group.min.session.timeout.ms: 100\n"
+		"group.max.session.timeout.ms: 60000\n"
+		"group.max.size: 3\n"
+		"offsets.retention.minutes: 1\n"
+		"offsets.retention.check.interval.ms: 50\n"
+		"offset.metadata.max.bytes: 0\n";
 	struct sk_config c;
 	struct sk_err err;
 	int rc;
@@ -127,6 +150,8 @@ static void test_yaml_types(void)
 	is_str(c.advertised_listeners, "[::1]:19093",
 	       "IPv6 listener, protocol in any case, port normalised");
 	is_str(c.log_dir, "/var/lib/skald", "string");
+	is(c.log_retention_check_interval_ms, 200,
+	   "log.retention.check.interval.ms");
 	is(c.node_id, 7, "int32");
 	is(c.num_partitions, 3, "quoted integer");
 	ok(!c.auto_create_topics && !c.delete_topic_enable, "booleans");
@@ -151,6 +176,16 @@ static void test_yaml_types(void)
 	is(c.topic_defaults.cleanup_policy,
 	   SK_CLEANUP_DELETE | SK_CLEANUP_COMPACT, "log.cleanup.policy");
 	is(c.topic_defaults.set_mask, 0, "broker defaults are not 'set'");
+	is(c.group_initial_rebalance_delay_ms, 0,
+	   "group.initial.rebalance.delay.ms");
+	is(c.group_min_session_timeout_ms, 100, "group.min.session.timeout.ms");
+	is(c.group_max_session_timeout_ms, 60000,
+	   "group.max.session.timeout.ms");
+	is(c.group_max_size, 3, "group.max.size");
+	is(c.offsets_retention_minutes, 1, "offsets.retention.minutes");
+	is(c.offsets_retention_check_interval_ms, 50,
+	   "offsets.retention.check.interval.ms");
+	is(c.offset_metadata_max_bytes, 0, "offset.metadata.max.bytes");
 
 	/* A second load goes on top of the first. */
 	rc = load(&c, "---\nnum.partitions: 4\n...\n", &err);
@@ -178,6 +213,14 @@ static void test_yaml_errors(void)
 		   "t.yaml:5: num.partitions: expected an integer in "
 		   "[1, 10000], got 'lots'",
 		   "not an integer, line counted past blanks and comments");
+	load_fails("group.max.size: 0\n",
+		   "t.yaml:1: group.max.size: expected an integer in "
+		   "[1, 2147483647], got '0'",
+		   "group.max.size below its minimum");
+	load_fails("log.retention.check.interval.ms: 0\n",
+		   "t.yaml:1: log.retention.check.interval.ms: expected an "
+		   "integer >= 1, got '0'",
+		   "log.retention.check.interval.ms below its minimum");
 	load_fails("num.partitions: 0\n",
 		   "t.yaml:1: num.partitions: expected an integer in "
 		   "[1, 10000], got '0'",
@@ -816,7 +859,7 @@ static void test_files(void)
 
 int main(void)
 {
-	plan(236);
+	plan(254);
 	test_defaults();
 	test_yaml_types();
 	test_yaml_errors();
