@@ -8,6 +8,8 @@
  *   00000000000000000000.log        batches, back to back
  *   00000000000000000000.index      offset index (closed segments only)
  *   00000000000000000000.timeindex  time index (closed segments only)
+ *   log-start-offset.checkpoint     the log start offset, when DeleteRecords
+ *                                   moved it (see sk_partition_delete_before)
  * Index files carry a header with a magic, a version, the size of the log
  * file they describe and a CRC-32C of their entries; an index that fails
  * any check is rebuilt from the log. The active (last) segment is always
@@ -18,6 +20,11 @@
  * and reads. Segments are reference counted so a reader (a queued
  * sendfile, later another thread) keeps a segment's fd valid after the
  * partition rolled past it or deleted it.
+ *
+ * The log start offset is the first offset readable. It is the base
+ * offset of the first segment, or a later offset inside that segment
+ * after DeleteRecords; retention and DeleteRecords only ever move it
+ * forward, and they delete whole segments only.
  */
 #ifndef SK_LOG_H
 #define SK_LOG_H
@@ -87,6 +94,56 @@ int sk_partition_append(struct sk_partition *p, uint8_t *buf, size_t len,
 
 /* First offset still in the log (log start offset). */
 int64_t sk_partition_start_offset(const struct sk_partition *p);
+
+/*
+ * DeleteRecords: advance the log start offset to offset (start <= offset
+ * <= end offset; an offset at or below the start changes nothing, so the
+ * start never goes back) and delete the closed segments entirely below
+ * it. When offset is the end offset and the active segment holds data,
+ * a new segment is rolled first so that the old one can go too: "delete
+ * everything" then frees the disk, not only hides the records.
+ *
+ * The new start is made durable before any file is removed, in
+ * log-start-offset.checkpoint (written to a .tmp, fdatasync'd, renamed,
+ * directory fsync'd): a crash can then neither bring deleted records back
+ * nor, if segment unlinks are lost with it, move the start backwards. That
+ * is two syncs on the calling (loop) thread, accepted for a rare admin
+ * request; retention (below) never writes the file.
+ *
+ * Returns 0; -ERANGE (offset < 0 or past the end offset); or a negative
+ * errno when the checkpoint cannot be written, with nothing changed. A
+ * segment file that cannot be removed is logged and left for the next
+ * retention run; the start has moved regardless.
+ */
+int sk_partition_delete_before(struct sk_partition *p, int64_t offset,
+			       struct sk_err *err);
+
+/*
+ * Retention, applying Kafka's rules in Kafka's order to the oldest
+ * segments, stopping at the first one a rule keeps:
+ *   - time: a segment whose largest record timestamp (its file's mtime if
+ *     it has none) is more than retention_ms before now_ms (-1: never);
+ *   - size: while the partition is larger than retention_bytes (-1:
+ *     unlimited), the oldest segment if what remains is still at least
+ *     retention_bytes;
+ *   - log start: a segment entirely below the log start offset (left by
+ *     an unlink that failed or a crash during DeleteRecords).
+ * Only closed segments are deleted: the active one stays until a roll
+ * (segment.bytes, segment.ms) closes it, even when it is expired (Kafka
+ * would roll it). The start moves to the first remaining segment's base.
+ * Whole segments need no checkpoint: the first segment's base offset is
+ * the start. The removal is made durable by the partition's next sync
+ * (a crash before it brings segments back, which the next run deletes
+ * again). Files are unlinked on the calling (loop) thread: a metadata
+ * operation, but one that can take a while for a large file on some
+ * filesystems. Readers holding a segment keep reading it.
+ *
+ * Stores the number of segments deleted; returns 0, or the negative errno
+ * of the first unlink that failed (those before it are deleted).
+ */
+int sk_partition_retention(struct sk_partition *p, int64_t now_ms,
+			   int64_t retention_ms, int64_t retention_bytes,
+			   int64_t *deleted_segments);
 /* Next offset to be assigned (the high watermark on a single node). */
 int64_t sk_partition_end_offset(const struct sk_partition *p);
 /* Bytes of all segments. */
@@ -105,9 +162,10 @@ int sk_partition_read(struct sk_partition *p, int64_t offset,
 		      struct sk_log_slice *out);
 
 /*
- * ListOffsets by time: the offset of the first record whose timestamp is
- * >= ts, and that record's timestamp. Returns 0 when found, -ENOENT when
- * every record is older (Kafka then answers offset -1).
+ * ListOffsets by time: the offset of the first record at or after the log
+ * start offset whose timestamp is >= ts, and that record's timestamp.
+ * Returns 0 when found, -ENOENT when every record is older (Kafka then
+ * answers offset -1).
  */
 int sk_partition_offset_for_time(struct sk_partition *p, int64_t ts,
 				 int64_t *offset, int64_t *timestamp);

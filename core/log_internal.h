@@ -234,11 +234,13 @@ int sk_segment_read(struct sk_segment *seg, int64_t offset, size_t max_bytes,
 		    bool min_one, struct sk_log_slice *out);
 
 /*
- * The first record of the segment with a timestamp >= ts: its offset and
- * timestamp (the batch's for LogAppendTime and compressed batches).
- * Returns 0, -ENOENT if there is none, -EIO on a read error.
+ * The first record of the segment at or after offset from (the log start
+ * offset) with a timestamp >= ts: its offset and timestamp (the batch's
+ * for LogAppendTime and compressed batches, whose offset is then the
+ * batch's base or from, whichever is later). Returns 0, -ENOENT if there
+ * is none, -EIO on a read error.
  */
-int sk_segment_find_time(struct sk_segment *seg, int64_t ts, int64_t *offset,
-			 int64_t *timestamp);
+int sk_segment_find_time(struct sk_segment *seg, int64_t ts, int64_t from,
+			 int64_t *offset, int64_t *timestamp);
 
 #endif

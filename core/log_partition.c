@@ -8,19 +8,36 @@
  * full CRC scan. A bad batch inside a closed segment is not a torn write
  * but lost or rotten data in the middle of the log: nothing from there on
  * is served, and appends are refused, until an operator intervenes.
+ *
+ * log-start-offset.checkpoint (20 bytes, big-endian):
+ *   0 magic u32 ("SKLS"), 4 version u32 (1), 8 start offset i64,
+ *  16 crc u32: CRC-32C of bytes 0-15.
+ * Written only by DeleteRecords; retention deletes whole segments, whose
+ * first base offset says the start by itself. A checkpoint below the
+ * first segment is therefore normal (retention went past it) and simply
+ * no longer matters.
  */
 #include "log_internal.h"
 
+#include "crc32c.h"
 #include "say.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define SK_SEG_NAME_DIGITS 20
+
+#define SK_START_CKPT "log-start-offset.checkpoint"
+#define SK_START_CKPT_MAGIC 0x534b4c53u /* "SKLS" */
+#define SK_START_CKPT_VERSION 1u
+#define SK_START_CKPT_SIZE 20
 
 struct sk_partition {
 	char *dir;                /* owned path of the directory */
@@ -33,6 +50,8 @@ struct sk_partition {
 	bool damaged;             /* see sk_partition_damaged */
 	bool sync_failed;         /* a sync failed: appends refused */
 	int64_t damage_offset;    /* first offset not served when damaged */
+	/* log start offset: segs[0]->base_offset <= start <= end offset */
+	int64_t start_offset;
 };
 
 static struct sk_segment *active(const struct sk_partition *p)
@@ -344,6 +363,187 @@ io_error:
 			   p->dir, seg->stem, strerror(-rc));
 }
 
+/*
+ * Delete the k oldest segments (k < nsegs: never the active one). The .log
+ * goes first: a crash right after leaves index files without a log, which
+ * the next open removes, rather than a log without its index, which it
+ * would rebuild by a full scan only for retention to delete it. Stops at
+ * the first file that cannot be removed, keeping that segment and the
+ * ones after it. Stores how many went; returns 0 or that -errno.
+ */
+static int remove_oldest(struct sk_partition *p, size_t k, size_t *removed)
+{
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; i < k; i++) {
+		struct sk_segment *seg = p->segs[i];
+		char *path = sk_xasprintf("%s.log", seg->stem);
+
+		if (unlink(path) < 0 && errno != ENOENT) {
+			rc = -errno;
+			sk_error("partition %s: cannot delete segment %s: %s",
+				 p->dir, path, strerror(-rc));
+			free(path);
+			break;
+		}
+		free(path);
+		sk_log_index_unlink(seg->stem);
+		sk_debug("partition %s: deleted segment %" PRId64
+			 " (offsets %" PRId64 "-%" PRId64 ", %" PRId64
+			 " bytes)",
+			 p->dir, seg->base_offset, seg->base_offset,
+			 seg->end_offset - 1, seg->size);
+		/* A reader's reference keeps the unlinked file readable. */
+		sk_segment_unref(seg);
+	}
+	if (i > 0) {
+		memmove(p->segs, p->segs + i,
+			(p->nsegs - i) * sizeof(*p->segs));
+		p->nsegs -= i;
+		p->first_dirty = p->first_dirty > i ? p->first_dirty - i : 0;
+		/* The next sync makes the removal durable too. */
+		p->dir_dirty = true;
+		if (p->start_offset < p->segs[0]->base_offset)
+			p->start_offset = p->segs[0]->base_offset;
+	}
+	*removed = i;
+	return rc;
+}
+
+/* How many of the oldest segments lie entirely below the start offset. */
+static size_t count_below_start(const struct sk_partition *p)
+{
+	size_t k = 0;
+
+	while (k + 1 < p->nsegs &&
+	       p->segs[k + 1]->base_offset <= p->start_offset)
+		k++;
+	return k;
+}
+
+/*
+ * Make start the durable log start offset: the checkpoint is written to
+ * a .tmp, synced and renamed over the old one, then the directory is
+ * synced. Fails (nothing changed) before the rename; a failed directory
+ * sync after it only leaves the rename's durability in doubt, as the file
+ * holding the new value is synced, so it is logged and the new start
+ * stands (the old value, should it come back, is a valid earlier start).
+ */
+static int write_start_checkpoint(struct sk_partition *p, int64_t start,
+				  struct sk_err *err)
+{
+	char *path = sk_xasprintf("%s/%s", p->dir, SK_START_CKPT);
+	char *tmp = sk_xasprintf("%s.tmp", path);
+	uint8_t buf[SK_START_CKPT_SIZE];
+	ssize_t w;
+	int fd, rc = 0;
+
+	sk_put_be32(buf, SK_START_CKPT_MAGIC);
+	sk_put_be32(buf + 4, SK_START_CKPT_VERSION);
+	sk_put_be64(buf + 8, (uint64_t)start);
+	sk_put_be32(buf + 16, sk_crc32c(0, buf, 16));
+
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	do
+		w = pwrite(fd, buf, sizeof(buf), 0);
+	while (w < 0 && errno == EINTR);
+	if (w != (ssize_t)sizeof(buf))
+		rc = w < 0 ? -errno : -ENOSPC;
+	else if (fdatasync(fd) < 0)
+		rc = -errno;
+	if (close(fd) < 0 && rc == 0)
+		rc = -errno;
+	if (rc == 0 && rename(tmp, path) < 0)
+		rc = -errno;
+	if (rc < 0) {
+		unlink(tmp);
+		goto fail;
+	}
+	rc = sk_fsync_dir(p->dir);
+	if (rc < 0)
+		sk_warn("partition %s: cannot sync the directory after "
+			"writing %s: %s",
+			p->dir, SK_START_CKPT, strerror(-rc));
+	free(tmp);
+	free(path);
+	return 0;
+
+fail:
+	sk_err_setc(err, rc,
+		    "partition %s: cannot write the log start offset to %s: "
+		    "%s",
+		    p->dir, tmp, strerror(-rc));
+	free(tmp);
+	free(path);
+	return rc;
+}
+
+/*
+ * The start offset DeleteRecords recorded, when it is inside the log
+ * (above the first segment's base, at most the end offset); -1 otherwise.
+ * A damaged or misplaced checkpoint is ignored with a warning: the start
+ * then falls back to the first segment's base, which shows records that
+ * had been deleted rather than losing any that had not.
+ */
+static int64_t read_start_checkpoint(struct sk_partition *p)
+{
+	char *path = sk_xasprintf("%s/%s", p->dir, SK_START_CKPT);
+	char *tmp = sk_xasprintf("%s.tmp", path);
+	int64_t first = p->segs[0]->base_offset, start = -1;
+	int64_t end = active(p)->end_offset;
+	uint8_t buf[SK_START_CKPT_SIZE + 1];
+	const char *why = NULL;
+	ssize_t n;
+	int fd;
+
+	/* A .tmp never renamed was never acknowledged. */
+	if (unlink(tmp) < 0 && errno != ENOENT)
+		sk_warn("partition %s: cannot remove %s: %s", p->dir, tmp,
+			strerror(errno));
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno != ENOENT)
+			sk_warn("partition %s: cannot open %s, ignoring it: %s",
+				p->dir, path, strerror(errno));
+		goto out;
+	}
+	n = pread(fd, buf, sizeof(buf), 0);
+	close(fd);
+	if (n != SK_START_CKPT_SIZE)
+		why = n < 0 ? strerror(errno) : "wrong size";
+	else if (sk_be32(buf) != SK_START_CKPT_MAGIC ||
+		 sk_be32(buf + 4) != SK_START_CKPT_VERSION)
+		why = "bad magic or version";
+	else if (sk_be32(buf + 16) != sk_crc32c(0, buf, 16))
+		why = "CRC mismatch";
+	if (why) {
+		sk_warn("partition %s: ignoring %s: %s; the log starts at "
+			"offset %" PRId64,
+			p->dir, path, why, first);
+		goto out;
+	}
+	start = (int64_t)sk_be64(buf + 8);
+	if (start > end) {
+		sk_warn("partition %s: ignoring %s: log start offset %" PRId64
+			" is past the end offset %" PRId64
+			"; the log starts at offset %" PRId64,
+			p->dir, path, start, end, first);
+		start = -1;
+	} else if (start <= first) {
+		/* Retention has deleted past it: nothing to apply. */
+		start = -1;
+	}
+out:
+	free(tmp);
+	free(path);
+	return start;
+}
+
 /* Drop the partition's references, saving indexes first when save. */
 static void release(struct sk_partition *p, bool save)
 {
@@ -380,7 +580,7 @@ int sk_partition_open(struct sk_partition **out, const char *dir,
 {
 	struct sk_partition *p = sk_xcalloc(1, sizeof(*p));
 	struct sk_segment *seg;
-	int64_t *bases = NULL, file_size;
+	int64_t *bases = NULL, file_size, start;
 	bool clean = false;
 	size_t n = 0;
 	int rc;
@@ -425,6 +625,20 @@ int sk_partition_open(struct sk_partition **out, const char *dir,
 		}
 	}
 	free(bases);
+
+	p->start_offset = p->segs[0]->base_offset;
+	start = read_start_checkpoint(p);
+	if (start > p->start_offset) {
+		size_t k, removed = 0;
+
+		p->start_offset = start;
+		/* Left by a crash or failed unlink during DeleteRecords. */
+		k = count_below_start(p);
+		if (k && remove_oldest(p, k, &removed) == 0)
+			sk_info("partition %s: deleted %zu segments below the "
+				"log start offset %" PRId64,
+				dir, removed, start);
+	}
 	/*
 	 * After a crash of the process (not of the machine) segments may
 	 * still hold bytes that only the page cache has; the first sync
@@ -574,7 +788,88 @@ int sk_partition_append(struct sk_partition *p, uint8_t *buf, size_t len,
 
 int64_t sk_partition_start_offset(const struct sk_partition *p)
 {
-	return p->segs[0]->base_offset;
+	return p->start_offset;
+}
+
+int sk_partition_delete_before(struct sk_partition *p, int64_t offset,
+			       struct sk_err *err)
+{
+	int64_t end = sk_partition_end_offset(p);
+	size_t removed;
+	int rc;
+
+	if (offset < 0 || offset > end)
+		return sk_err_setc(err, -ERANGE,
+				   "partition %s: offset %" PRId64
+				   " is outside the log [%" PRId64
+				   ", %" PRId64 "]",
+				   p->dir, offset, p->start_offset, end);
+	if (offset <= p->start_offset)
+		return 0;
+	/*
+	 * Everything goes: roll so that the active segment becomes a closed
+	 * one below the start (not for a partition refusing appends, whose
+	 * active segment is kept as evidence).
+	 */
+	if (offset == end && active(p)->size > 0 && !p->damaged &&
+	    !p->sync_failed) {
+		rc = roll(p, "DeleteRecords up to the end offset", err);
+		if (rc < 0)
+			return rc;
+	}
+	rc = write_start_checkpoint(p, offset, err);
+	if (rc < 0)
+		return rc;
+	p->start_offset = offset;
+	/* Errors are logged; the next retention run retries. */
+	remove_oldest(p, count_below_start(p), &removed);
+	return 0;
+}
+
+/*
+ * Kafka's LogSegment.largestTimestamp: the largest record timestamp, or
+ * the file's mtime for a segment without one (empty, or records sent with
+ * timestamp -1). INT64_MAX, which never expires, if even that is unknown.
+ */
+static int64_t largest_timestamp(const struct sk_segment *seg)
+{
+	struct stat st;
+
+	if (seg->max_timestamp >= 0)
+		return seg->max_timestamp;
+	if (fstat(seg->fd, &st) < 0)
+		return INT64_MAX;
+	return (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
+}
+
+int sk_partition_retention(struct sk_partition *p, int64_t now_ms,
+			   int64_t retention_ms, int64_t retention_bytes,
+			   int64_t *deleted_segments)
+{
+	size_t closed = p->nsegs - 1, k = 0, removed = 0;
+	int rc = 0;
+
+	/* Each rule picks up where the one before stopped, as in Kafka. */
+	if (retention_ms >= 0)
+		while (k < closed &&
+		       now_ms - largest_timestamp(p->segs[k]) > retention_ms)
+			k++;
+	if (retention_bytes >= 0) {
+		int64_t excess = -retention_bytes;
+
+		for (size_t i = k; i < p->nsegs; i++)
+			excess += p->segs[i]->size;
+		while (k < closed && excess - p->segs[k]->size >= 0) {
+			excess -= p->segs[k]->size;
+			k++;
+		}
+	}
+	/* Bases rise, so the segments below the start are a prefix too. */
+	k = SK_MAX(k, count_below_start(p));
+	if (k)
+		rc = remove_oldest(p, k, &removed);
+	*deleted_segments = (int64_t)removed;
+	return rc;
 }
 
 int64_t sk_partition_end_offset(const struct sk_partition *p)
@@ -632,7 +927,8 @@ int sk_partition_offset_for_time(struct sk_partition *p, int64_t ts,
 
 		if (p->damaged && seg->base_offset >= p->damage_offset)
 			break;
-		rc = sk_segment_find_time(seg, ts, offset, timestamp);
+		rc = sk_segment_find_time(seg, ts, p->start_offset, offset,
+					  timestamp);
 		if (rc != -ENOENT)
 			return rc;
 	}

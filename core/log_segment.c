@@ -485,10 +485,10 @@ out:
 	return rc;
 }
 
-/* The first record of the batch at pos with a timestamp >= ts. */
+/* The first record of the batch at pos from offset from with ts >= ts. */
 static int batch_find_time(struct sk_seg_reader *r, int64_t pos,
 			   const struct sk_batch_hdr *h, int64_t ts,
-			   int64_t *offset, int64_t *timestamp)
+			   int64_t from, int64_t *offset, int64_t *timestamp)
 {
 	size_t size = sk_batch_size(h);
 	struct sk_record rec;
@@ -502,7 +502,7 @@ static int batch_find_time(struct sk_seg_reader *r, int64_t pos,
 	 */
 	if ((h->attributes & SK_BATCH_ATTR_LOG_APPEND_TIME) ||
 	    (h->attributes & SK_BATCH_ATTR_CODEC_MASK) != SK_CODEC_NONE) {
-		*offset = h->base_offset;
+		*offset = SK_MAX(h->base_offset, from);
 		*timestamp = h->max_timestamp;
 		return 0;
 	}
@@ -512,7 +512,7 @@ static int batch_find_time(struct sk_seg_reader *r, int64_t pos,
 	while (sk_batch_record_next(&rd, &rec)) {
 		int64_t t = h->base_timestamp + rec.timestamp_delta;
 
-		if (t >= ts) {
+		if (t >= ts && h->base_offset + rec.offset_delta >= from) {
 			*offset = h->base_offset + rec.offset_delta;
 			*timestamp = t;
 			return 0;
@@ -521,8 +521,8 @@ static int batch_find_time(struct sk_seg_reader *r, int64_t pos,
 	return -ENOENT;
 }
 
-int sk_segment_find_time(struct sk_segment *seg, int64_t ts, int64_t *offset,
-			 int64_t *timestamp)
+int sk_segment_find_time(struct sk_segment *seg, int64_t ts, int64_t from,
+			 int64_t *offset, int64_t *timestamp)
 {
 	uint8_t stack[SK_SEG_WALK_CHUNK];
 	struct sk_seg_reader r;
@@ -531,9 +531,12 @@ int sk_segment_find_time(struct sk_segment *seg, int64_t ts, int64_t *offset,
 	uint32_t rel;
 	int rc = -ENOENT;
 
-	if (seg->max_timestamp < ts)
+	if (seg->max_timestamp < ts || from >= seg->end_offset)
 		return -ENOENT;
 	rel = sk_log_index_rel_for_time(&seg->idx, ts);
+	/* Nothing below from counts: start at the later of both. */
+	if (from > seg->base_offset + (int64_t)rel)
+		rel = (uint32_t)(from - seg->base_offset);
 	pos = sk_log_index_pos_for_rel(&seg->idx, rel);
 	sk_seg_reader_init(&r, seg->fd, seg->size, stack, sizeof(stack));
 	while (pos < seg->size) {
@@ -545,8 +548,9 @@ int sk_segment_find_time(struct sk_segment *seg, int64_t ts, int64_t *offset,
 		 * A batch whose max timestamp qualifies but none of whose
 		 * records do is inconsistent; like Kafka, go on to the next.
 		 */
-		if (h.max_timestamp >= ts) {
-			rc = batch_find_time(&r, pos, &h, ts, offset,
+		if (h.max_timestamp >= ts &&
+		    h.base_offset + h.last_offset_delta >= from) {
+			rc = batch_find_time(&r, pos, &h, ts, from, offset,
 					     timestamp);
 			if (rc != -ENOENT)
 				break;

@@ -2,7 +2,9 @@
  * The partition log: append/read round trips against an in-memory model
  * of the batches written, segment rolls, reopen with and without index
  * files, torn tails, corruption inside a closed segment, lookups by time,
- * a failed write (RLIMIT_FSIZE makes a real short write), and removal.
+ * a failed write (RLIMIT_FSIZE makes a real short write), removal, and
+ * moving the log start: DeleteRecords (with its checkpoint) and time and
+ * size retention.
  * Every partition lives in a fresh mkdtemp directory under /tmp.
  */
 #include "batch.h"
@@ -93,7 +95,7 @@ static void build(struct sk_buf *b, int nrec, int64_t ts0, const int64_t *ts,
 {
 	struct sk_record_in recs[16];
 	uint8_t *val = malloc(vlen + 1);
-	char keys[16][8];
+	char keys[16][16];
 
 	for (size_t i = 0; i < vlen; i++)
 		val[i] = (uint8_t)(i * 31 + (size_t)ts0);
@@ -928,9 +930,332 @@ static void test_refs_and_strays(void)
 	remove_dir(dir);
 }
 
+#define CKPT_NAME "log-start-offset.checkpoint"
+
+/*
+ * Write a log start checkpoint as DeleteRecords would (format in
+ * log_partition.c), so open can be shown one it did not write.
+ */
+static void write_ckpt(const char *dir, int64_t start)
+{
+	char *path = sk_xasprintf("%s/" CKPT_NAME, dir);
+	uint8_t buf[20];
+	int fd;
+
+	sk_put_be32(buf, 0x534b4c53u);
+	sk_put_be32(buf + 4, 1);
+	sk_put_be64(buf + 8, (uint64_t)start);
+	sk_put_be32(buf + 16, sk_crc32c(0, buf, 16));
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0 || write(fd, buf, sizeof(buf)) != (ssize_t)sizeof(buf))
+		abort();
+	close(fd);
+	free(path);
+}
+
+/* No file of the segment at base is left. */
+static bool segment_gone(const char *dir, int64_t base)
+{
+	char *lp = seg_path(dir, base, "log");
+	char *ip = seg_path(dir, base, "index");
+	char *tp = seg_path(dir, base, "timeindex");
+	bool gone = !exists(lp) && !exists(ip) && !exists(tp);
+
+	free(lp);
+	free(ip);
+	free(tp);
+	return gone;
+}
+
+/* A read at offset returns model batch i, byte-exact. */
+static bool reads_batch(struct sk_partition *p, const struct model *m,
+			int64_t offset, int i)
+{
+	struct sk_log_slice s;
+	uint8_t *buf;
+	bool same;
+
+	if (sk_partition_read(p, offset, 1, true, &s) != 0 ||
+	    s.len != m->len[i])
+		return false;
+	buf = slice_bytes(&s);
+	same = buf && memcmp(buf, m->bytes[i], s.len) == 0;
+	free(buf);
+	sk_log_slice_release(&s);
+	return same;
+}
+
+static void test_delete_before(void)
+{
+	char *dir = new_dir();
+	struct sk_partition *p = open_p(dir, &small_cfg);
+	char *ckpt = sk_xasprintf("%s/" CKPT_NAME, dir);
+	int64_t bases[256], start, end, off, ts;
+	struct sk_log_slice s, held;
+	struct model m = { 0 };
+	struct sk_err err;
+	uint8_t *buf;
+	int n, k, rc;
+
+	append_many(p, &m, 150);
+	n = list_logs(dir, bases, 256);
+	end = sk_partition_end_offset(p);
+	/* A batch of several records in the third segment. */
+	k = model_find(&m, bases[2]);
+	while (m.count[k] < 2)
+		k++;
+	start = m.base[k] + 1;
+	ok(n >= 5 && start < bases[3], "%d segments; start %lld is inside "
+	   "the third", n, (long long)start);
+
+	/* A reader of the first segment, which is about to go. */
+	ok(sk_partition_read(p, 0, 1 << 20, true, &held) == 0 && held.len > 0,
+	   "a reader holds the first segment");
+	rc = sk_partition_delete_before(p, start, &err);
+	ok(rc == 0 && sk_partition_start_offset(p) == start &&
+		   sk_partition_end_offset(p) == end,
+	   "delete_before inside a segment moves the start there");
+	ok((int)sk_partition_segment_count(p) == n - 2 &&
+		   segment_gone(dir, bases[0]) && segment_gone(dir, bases[1]) &&
+		   !segment_gone(dir, bases[2]) && exists(ckpt),
+	   "the two segments below it are deleted, files and all; the "
+	   "checkpoint is written");
+	buf = slice_bytes(&held);
+	ok(buf && memcmp(buf, m.bytes[0], m.len[0]) == 0,
+	   "the held reader still reads the deleted segment");
+	free(buf);
+	sk_log_slice_release(&held);
+	ok(sk_partition_read(p, start - 1, 1 << 20, true, &s) == -ERANGE &&
+		   sk_partition_read(p, 0, 1 << 20, true, &s) == -ERANGE,
+	   "reads below the start are -ERANGE");
+	ok(reads_batch(p, &m, start, k),
+	   "a read at the start returns the whole batch holding it");
+	ok(sk_partition_offset_for_time(p, 0, &off, &ts) == 0 &&
+		   off == start && ts == 100000 + (int64_t)k * 10 + 1,
+	   "offset_for_time skips the records below the start");
+
+	ok(sk_partition_delete_before(p, start - 1, &err) == 0 &&
+		   sk_partition_delete_before(p, bases[0], &err) == 0 &&
+		   sk_partition_start_offset(p) == start,
+	   "the start never goes back");
+	ok(sk_partition_delete_before(p, end + 1, &err) == -ERANGE &&
+		   sk_partition_delete_before(p, -5, &err) == -ERANGE &&
+		   sk_partition_start_offset(p) == start,
+	   "an offset outside the log is -ERANGE and changes nothing");
+
+	sk_partition_close(p);
+	p = open_p(dir, &small_cfg);
+	ok(p && sk_partition_start_offset(p) == start &&
+		   (int)sk_partition_segment_count(p) == n - 2 &&
+		   sk_partition_read(p, start - 1, 1, true, &s) == -ERANGE &&
+		   reads_batch(p, &m, start, k) &&
+		   consume_all(p, &m, k + 1, 1000),
+	   "the start survives a reopen");
+
+	/* A damaged checkpoint falls back to the first segment. */
+	sk_partition_close(p);
+	flip_byte(ckpt, 10);
+	p = open_p(dir, &small_cfg);
+	ok(p && sk_partition_start_offset(p) == bases[2] &&
+		   reads_batch(p, &m, bases[2], model_find(&m, bases[2])),
+	   "a checkpoint failing its CRC is ignored");
+	sk_partition_close(p);
+	write_ckpt(dir, end + 1);
+	p = open_p(dir, &small_cfg);
+	ok(p && sk_partition_start_offset(p) == bases[2],
+	   "a checkpoint past the end offset is ignored");
+	sk_partition_close(p);
+	write_ckpt(dir, bases[1]);
+	p = open_p(dir, &small_cfg);
+	ok(p && sk_partition_start_offset(p) == bases[2],
+	   "a checkpoint below the first segment (stale) is ignored");
+	sk_partition_close(p);
+
+	/* As after a crash that lost unlinks: segments below the start. */
+	write_ckpt(dir, bases[4] + 1);
+	p = open_p(dir, &small_cfg);
+	ok(p && sk_partition_start_offset(p) == bases[4] + 1 &&
+		   (int)sk_partition_segment_count(p) == n - 4 &&
+		   segment_gone(dir, bases[3]),
+	   "open deletes segments entirely below the checkpointed start");
+
+	/* Exactly at a segment's base. */
+	ok(sk_partition_delete_before(p, bases[5], &err) == 0 &&
+		   sk_partition_start_offset(p) == bases[5] &&
+		   (int)sk_partition_segment_count(p) == n - 5 &&
+		   reads_batch(p, &m, bases[5], model_find(&m, bases[5])),
+	   "a start on a segment boundary deletes the segment before it");
+
+	/* Everything: the active segment is rolled away too. */
+	ok(sk_partition_delete_before(p, end, &err) == 0 &&
+		   sk_partition_start_offset(p) == end &&
+		   sk_partition_end_offset(p) == end &&
+		   sk_partition_segment_count(p) == 1 &&
+		   sk_partition_size_bytes(p) == 0 &&
+		   segment_gone(dir, bases[n - 1]),
+	   "delete_before(end) rolls and deletes every old segment");
+	rc = sk_partition_read(p, end, 1 << 20, true, &s);
+	ok(rc == 0 && s.len == 0 &&
+		   sk_partition_read(p, end - 1, 1, true, &s) == -ERANGE,
+	   "then the log is empty at the old end offset");
+	model_free(&m);
+	ok(append_many(p, &m, 3) && m.base[0] == end &&
+		   consume_all(p, &m, 0, 1 << 20),
+	   "appends continue at the end offset");
+	sk_partition_close(p);
+	p = open_p(dir, &small_cfg);
+	ok(p && sk_partition_start_offset(p) == end &&
+		   consume_all(p, &m, 0, 1 << 20),
+	   "and the emptied log reopens");
+	sk_partition_destroy(p);
+	model_free(&m);
+	free(ckpt);
+	remove_dir(dir);
+}
+
+/* One batch per segment: segment.bytes below two batches. */
+static const struct sk_log_config one_batch_cfg = {
+	.segment_bytes = 1024,
+	.segment_ms = 7 * 24 * 3600 * 1000LL,
+	.index_interval_bytes = 4096,
+};
+
+/* Append one 1-record batch of 600 value bytes stamped ts. */
+static bool append_at(struct sk_partition *p, struct model *m, int64_t ts)
+{
+	struct sk_buf b = { 0 };
+	bool good;
+
+	build(&b, 1, ts, NULL, 600, 0, 0);
+	good = append_b(p, m, &b) == 0;
+	sk_buf_free(&b);
+	return good;
+}
+
+static void test_retention(void)
+{
+	const int64_t old = 1000000, young = 9000000, now = 9000100;
+	int64_t ts[5] = { old, old + 1, young, old + 2, young + 1 };
+	struct sk_log_config cfg = one_batch_cfg;
+	char *dir = new_dir();
+	struct sk_partition *p = open_p(dir, &cfg);
+	struct model m = { 0 };
+	struct sk_log_slice s;
+	struct sk_err err;
+	int64_t del = -1, seg, total;
+	bool good = true;
+	char *path;
+	int rc;
+
+	for (int i = 0; i < 5; i++)
+		good = good && append_at(p, &m, ts[i]);
+	ok(good && sk_partition_segment_count(p) == 5,
+	   "five batches in five segments");
+	rc = sk_partition_retention(p, now, -1, -1, &del);
+	ok(rc == 0 && del == 0 && sk_partition_start_offset(p) == 0,
+	   "retention.ms -1 and retention.bytes -1 delete nothing");
+	rc = sk_partition_retention(p, now, now - old, -1, &del);
+	ok(rc == 0 && del == 0, "nothing older than retention.ms");
+	rc = sk_partition_retention(p, now, young - old, -1, &del);
+	ok(rc == 0 && del == 2 && sk_partition_start_offset(p) == m.base[2] &&
+		   sk_partition_segment_count(p) == 3 &&
+		   segment_gone(dir, m.base[0]) && segment_gone(dir, m.base[1]),
+	   "time: the expired oldest segments go, up to the first young one");
+	ok(sk_partition_read(p, m.base[1], 1, true, &s) == -ERANGE &&
+		   consume_all(p, &m, 2, 1 << 20),
+	   "reads below the new start are -ERANGE, the rest reads back");
+	rc = sk_partition_retention(p, now, young - old, -1, &del);
+	ok(rc == 0 && del == 0 && sk_partition_segment_count(p) == 3,
+	   "an expired segment behind a young one stays (Kafka stops too)");
+	rc = sk_partition_retention(p, INT64_MAX / 2, 0, -1, &del);
+	ok(rc == 0 && del == 2 && sk_partition_segment_count(p) == 1 &&
+		   sk_partition_start_offset(p) == m.base[4],
+	   "everything expired: all closed segments go, never the active one");
+	sk_partition_destroy(p);
+	model_free(&m);
+	remove_dir(dir);
+
+	/* Size. Equal batches make equal segments. */
+	dir = new_dir();
+	p = open_p(dir, &cfg);
+	for (int i = 0; i < 6; i++)
+		append_at(p, &m, young);
+	seg = (int64_t)m.len[0];
+	total = sk_partition_size_bytes(p);
+	ok(total == 6 * seg && sk_partition_segment_count(p) == 6,
+	   "six segments of %lld bytes", (long long)seg);
+	rc = sk_partition_retention(p, now, -1, total, &del);
+	ok(rc == 0 && del == 0, "size: nothing over retention.bytes");
+	rc = sk_partition_retention(p, now, -1, total - seg + 1, &del);
+	ok(rc == 0 && del == 0,
+	   "size: over by less than a segment deletes nothing");
+	rc = sk_partition_retention(p, now, -1, total - 2 * seg - 1, &del);
+	ok(rc == 0 && del == 2 && sk_partition_start_offset(p) == m.base[2] &&
+		   sk_partition_size_bytes(p) == 4 * seg,
+	   "size: the oldest go while the rest stays >= retention.bytes");
+	rc = sk_partition_retention(p, now, -1, 0, &del);
+	ok(rc == 0 && del == 3 && sk_partition_segment_count(p) == 1 &&
+		   sk_partition_start_offset(p) == m.base[5] &&
+		   consume_all(p, &m, 5, 1 << 20),
+	   "size 0: every closed segment goes, the active one stays");
+	sk_partition_close(p);
+	p = open_p(dir, &cfg);
+	ok(p && sk_partition_start_offset(p) == m.base[5] &&
+		   sk_partition_segment_count(p) == 1,
+	   "the start after retention needs no checkpoint to reopen");
+	sk_partition_destroy(p);
+	model_free(&m);
+	remove_dir(dir);
+
+	/* A DeleteRecords checkpoint that retention then went past. */
+	dir = new_dir();
+	p = open_p(dir, &cfg);
+	for (int i = 0; i < 4; i++)
+		append_at(p, &m, i < 2 ? old : young);
+	ok(sk_partition_delete_before(p, m.base[1], &err) == 0 &&
+		   sk_partition_retention(p, now, young - old, -1, &del) == 0 &&
+		   del == 1 && sk_partition_start_offset(p) == m.base[2],
+	   "retention after DeleteRecords");
+	sk_partition_close(p);
+	p = open_p(dir, &cfg);
+	ok(p && sk_partition_start_offset(p) == m.base[2],
+	   "reopen starts at the first segment, past the old checkpoint");
+	sk_partition_destroy(p);
+	model_free(&m);
+	remove_dir(dir);
+
+	/* No record timestamps (-1): the file's mtime decides. */
+	dir = new_dir();
+	p = open_p(dir, &cfg);
+	{
+		int64_t none[1] = { -1 };
+		struct sk_buf b = { 0 };
+		struct timespec times[2] = { { 1000, 0 }, { 1000, 0 } };
+
+		for (int i = 0; i < 3; i++) {
+			build(&b, 1, 0, none, 600, 0, 0);
+			append_b(p, &m, &b);
+		}
+		sk_buf_free(&b);
+		rc = sk_partition_retention(p, sk_now_ms(), 3600000, -1, &del);
+		ok(rc == 0 && del == 0 && sk_partition_segment_count(p) == 3,
+		   "a segment without timestamps and a fresh mtime stays");
+		path = seg_path(dir, m.base[0], "log");
+		utimensat(AT_FDCWD, path, times, 0);
+		free(path);
+		rc = sk_partition_retention(p, sk_now_ms(), 3600000, -1, &del);
+		ok(rc == 0 && del == 1 &&
+			   sk_partition_start_offset(p) == m.base[1],
+		   "one whose mtime is old goes");
+	}
+	sk_partition_destroy(p);
+	model_free(&m);
+	remove_dir(dir);
+}
+
 int main(void)
 {
-	plan(64);
+	plan(101);
 	test_fresh_and_basic();
 	test_roll_and_reopen();
 	test_torn_tail();
@@ -940,5 +1265,7 @@ int main(void)
 	test_write_failure();
 	test_offset_range_roll();
 	test_refs_and_strays();
+	test_delete_before();
+	test_retention();
 	return check_status();
 }
