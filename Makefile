@@ -6,10 +6,11 @@
 #   make test-asan  only the sanitizer run
 #   make fuzz       run the request-decoder fuzzer for FUZZ_SECONDS
 #   make style      check formatting with clang-format
+#   make bench      run the benchmark matrix, write bench/RESULTS.md
 
 BUILD    ?= build
 CC       ?= cc
-PKGS     := yaml-0.1 sqlite3
+PKGS     := yaml-0.1 sqlite3 zlib snappy liblz4 libzstd
 SAN      ?=
 FUZZ_SECONDS ?= 60
 
@@ -103,7 +104,31 @@ fuzz: deps
 style:
 	@clang-format --dry-run --Werror core/*.c core/*.h tests/unit/*.c
 
+# Benchmarks (issue 7), never part of `make test`: the load generator,
+# librdkafka's mock cluster as a peer broker, and the matrix that runs
+# them side by side and writes bench/RESULTS.md. BENCH_QUICK=1 is a
+# short smoke run.
+RDKAFKA_CFLAGS = $(shell pkg-config --cflags rdkafka 2>/dev/null)
+RDKAFKA_LIBS = $(shell pkg-config --libs rdkafka 2>/dev/null)
+
+$(BUILD)/skald-bench: bench/skald_bench.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(RDKAFKA_CFLAGS) -o $@ $< $(RDKAFKA_LIBS) -lm -pthread
+
+$(BUILD)/skald-mock: bench/mock_broker.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(RDKAFKA_CFLAGS) -o $@ $< $(RDKAFKA_LIBS) -pthread
+
+.PHONY: bench
+bench: deps $(BUILD)/skald $(BUILD)/skald-bench $(BUILD)/skald-mock
+	/usr/bin/python3 bench/run.py --build $(BUILD) $(if $(filter 1,\
+		$(BENCH_QUICK)),--quick --out $(BUILD)/RESULTS-quick.md,\
+		--out bench/RESULTS.md)
+
 clean:
 	rm -rf build
 
--include $(CORE_OBJS:.o=.d) $(BUILD)/core/main.d
+# Test objects too: a stale harness.o after a change to struct sk_broker
+# crashes test_requests.
+-include $(CORE_OBJS:.o=.d) $(BUILD)/core/main.d \
+	$(BUILD)/tests/fuzz/harness.d $(UNIT_BINS:=.d)

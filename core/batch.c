@@ -9,9 +9,13 @@
  */
 #include "batch.h"
 
+#include "codec.h"
 #include "crc32c.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 /* Offsets of the header fields not already named in batch.h. */
@@ -31,6 +35,27 @@
  * below this as corruption whatever the magic says.
  */
 #define SK_BATCH_MIN_LEGACY_SIZE 14
+
+/*
+ * Bounds on the decompressed records of one produced batch. Kafka
+ * streams through compressed records and so has no such bound; we
+ * decompress into one buffer, so we need one. 16 times
+ * max.message.bytes leaves room for ratios well beyond what producers
+ * reach on real data (their own batch limits count uncompressed bytes or
+ * an estimated ratio), with a 64 MiB floor for small limits and a 1 GiB
+ * ceiling so that a large max.message.bytes cannot turn one request into
+ * tens of GiB of memory. Beyond the bound the batch is MESSAGE_TOO_LARGE,
+ * which the Java producer answers by splitting the batch.
+ */
+#define SK_BATCH_INFLATE_FACTOR 16
+#define SK_BATCH_INFLATE_MIN	((size_t)64 << 20)
+#define SK_BATCH_INFLATE_MAX	((size_t)1 << 30)
+/*
+ * The caller's scratch buffer is kept between requests up to this size;
+ * a larger one (left by an unusually big batch) is released after use so
+ * that one such batch does not pin its memory for the broker's lifetime.
+ */
+#define SK_BATCH_SCRATCH_KEEP ((size_t)8 << 20)
 
 int sk_batch_parse_header(const uint8_t *p, size_t len,
 			  struct sk_batch_hdr *h)
@@ -71,26 +96,109 @@ bool sk_batch_crc_ok(const uint8_t *p, size_t len)
 }
 
 /*
- * Walk the records of an uncompressed batch: exactly records_count
- * well-formed records with offset deltas 0, 1, 2, ... must fill the bytes
- * after the header. Kafka checks the same when it iterates the batch
- * (InvalidRecordException); the offset-delta rule is stricter than Kafka
- * but every client writes it, and it lets Fetch and the offset index trust
- * lastOffsetDelta for every record.
+ * Walk a batch's records (the bytes after the header, decompressed if
+ * need be): exactly count well-formed records with offset deltas 0, 1,
+ * 2, ... must fill the bytes. Kafka checks the same when it iterates the
+ * batch (InvalidRecordException); the offset-delta rule is stricter than
+ * Kafka but every client writes it, and it lets Fetch and the offset
+ * index trust lastOffsetDelta for every record.
  */
-static bool batch_records_ok(const uint8_t *p, size_t len, int32_t count)
+static bool records_ok(const uint8_t *p, size_t len, int32_t count,
+		       struct sk_err *err)
 {
 	struct sk_rd r;
 	struct sk_record rec;
 	int32_t i = 0;
 
-	sk_rd_init(&r, p + SK_BATCH_HEADER_SIZE, len - SK_BATCH_HEADER_SIZE);
+	sk_rd_init(&r, p, len);
 	while (sk_batch_record_next(&r, &rec)) {
-		if (i == count || rec.offset_delta != i)
+		if (i == count) {
+			sk_err_set(err, "more than the %d records declared",
+				   count);
 			return false;
+		}
+		if (rec.offset_delta != i) {
+			sk_err_set(err, "record %d has offset delta %d", i,
+				   rec.offset_delta);
+			return false;
+		}
 		i++;
 	}
-	return sk_rd_ok(&r) && i == count;
+	if (!sk_rd_ok(&r)) {
+		sk_err_set(err, "record %d is malformed", i);
+		return false;
+	}
+	if (i != count) {
+		sk_err_set(err, "%d records but %d declared", i, count);
+		return false;
+	}
+	return true;
+}
+
+/* The decompressed-size bound for a topic's max.message.bytes. */
+static size_t inflate_bound(int64_t max_message_bytes)
+{
+	uint64_t n = max_message_bytes > 0 ? (uint64_t)max_message_bytes : 0;
+
+	if (n > SK_BATCH_INFLATE_MAX / SK_BATCH_INFLATE_FACTOR)
+		return SK_BATCH_INFLATE_MAX;
+	return SK_MAX((size_t)n * SK_BATCH_INFLATE_FACTOR,
+		      SK_BATCH_INFLATE_MIN);
+}
+
+/*
+ * Decompress the records of a compressed batch into scratch and check
+ * them like an uncompressed batch's. Undecodable data is corruption
+ * (CORRUPT_MESSAGE); data that decodes to bad records is INVALID_RECORD,
+ * the split Kafka makes between a failing decompression stream and
+ * DefaultRecord's InvalidRecordException.
+ */
+static enum sk_kerr compressed_records_ok(const uint8_t *p, size_t len,
+					  const struct sk_batch_hdr *h,
+					  int64_t max_message_bytes,
+					  struct sk_buf *scratch,
+					  struct sk_err *err)
+{
+	enum sk_codec codec = h->attributes & SK_BATCH_ATTR_CODEC_MASK;
+	struct sk_buf own = { 0 };
+	struct sk_buf *out = scratch ? scratch : &own;
+	enum sk_kerr kerr = SK_KERR_NONE;
+	int rc;
+
+	out->len = 0;
+	rc = sk_codec_decompress(codec, p + SK_BATCH_HEADER_SIZE,
+				 len - SK_BATCH_HEADER_SIZE, out,
+				 inflate_bound(max_message_bytes), err);
+	if (rc == -E2BIG)
+		kerr = SK_KERR_MESSAGE_TOO_LARGE;
+	else if (rc == -EBADMSG)
+		kerr = SK_KERR_CORRUPT_MESSAGE;
+	else if (rc)
+		kerr = SK_KERR_UNKNOWN_SERVER_ERROR;
+	else if (!records_ok(out->len ? out->data : (const uint8_t *)"",
+			     out->len, h->records_count, err))
+		kerr = SK_KERR_INVALID_RECORD;
+	out->len = 0;
+	if (out == &own || out->cap > SK_BATCH_SCRATCH_KEEP)
+		sk_buf_free(out);
+	return kerr;
+}
+
+/* Say why (if err is given) and return kerr. */
+static enum sk_kerr refuse(struct sk_err *err, enum sk_kerr kerr,
+			   const char *fmt, ...) SK_PRINTF(3, 4);
+
+static enum sk_kerr refuse(struct sk_err *err, enum sk_kerr kerr,
+			   const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err) {
+		va_start(ap, fmt);
+		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+		va_end(ap);
+	}
+	return kerr;
 }
 
 /*
@@ -107,53 +215,76 @@ static bool batch_records_ok(const uint8_t *p, size_t len, int32_t count)
  *     like Kafka, so an oversized batch is refused without hashing it.
  *  4. CRC (CORRUPT_MESSAGE, which clients retry).
  *  5. the LogValidator rules (INVALID_RECORD) and the codec.
- *  6. for uncompressed batches, the records themselves.
+ *  6. the records themselves, decompressed first if need be (the most
+ *     expensive step, so the last).
  * Codes other than CORRUPT_MESSAGE are not retriable, so a client with a
  * broken encoder fails fast instead of retrying until its timeout.
  */
 enum sk_kerr sk_batch_validate_produce(const uint8_t *p, size_t len,
 				       int64_t max_message_bytes,
-				       struct sk_batch_hdr *h)
+				       struct sk_buf *scratch,
+				       struct sk_batch_hdr *h,
+				       struct sk_err *err)
 {
 	int32_t blen;
 	int8_t magic;
 	int codec;
 
 	if (len < SK_BATCH_LOG_OVERHEAD)
-		return SK_KERR_INVALID_RECORD;
+		return refuse(err, SK_KERR_INVALID_RECORD,
+			      "%zu bytes cannot hold a batch", len);
 	blen = (int32_t)sk_be32(p + SK_BATCH_LENGTH_OFFSET);
 	if (blen < SK_BATCH_MIN_LEGACY_SIZE)
-		return SK_KERR_CORRUPT_MESSAGE;
+		return refuse(err, SK_KERR_CORRUPT_MESSAGE,
+			      "batchLength %d is too small", blen);
 	/* blen >= 14 here, so len >= 26 below and the magic is in range. */
 	if ((uint64_t)blen + SK_BATCH_LOG_OVERHEAD != len)
-		return SK_KERR_INVALID_RECORD;
+		return refuse(err, SK_KERR_INVALID_RECORD,
+			      "batchLength %d does not span the %zu bytes "
+			      "given (one batch expected)",
+			      blen, len);
 
 	magic = (int8_t)p[SK_BATCH_MAGIC_OFFSET];
 	if (magic == 0 || magic == 1)
-		return SK_KERR_UNSUPPORTED_FOR_MESSAGE_FORMAT;
+		return refuse(err, SK_KERR_UNSUPPORTED_FOR_MESSAGE_FORMAT,
+			      "magic %d is not supported", magic);
 	if (magic != 2 || sk_batch_parse_header(p, len, h) != 0)
-		return SK_KERR_CORRUPT_MESSAGE;
+		return refuse(err, SK_KERR_CORRUPT_MESSAGE,
+			      "bad magic %d or header", magic);
 
 	if ((int64_t)len > max_message_bytes)
-		return SK_KERR_MESSAGE_TOO_LARGE;
+		return refuse(err, SK_KERR_MESSAGE_TOO_LARGE,
+			      "%zu bytes exceed max.message.bytes %" PRId64,
+			      len, max_message_bytes);
 	if (!sk_batch_crc_ok(p, len))
-		return SK_KERR_CORRUPT_MESSAGE;
+		return refuse(err, SK_KERR_CORRUPT_MESSAGE, "bad CRC");
 
 	if (h->records_count <= 0 || h->last_offset_delta < 0 ||
 	    (int64_t)h->last_offset_delta + 1 != h->records_count)
-		return SK_KERR_INVALID_RECORD;
+		return refuse(err, SK_KERR_INVALID_RECORD,
+			      "recordsCount %d with lastOffsetDelta %d",
+			      h->records_count, h->last_offset_delta);
 	if (h->attributes & SK_BATCH_ATTR_CONTROL)
-		return SK_KERR_INVALID_RECORD;
+		return refuse(err, SK_KERR_INVALID_RECORD,
+			      "control batch from a client");
 	if (h->producer_id >= 0 && h->base_sequence < 0)
-		return SK_KERR_INVALID_RECORD;
+		return refuse(err, SK_KERR_INVALID_RECORD,
+			      "producer id %" PRId64 " with sequence %d",
+			      h->producer_id, h->base_sequence);
 	codec = h->attributes & SK_BATCH_ATTR_CODEC_MASK;
 	if (codec > SK_CODEC_ZSTD)
-		return SK_KERR_UNSUPPORTED_COMPRESSION_TYPE;
+		return refuse(err, SK_KERR_UNSUPPORTED_COMPRESSION_TYPE,
+			      "unknown codec %d", codec);
 
-	if (codec == SK_CODEC_NONE &&
-	    !batch_records_ok(p, len, h->records_count))
-		return SK_KERR_INVALID_RECORD;
-	return SK_KERR_NONE;
+	if (codec == SK_CODEC_NONE) {
+		if (!records_ok(p + SK_BATCH_HEADER_SIZE,
+				len - SK_BATCH_HEADER_SIZE, h->records_count,
+				err))
+			return SK_KERR_INVALID_RECORD;
+		return SK_KERR_NONE;
+	}
+	return compressed_records_ok(p, len, h, max_message_bytes, scratch,
+				     err);
 }
 
 void sk_batch_set_base_offset(uint8_t *p, int64_t base_offset)

@@ -77,14 +77,28 @@ bool sk_batch_crc_ok(const uint8_t *p, size_t len);
  * Kafka's rules for client writes: exactly one whole magic-2 batch
  * spanning len bytes, valid CRC, lastOffsetDelta + 1 == recordsCount > 0,
  * no control batch, a known codec, a producer id implies a sequence >= 0,
- * and the batch not larger than max_message_bytes. Fills h on success.
+ * the batch not larger than max_message_bytes, and exactly recordsCount
+ * well-formed records with offset deltas 0..n-1. Compressed records are
+ * decompressed into scratch for that check (undecodable: CORRUPT_MESSAGE;
+ * decoded but malformed: INVALID_RECORD; more than
+ * max(64 MiB, 16 x max_message_bytes), at most 1 GiB, once decompressed:
+ * MESSAGE_TOO_LARGE).
+ *
+ * scratch is the caller's, reused across calls so that validation does
+ * not allocate per request; its contents are meaningless afterwards, it
+ * is released here when it grew past 8 MiB, and the caller frees it when
+ * done with it. NULL uses a temporary buffer. h is filled once the header
+ * has been parsed. err (may be NULL) says why a batch was refused.
  * Returns SK_KERR_NONE or the Kafka error to answer with
  * (CORRUPT_MESSAGE, INVALID_RECORD, MESSAGE_TOO_LARGE,
- * UNSUPPORTED_COMPRESSION_TYPE, UNSUPPORTED_FOR_MESSAGE_FORMAT).
+ * UNSUPPORTED_COMPRESSION_TYPE, UNSUPPORTED_FOR_MESSAGE_FORMAT, and
+ * UNKNOWN_SERVER_ERROR if a decoder cannot allocate its state).
  */
 enum sk_kerr sk_batch_validate_produce(const uint8_t *p, size_t len,
 				       int64_t max_message_bytes,
-				       struct sk_batch_hdr *h);
+				       struct sk_buf *scratch,
+				       struct sk_batch_hdr *h,
+				       struct sk_err *err);
 
 /* Rewrite baseOffset in place (outside the CRC). */
 void sk_batch_set_base_offset(uint8_t *p, int64_t base_offset);
@@ -108,7 +122,8 @@ struct sk_record {
 
 /*
  * Iterate the records of an uncompressed batch: initialise r over the
- * bytes after the 61-byte header, then call until it returns false.
+ * bytes after the 61-byte header (or over the decompressed records of a
+ * compressed batch), then call until it returns false.
  * A malformed record sets r->err and returns false.
  */
 bool sk_batch_record_next(struct sk_rd *r, struct sk_record *rec);

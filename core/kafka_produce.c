@@ -68,10 +68,10 @@ static int16_t produce_one(struct sk_broker *b, struct produce_part *pp,
 	if (!batch)
 		return SK_KERR_CORRUPT_MESSAGE;
 	kerr = sk_batch_validate_produce(batch, len, tp->cfg.max_message_bytes,
-					 &h);
+					 &b->scratch, &h, &err);
 	if (kerr) {
-		sk_debug("produce to %s-%d refused: %s", tp->name,
-			 pp->partition, sk_kerr_name((int16_t)kerr));
+		sk_debug("produce to %s-%d refused: %s (%s)", tp->name,
+			 pp->partition, sk_kerr_name((int16_t)kerr), err.msg);
 		return (int16_t)kerr;
 	}
 	if (tp->cfg.timestamp_type == SK_TS_LOG_APPEND_TIME) {

@@ -4,6 +4,7 @@
 set -e
 
 PKGS="build-essential pkg-config libev-dev libyaml-dev libsqlite3-dev
+      zlib1g-dev libsnappy-dev liblz4-dev libzstd-dev
       clang kcat librdkafka-dev python3-confluent-kafka python3-kafka
       nodejs npm perl"
 

@@ -4,6 +4,7 @@
 # connections keep working. Also ApiVersions parsed by hand (v0, v1, v3,
 # v99), pipelining, a slow writer, a peer that does not read, many
 # connections, the request-size cap and the idle timeout.
+import gzip
 import os
 import random
 import socket
@@ -339,11 +340,19 @@ is_(produce_raw(good, topic="raw-missing"), (3, -1),
     "Produce does not auto-create: UNKNOWN_TOPIC_OR_PARTITION")
 is_(produce_raw(good, acks=2), (21, -1), "acks=2: INVALID_REQUIRED_ACKS")
 # Kafka validates the records inside compressed batches too; a batch that
-# does not decompress would stop every consumer of the partition.
+# does not decompress would stop every consumer of the partition. The
+# header of each is valid (CRC, counts), so only decompressing finds these.
 r = produce_raw(record_batch(V, attributes=1, records_blob=b"not gzip"))
-ok(isinstance(r, tuple) and r[0] in (CORRUPT, INVALID_RECORD),
-   "gzip batch that does not decompress: refused (got %r)" % (r,),
-   todo="compressed batches are stored unchecked")
+is_(r, (CORRUPT, -1), "gzip batch that does not decompress: CORRUPT_MESSAGE")
+r = produce_raw(record_batch(V, attributes=1,
+                             records_blob=gzip.compress(b"\x01\x02garbage")))
+is_(r, (INVALID_RECORD, -1),
+    "gzip batch of malformed records: INVALID_RECORD")
+r = produce_raw(record_batch(V, attributes=1, count=4, last_offset_delta=3,
+                             records_blob=gzip.compress(
+                                 record_batch(V)[61:])))
+is_(r, (INVALID_RECORD, -1),
+    "gzip batch holding 3 records but declaring 4: INVALID_RECORD")
 # With acks=0 there is no response: Kafka closes the connection so that
 # the producer notices the error.
 is_(produce_raw(record_batch(V, crc=1), acks=0, wait=2), "closed",

@@ -1,10 +1,12 @@
 /*
  * RecordBatch v2: build -> parse -> validate, one test per validation
- * rule with the Kafka error it must produce, the in-place rewrites, and
- * record iteration (including malformed records). Inputs are copied into
- * exact-size heap blocks so ASan catches any read past len.
+ * rule with the Kafka error it must produce, the in-place rewrites,
+ * record iteration (including malformed records), and compressed batches
+ * (decompressed and checked like uncompressed ones). Inputs are copied
+ * into exact-size heap blocks so ASan catches any read past len.
  */
 #include "batch.h"
+#include "codec.h"
 #include "crc32c.h"
 #include "tap.h"
 
@@ -20,6 +22,8 @@ static uint8_t big_value[300];
 static uint8_t big_hval[200];
 static struct sk_record_header_in hdrs2[1];
 static struct sk_record_in recs[3];
+/* Validation's scratch buffer, shared by every test as the broker does. */
+static struct sk_buf scratch;
 
 /* Three records covering null/empty keys and values and headers. */
 static void init_records(void)
@@ -61,7 +65,7 @@ static enum sk_kerr validate(const uint8_t *p, size_t len, int64_t max)
 
 	if (len)
 		memcpy(q, p, len);
-	e = sk_batch_validate_produce(q, len, max, &h);
+	e = sk_batch_validate_produce(q, len, max, &scratch, &h, NULL);
 	free(q);
 	return e;
 }
@@ -128,8 +132,8 @@ static void test_build_parse(void)
 	   "crc covers bytes 21..end");
 	ok(sk_batch_crc_ok(b.data, b.len), "sk_batch_crc_ok");
 	memset(&h, 0, sizeof(h));
-	is(sk_batch_validate_produce(b.data, b.len, MAXB, &h), SK_KERR_NONE,
-	   "built batch validates");
+	is(sk_batch_validate_produce(b.data, b.len, MAXB, NULL, &h, NULL),
+	   SK_KERR_NONE, "built batch validates");
 	ok(h.records_count == 3 && h.batch_length == (int32_t)b.len - 12,
 	   "validate fills the header");
 
@@ -386,7 +390,8 @@ static void test_validate(void)
 		   SK_KERR_UNSUPPORTED_COMPRESSION_TYPE, "codec %d", codec);
 	/* Bytes 21..24: attributes, then the zero top of lastOffsetDelta. */
 	is(with_field32(&b, 21, (uint32_t)SK_CODEC_ZSTD << 16, 0, 0),
-	   SK_KERR_NONE, "zstd is a known codec (body not decompressed)");
+	   SK_KERR_CORRUPT_MESSAGE,
+	   "zstd bits over uncompressed records: the body is decompressed");
 	free(q);
 	sk_buf_free(&b);
 	sk_buf_free(&two);
@@ -559,6 +564,267 @@ static void test_rewrites(void)
 }
 
 /*
+ * Count the records of a whole batch, decompressing them first if need
+ * be; -1 if they do not decompress or iterate cleanly.
+ */
+static int records_iterate(const uint8_t *p, size_t len)
+{
+	struct sk_buf plain = { 0 };
+	struct sk_record rec;
+	struct sk_rd r;
+	int n = 0;
+	int codec =
+		sk_be16(p + SK_BATCH_ATTR_OFFSET) & SK_BATCH_ATTR_CODEC_MASK;
+
+	if (sk_codec_decompress(codec, p + SK_BATCH_HEADER_SIZE,
+				len - SK_BATCH_HEADER_SIZE, &plain, 1u << 30,
+				NULL) != 0)
+		return -1;
+	sk_rd_init(&r, plain.data, plain.len);
+	while (sk_batch_record_next(&r, &rec))
+		n++;
+	sk_buf_free(&plain);
+	return sk_rd_ok(&r) ? n : -1;
+}
+
+/*
+ * Make out a batch with the header of plain (61 bytes), the given codec
+ * in its attributes and blob as its records, with batchLength and CRC
+ * fixed up.
+ */
+static void seal(struct sk_buf *out, const uint8_t *plain, enum sk_codec c,
+		 const void *blob, size_t blob_len)
+{
+	uint16_t attr = sk_be16(plain + SK_BATCH_ATTR_OFFSET);
+
+	out->len = 0;
+	sk_buf_put(out, plain, SK_BATCH_HEADER_SIZE);
+	sk_buf_put(out, blob, blob_len);
+	attr = (uint16_t)((attr & ~SK_BATCH_ATTR_CODEC_MASK) | c);
+	sk_put_be16(out->data + SK_BATCH_ATTR_OFFSET, attr);
+	sk_put_be32(out->data + 8, (uint32_t)(out->len - 12));
+	refresh_crc(out->data, out->len);
+}
+
+/* Compress the records of the uncompressed batch plain into out. */
+static void compress_batch(struct sk_buf *out, const struct sk_buf *plain,
+			   enum sk_codec c)
+{
+	struct sk_buf z = { 0 };
+
+	sk_codec_compress(c, plain->data + SK_BATCH_HEADER_SIZE,
+			  plain->len - SK_BATCH_HEADER_SIZE, &z, 0, NULL);
+	seal(out, plain->data, c, z.data, z.len);
+	sk_buf_free(&z);
+}
+
+/* Compress blob with c and seal it under plain's header. */
+static void seal_compressed(struct sk_buf *out, const uint8_t *plain,
+			    enum sk_codec c, const void *blob, size_t blob_len)
+{
+	struct sk_buf z = { 0 };
+
+	sk_codec_compress(c, blob, blob_len, &z, 0, NULL);
+	seal(out, plain, c, z.data, z.len);
+	sk_buf_free(&z);
+}
+
+/* xerial snappy framing: magic "\x82SNAPPY\0", version 1, compat 1. */
+static const uint8_t xerial_hdr[16] = { 0x82, 'S', 'N', 'A', 'P', 'P', 'Y', 0,
+					0,    0,   0,	1,   0,	  0,   0,   1 };
+
+static const enum sk_codec codecs[] = { SK_CODEC_GZIP, SK_CODEC_SNAPPY,
+					SK_CODEC_LZ4, SK_CODEC_ZSTD };
+
+static void test_compressed(void)
+{
+	struct sk_buf plain = { 0 }, b = { 0 }, z = { 0 };
+	struct sk_batch_hdr h;
+	struct sk_err err = { "" };
+	const uint8_t *recs_p;
+	size_t recs_len;
+	enum sk_kerr e;
+
+	build3(&plain, SK_BATCH_ATTR_TRANSACTIONAL, 7, 0);
+	recs_p = plain.data + SK_BATCH_HEADER_SIZE;
+	recs_len = plain.len - SK_BATCH_HEADER_SIZE;
+	for (size_t i = 0; i < sizeof(codecs) / sizeof(codecs[0]); i++) {
+		compress_batch(&b, &plain, codecs[i]);
+		is(validate(b.data, b.len, MAXB), SK_KERR_NONE,
+		   "%s batch validates", sk_codec_name(codecs[i]));
+	}
+
+	/* Java and kafka-python frame snappy xerial-style. */
+	{
+		size_t at;
+
+		z.len = 0;
+		sk_buf_put(&z, xerial_hdr, sizeof(xerial_hdr));
+		at = z.len;
+		sk_buf_extend(&z, 4);
+		sk_codec_compress(SK_CODEC_SNAPPY, recs_p, recs_len, &z, 0,
+				  NULL);
+		sk_put_be32(z.data + at, (uint32_t)(z.len - at - 4));
+		seal(&b, plain.data, SK_CODEC_SNAPPY, z.data, z.len);
+		is(validate(b.data, b.len, MAXB), SK_KERR_NONE,
+		   "xerial-framed snappy batch validates");
+	}
+
+	/* Undecodable: CORRUPT_MESSAGE, with the codec's own words. */
+	seal(&b, plain.data, SK_CODEC_GZIP, "not gzip", 8);
+	e = sk_batch_validate_produce(b.data, b.len, MAXB, &scratch, &h, &err);
+	is(e, SK_KERR_CORRUPT_MESSAGE, "gzip batch with a garbage blob");
+	ok(strncmp(err.msg, "gzip: ", 6) == 0, "  err says why (%s)", err.msg);
+	seal(&b, plain.data, SK_CODEC_GZIP, "", 0);
+	is(validate(b.data, b.len, MAXB), SK_KERR_CORRUPT_MESSAGE,
+	   "gzip batch with an empty blob");
+	for (size_t i = 0; i < sizeof(codecs) / sizeof(codecs[0]); i++) {
+		compress_batch(&b, &plain, codecs[i]);
+		b.len--; /* cut the compressed data by one byte */
+		sk_put_be32(b.data + 8, (uint32_t)(b.len - 12));
+		refresh_crc(b.data, b.len);
+		is(validate(b.data, b.len, MAXB), SK_KERR_CORRUPT_MESSAGE,
+		   "%s batch with truncated data", sk_codec_name(codecs[i]));
+	}
+
+	/* Decodes, but not to good records: INVALID_RECORD. */
+	seal_compressed(&b, plain.data, SK_CODEC_GZIP, "\x01\x02garbage", 9);
+	e = sk_batch_validate_produce(b.data, b.len, MAXB, &scratch, &h, &err);
+	is(e, SK_KERR_INVALID_RECORD, "valid gzip of malformed records (%s)",
+	   err.msg);
+	seal_compressed(&b, plain.data, SK_CODEC_GZIP, "", 0);
+	is(validate(b.data, b.len, MAXB), SK_KERR_INVALID_RECORD,
+	   "valid gzip of no records");
+	z.len = 0;
+	sk_buf_put(&z, recs_p, recs_len);
+	sk_buf_put(&z, "\0", 1);
+	seal_compressed(&b, plain.data, SK_CODEC_LZ4, z.data, z.len);
+	is(validate(b.data, b.len, MAXB), SK_KERR_INVALID_RECORD,
+	   "a stray byte after the last record, inside lz4");
+	/* Record 0's offset delta (after length, attributes, ts delta). */
+	z.len = 0;
+	sk_buf_put(&z, recs_p, recs_len);
+	z.data[1 + 1 + 1] = 0x02;
+	seal_compressed(&b, plain.data, SK_CODEC_ZSTD, z.data, z.len);
+	is(validate(b.data, b.len, MAXB), SK_KERR_INVALID_RECORD,
+	   "offset delta 1 for record 0, inside zstd");
+
+	/* recordsCount disagreeing with the compressed records. */
+	compress_batch(&b, &plain, SK_CODEC_GZIP);
+	is(with_field32(&b, 57, 4, 23, 3), SK_KERR_INVALID_RECORD,
+	   "gzip: count 4 but 3 records inside");
+	is(with_field32(&b, 57, 2, 23, 1), SK_KERR_INVALID_RECORD,
+	   "gzip: count 2 but 3 records inside");
+	compress_batch(&b, &plain, SK_CODEC_SNAPPY);
+	is(with_field32(&b, 57, 1, 23, 0), SK_KERR_INVALID_RECORD,
+	   "snappy: count 1 but 3 records inside");
+
+	/* The header rules still come first. */
+	compress_batch(&b, &plain, SK_CODEC_LZ4);
+	b.data[b.len - 1] ^= 1;
+	is(validate(b.data, b.len, MAXB), SK_KERR_CORRUPT_MESSAGE,
+	   "lz4: bad CRC before any decompression");
+	is(validate(b.data, b.len, 10), SK_KERR_MESSAGE_TOO_LARGE,
+	   "lz4: size before CRC");
+
+	/* scratch is reused: a second validation does not reallocate it. */
+	compress_batch(&b, &plain, SK_CODEC_ZSTD);
+	validate(b.data, b.len, MAXB);
+	{
+		uint8_t *before = scratch.data;
+		size_t cap = scratch.cap;
+
+		is(validate(b.data, b.len, MAXB), SK_KERR_NONE,
+		   "zstd again, same scratch");
+		ok(scratch.data == before && scratch.cap == cap && cap > 0 &&
+			   scratch.len == 0,
+		   "  scratch reused as is (cap %zu)", cap);
+	}
+	sk_buf_free(&plain);
+	sk_buf_free(&b);
+	sk_buf_free(&z);
+}
+
+/*
+ * More than max(64 MiB, 16 x max.message.bytes) once decompressed:
+ * MESSAGE_TOO_LARGE, and the oversized scratch is not kept.
+ */
+static void test_compressed_bound(void)
+{
+	size_t big = (64u << 20) + 1;
+	uint8_t *zero = calloc(1, big);
+	struct sk_record_in one = { NULL, -1, zero, (int32_t)big, 1, NULL, 0 };
+	struct sk_buf plain = { 0 }, b = { 0 };
+
+	sk_batch_build(&plain, 0, &one, 1, 0, -1, -1, -1);
+	compress_batch(&b, &plain, SK_CODEC_ZSTD);
+	diag("a %zu-byte zstd batch of %zu bytes", b.len, plain.len);
+	is(validate(b.data, b.len, MAXB), SK_KERR_MESSAGE_TOO_LARGE,
+	   "decompressing past 64 MiB: MESSAGE_TOO_LARGE");
+	ok(scratch.cap == 0, "  and the grown scratch was released");
+	is(validate(b.data, b.len, 5 * 1000 * 1000), SK_KERR_NONE,
+	   "with max.message.bytes 5 MB the bound is 80 MB: accepted");
+	ok(scratch.cap == 0, "  scratch released again");
+	free(zero);
+	sk_buf_free(&plain);
+	sk_buf_free(&b);
+}
+
+/*
+ * Random corruption of compressed data behind a fixed-up CRC: the
+ * decoders must stay in bounds (ASan) and every answer must be a known
+ * code; anything accepted must hold exactly recordsCount records.
+ */
+static void test_fuzz_compressed(void)
+{
+	struct sk_buf plain = { 0 }, b = { 0 };
+	uint64_t s = 0x9E3779B97F4A7C15ULL;
+
+	build3(&plain, 0, -1, -1);
+	for (size_t c = 0; c < sizeof(codecs) / sizeof(codecs[0]); c++) {
+		int accepted = 0;
+		bool all = true;
+
+		compress_batch(&b, &plain, codecs[c]);
+		for (int i = 0; i < 3000; i++) {
+			uint8_t *q = malloc(b.len);
+			size_t blob = b.len - SK_BATCH_HEADER_SIZE;
+			enum sk_kerr e;
+
+			memcpy(q, b.data, b.len);
+			s ^= s << 13;
+			s ^= s >> 7;
+			s ^= s << 17;
+			for (int f = 0; f < 1 + (int)(s % 3); f++) {
+				size_t at = SK_BATCH_HEADER_SIZE +
+					    (s >> (8 * f + 8)) % blob;
+
+				q[at] ^= (uint8_t)(1u << ((s >> (4 * f + 40)) &
+							  7));
+			}
+			refresh_crc(q, b.len);
+			e = validate(q, b.len, MAXB);
+			if (e == SK_KERR_NONE) {
+				accepted++;
+				all &= records_iterate(q, b.len) == 3;
+			} else {
+				/* A damaged size field can claim too much. */
+				all &= e == SK_KERR_INVALID_RECORD ||
+				       e == SK_KERR_CORRUPT_MESSAGE ||
+				       e == SK_KERR_MESSAGE_TOO_LARGE;
+			}
+			free(q);
+		}
+		diag("%s fuzz: %d of 3000 mutants accepted",
+		     sk_codec_name(codecs[c]), accepted);
+		ok(all, "%s: random damage gives known codes",
+		   sk_codec_name(codecs[c]));
+	}
+	sk_buf_free(&plain);
+	sk_buf_free(&b);
+}
+
+/*
  * Random corruption behind a fixed-up CRC: validation and iteration must
  * never read out of bounds (ASan) and must answer a known code; anything
  * accepted must iterate to exactly recordsCount records.
@@ -590,18 +856,11 @@ static void test_fuzz(void)
 			q[at] ^= (uint8_t)(1u << ((s >> (4 * f + 40)) & 7));
 		}
 		refresh_crc(q, b.len);
-		e = sk_batch_validate_produce(q, b.len, MAXB, &h);
+		e = sk_batch_validate_produce(q, b.len, MAXB, &scratch, &h,
+					      NULL);
 		if (e == SK_KERR_NONE) {
-			struct sk_rd r;
-			struct sk_record rec;
-			int n = 0;
-
 			accepted++;
-			sk_rd_init(&r, q + 61, b.len - 61);
-			while (sk_batch_record_next(&r, &rec))
-				n++;
-			all &= (h.attributes & 7) != 0 ||
-			       (sk_rd_ok(&r) && n == h.records_count);
+			all &= records_iterate(q, b.len) == h.records_count;
 		} else {
 			all &= e == SK_KERR_INVALID_RECORD ||
 			       e == SK_KERR_CORRUPT_MESSAGE ||
@@ -616,7 +875,7 @@ static void test_fuzz(void)
 
 int main(void)
 {
-	plan(93);
+	plan(93 + 31);
 	init_records();
 	test_build_parse();
 	test_golden_record();
@@ -626,5 +885,9 @@ int main(void)
 	test_bad_records();
 	test_rewrites();
 	test_fuzz();
+	test_compressed();
+	test_compressed_bound();
+	test_fuzz_compressed();
+	sk_buf_free(&scratch);
 	return check_status();
 }
