@@ -56,7 +56,8 @@ struct sk_fetch {
 
 static void fetch_free(struct sk_fetch *f)
 {
-	for (size_t i = 0; i < f->n_links; i++)
+	/* links is allocated once the request has been decoded. */
+	for (size_t i = 0; f->links && i < f->n_links; i++)
 		sk_list_del(&f->links[i].node);
 	sk_list_del(&f->link);
 	sk_list_del(&f->ready);

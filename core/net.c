@@ -282,12 +282,18 @@ static void on_writable(struct ev_loop *loop, ev_io *w, int revents)
 
 /* --- reading ------------------------------------------------------ */
 
-/* Read only while the peer keeps up with what it asked for. */
+/*
+ * Read only while the peer keeps up with what it asked for. With its
+ * request queue full, a connection still reads into a small input buffer:
+ * that bounds memory just as well, and it notices a peer that closed
+ * while its long-poll requests wait.
+ */
 static void conn_update_read(struct sk_conn *c)
 {
 	const struct sk_config *cfg = &c->srv->b->cfg;
-	bool want = !c->draining && !c->srv->b->stopping &&
-		    c->n_resps < (size_t)cfg->queued_max_requests &&
+	bool room = c->n_resps < (size_t)cfg->queued_max_requests ||
+		    c->in.len < SK_READ_CHUNK;
+	bool want = !c->draining && !c->srv->b->stopping && room &&
 		    c->out_bytes <= (size_t)cfg->connection_output_max_bytes;
 
 	if (want && !c->reading) {

@@ -13,10 +13,10 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <netinet/in.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -39,7 +39,10 @@
  * partitions then runs out in milliseconds, not seconds, and the same
  * input fails at the same partition on every machine.
  */
-#define SK_FUZZ_NOFILE 1024
+#define SK_FUZZ_NOFILE 256
+
+/* SO_SNDBUF of the broker's end of each connection. */
+#define SK_FUZZ_SNDBUF 4096
 
 /* Loop iterations without progress after which the broker is "quiet". */
 #define SK_FUZZ_QUIET_ITERS 4
@@ -50,20 +53,23 @@
 /* Iterations after our close for the broker to free its side. */
 #define SK_FUZZ_CLOSE_ITERS 100
 /*
- * While a response is pending (long-poll Fetch), wait up to this many
- * 1 ms steps for it, so short max_wait_ms timeouts fire and the timeout
- * path is fuzzed too; longer ones are cancelled by our close.
+ * How long to wait, by default, for answers still pending once the broker
+ * is otherwise quiet: acks=all and offset commits complete from the
+ * flusher thread after an fdatasync, a long-poll Fetch after max_wait_ms.
+ * Short, so long-polls cost the fuzzer little and are cancelled by our
+ * close; see sk_fuzz_set_wait_ms.
  */
-#define SK_FUZZ_PENDING_STEPS 2
+#define SK_FUZZ_WAIT_MS 5
 
 static struct {
-	struct ev_loop *loop;
+	struct ev_loop *loop;        /* owned; outlives broker restarts */
 	struct sk_broker b;
-	bool up;                    /* b is initialised */
-	char dir[PATH_MAX];         /* from mkdtemp; "" until created */
+	bool up;                     /* b is initialised */
+	char dir[PATH_MAX];          /* from mkdtemp; "" until created */
 	char data_dir[PATH_MAX + 8]; /* dir/data: the broker's log.dir */
-	unsigned long runs;         /* inputs since the broker started */
-	struct sk_fuzz_result last; /* of the last input */
+	unsigned long runs;          /* inputs since the broker started */
+	int wait_ms;                 /* see sk_fuzz_set_wait_ms; 0: default */
+	struct sk_fuzz_result last;  /* of the last input */
 } fz;
 
 /* Give up the fuzz run: the harness itself cannot work. */
@@ -159,6 +165,13 @@ static void broker_start(void)
 	    sk_config_set(&fz.b.cfg, "connection.output.max.bytes", "65536",
 			  "fuzz", &err))
 		die("config", err.msg);
+	/*
+	 * A JoinGroup completes at once instead of after the initial
+	 * rebalance delay (3 s), so the rest of the group protocol is
+	 * reached within one input.
+	 */
+	sk_config_set(&fz.b.cfg, "group.initial.rebalance.delay.ms", "0",
+		      "fuzz", &err);
 	if (sk_broker_init(&fz.b, fz.loop, &err))
 		die("broker init", err.msg);
 	/*
@@ -199,7 +212,7 @@ void sk_fuzz_teardown(void)
 static void broker_ready(void)
 {
 	if (fz.up && (fz.runs >= SK_FUZZ_RESTART_RUNS ||
-		      fz.b.topics.count > SK_FUZZ_MAX_TOPICS))
+		      fz.b.topics.map.count > SK_FUZZ_MAX_TOPICS))
 		broker_stop();
 	if (!fz.up)
 		broker_start();
@@ -240,15 +253,28 @@ static void on_guard(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)revents;
 }
 
-/* Block in the loop for at most 1 ms (a pending timer may fire). */
-static void wait_a_little(void)
+/*
+ * Block in the loop until something happens (a thread's completion, a
+ * timer, a socket) or until the deadline (ev_time() based) has passed.
+ * Returns false once it has.
+ */
+static bool wait_until(double deadline)
 {
+	double left = deadline - ev_time();
 	ev_timer guard;
 
-	ev_timer_init(&guard, on_guard, 0.001, 0.0);
+	if (left <= 0)
+		return false;
+	ev_timer_init(&guard, on_guard, left, 0.0);
 	ev_timer_start(fz.loop, &guard);
 	ev_run(fz.loop, EVRUN_ONCE);
 	ev_timer_stop(fz.loop, &guard);
+	return true;
+}
+
+void sk_fuzz_set_wait_ms(int ms)
+{
+	fz.wait_ms = ms;
 }
 
 /* One connection: send p, let the broker answer, close, check cleanup. */
@@ -256,7 +282,9 @@ static int exchange(const uint8_t *p, size_t len)
 {
 	struct sk_fuzz_result *res = &fz.last;
 	struct sk_server *srv = &fz.b.server;
-	int sv[2], quiet = 0, waits = 0;
+	double wait = (fz.wait_ms > 0 ? fz.wait_ms : SK_FUZZ_WAIT_MS) / 1000.0;
+	double deadline = 0;
+	int sv[2], quiet = 0;
 	size_t off = 0;
 
 	memset(res, 0, sizeof(*res));
@@ -270,6 +298,13 @@ static int exchange(const uint8_t *p, size_t len)
 			       sv) < 0)
 			die("socketpair", strerror(errno));
 	}
+	/*
+	 * A small send buffer on the broker's end makes larger answers
+	 * (Fetch data, DescribeConfigs) go out in several writes, so the
+	 * EAGAIN and write-watcher paths are fuzzed too.
+	 */
+	setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &(int){ SK_FUZZ_SNDBUF },
+		   sizeof(int));
 	sk_conn_new(srv, sv[0]);
 
 	for (int i = 0; i < SK_FUZZ_MAX_ITERS; i++) {
@@ -299,12 +334,13 @@ static int exchange(const uint8_t *p, size_t len)
 		if (quiet < (unsent ? SK_FUZZ_STALL_ITERS
 				    : SK_FUZZ_QUIET_ITERS))
 			continue;
-		if (!res->closed_by_broker && sk_server_pending(srv) > 0 &&
-		    waits < SK_FUZZ_PENDING_STEPS) {
-			wait_a_little();
-			waits++;
-			quiet = 0;
-			continue;
+		if (!res->closed_by_broker && sk_server_pending(srv) > 0) {
+			if (deadline == 0)
+				deadline = ev_time() + wait;
+			if (wait_until(deadline)) {
+				quiet = 0;
+				continue;
+			}
 		}
 		break;
 	}
@@ -314,6 +350,10 @@ static int exchange(const uint8_t *p, size_t len)
 	close(sv[1]);
 	for (int i = 0; i < SK_FUZZ_CLOSE_ITERS && srv->n_conns > 0; i++)
 		ev_run(fz.loop, EVRUN_NOWAIT);
+	/* A completion from a thread may be needed to notice the close. */
+	deadline = ev_time() + wait;
+	while (srv->n_conns > 0 && wait_until(deadline))
+		;
 	res->released = srv->n_conns == 0;
 	if (!res->released) {
 		/* Start the next input from a clean broker. */

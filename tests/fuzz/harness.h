@@ -11,9 +11,10 @@
  * input but what the requests stored (topics, records).
  *
  * The broker runs with the defaults except for small backpressure limits
- * (queued.max.requests 4, connection.output.max.bytes 64 KiB) and a soft
- * limit of 1024 open descriptors, so that the fuzzer reaches those paths
- * with small inputs. Every broker has topic "t" with 2 partitions.
+ * (queued.max.requests 4, connection.output.max.bytes 64 KiB), no initial
+ * rebalance delay for consumer groups and a soft limit of 256 open
+ * descriptors, so that the fuzzer reaches those paths with small inputs.
+ * Every broker has topic "t" with 2 partitions.
  *
  * How sk_fuzz_run reads an input:
  *   - first byte 0xff: the rest is sent as raw bytes, framing and all;
@@ -56,6 +57,15 @@ int sk_fuzz_run(const uint8_t *data, size_t len);
 
 /* Send bytes exactly as given, on a fresh connection; as sk_fuzz_run. */
 int sk_fuzz_feed(const uint8_t *bytes, size_t len);
+
+/*
+ * How long to wait for pending answers (acks=all, offset commits and
+ * other work done on threads, long-poll Fetch) before closing, and for
+ * the broker to free the connection after the close. The fuzzer keeps
+ * the default of a few ms; a test that wants every answer on a slow disk
+ * sets more.
+ */
+void sk_fuzz_set_wait_ms(int ms);
 
 /* The result of the last sk_fuzz_run or sk_fuzz_feed. */
 const struct sk_fuzz_result *sk_fuzz_last(void);

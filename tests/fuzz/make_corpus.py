@@ -251,6 +251,12 @@ def alter_configs(v, resources, validate_only=False):
     return frame(33, v, array(items) + i8(1 if validate_only else 0))
 
 
+def delete_records(v, deletions, topic=TOPIC):
+    """deletions: [(partition, offset)]; offset -1 means the high mark."""
+    parts = [i32(p) + i64(off) for p, off in deletions]
+    return frame(21, v, array([string(topic) + array(parts)]) + i32(30000))
+
+
 def find_coordinator(v, key, key_type=0):
     body = string(key)
     if v >= 1:
@@ -258,12 +264,121 @@ def find_coordinator(v, key, key_type=0):
     return frame(10, v, body)
 
 
+# --- consumer groups -------------------------------------------------------
+
+def subscription(topics):
+    """ConsumerProtocolSubscription v0, as JoinGroup protocol metadata."""
+    return i16(0) + array([string(t) for t in topics]) + nbytes(None)
+
+
+def assignment(parts):
+    """ConsumerProtocolAssignment v0: parts is [(topic, [partition])]."""
+    return (i16(0) + array([string(t) + array([i32(p) for p in ps])
+                            for t, ps in parts]) + nbytes(None))
+
+
+def join_group(v, group, member="", instance=None):
+    body = string(group) + i32(10000)
+    if v >= 1:
+        body += i32(30000)  # rebalance_timeout_ms
+    body += string(member)
+    if v >= 5:
+        body += string(instance)
+    body += string("consumer")
+    body += array([string("range") + nbytes(subscription([TOPIC])),
+                   string("roundrobin") + nbytes(subscription([TOPIC]))])
+    return frame(11, v, body)
+
+
+def sync_group(v, group, generation, member, assignments, instance=None):
+    body = string(group) + i32(generation) + string(member)
+    if v >= 3:
+        body += string(instance)
+    body += array([string(m) + nbytes(a) for m, a in assignments])
+    return frame(14, v, body)
+
+
+def heartbeat(v, group, generation, member, instance=None):
+    body = string(group) + i32(generation) + string(member)
+    if v >= 3:
+        body += string(instance)
+    return frame(12, v, body)
+
+
+def leave_group(v, group, members):
+    """members: [(member_id, group_instance_id)]."""
+    if v <= 2:
+        return frame(13, v, string(group) + string(members[0][0]))
+    return frame(13, v, string(group) + array(
+        [string(m) + string(inst) for m, inst in members]))
+
+
+def offset_commit(v, group, commits, generation=-1, member="",
+                  instance=None):
+    """commits: [(partition, offset, metadata)] on TOPIC."""
+    body = string(group)
+    if v >= 1:
+        body += i32(generation) + string(member)
+    if v >= 7:
+        body += string(instance)
+    if 2 <= v <= 4:
+        body += i64(-1)  # retention_time_ms: broker default
+    parts = []
+    for p, off, meta in commits:
+        e = i32(p) + i64(off)
+        if v >= 6:
+            e += i32(-1)  # committed_leader_epoch
+        if v == 1:
+            e += i64(-1)  # commit_timestamp
+        e += string(meta)
+        parts.append(e)
+    body += array([string(TOPIC) + array(parts)])
+    return frame(8, v, body)
+
+
+def offset_fetch(v, group, partitions):
+    """partitions: list of TOPIC partitions, or None for all (v2+)."""
+    flex = v >= 6
+    body = string(group, flex)
+    if partitions is None:
+        body += array(None, flex)
+    else:
+        body += array([string(TOPIC, flex)
+                       + array([i32(p) for p in partitions], flex)
+                       + tags(flex)], flex)
+    if v >= 7:
+        body += i8(1)  # require_stable
+    body += tags(flex)
+    return frame(9, v, body, flex)
+
+
+def describe_groups(v, groups):
+    body = array([string(g) for g in groups])
+    if v >= 3:
+        body += i8(1)  # include_authorized_operations
+    return frame(15, v, body)
+
+
+def list_groups(v):
+    return frame(16, v, b"")
+
+
+def delete_groups(v, groups):
+    return frame(42, v, array([string(g) for g in groups]))
+
+
+def offset_delete(v, group, partitions):
+    return frame(47, v, string(group) + array(
+        [string(TOPIC) + array([i32(p) for p in partitions])]))
+
+
 TOPIC_RES = 2   # ConfigResource.Type TOPIC
 BROKER_RES = 4  # ConfigResource.Type BROKER
 
 
 def seeds(batches):
-    one, multi, idem = batches["single"], batches["multi"], batches["idempotent"]
+    one, multi = batches["single"], batches["multi"]
+    idem = batches["idempotent"]
     s = {}
     s["api_versions_v0"] = api_versions(0)
     s["api_versions_v3"] = api_versions(3)
@@ -286,7 +401,8 @@ def seeds(batches):
     s["fetch_v11_read_committed"] = fetch(11, isolation=1)
     s["fetch_v7_out_of_range"] = fetch(7, offset=1 << 40)
     # Long-poll: waits past the harness's patience and is cancelled.
-    s["fetch_v11_long_poll_noreply"] = fetch(11, max_wait=500, min_bytes=1 << 20)
+    s["fetch_v11_long_poll_noreply"] = fetch(11, max_wait=5000,
+                                             min_bytes=1 << 20)
     # Long-poll: short enough that the harness sees it time out.
     s["fetch_v11_short_poll"] = fetch(11, max_wait=1, min_bytes=1 << 20)
 
@@ -326,8 +442,49 @@ def seeds(batches):
         (TOPIC_RES, TOPIC, [("segment.ms", "600000"),
                             ("message.timestamp.type", "LogAppendTime")])])
 
+    s["delete_records_v0"] = delete_records(0, [(0, 1), (1, 1 << 40)])
+    s["delete_records_v1"] = delete_records(1, [(1, -1), (7, 0)])
+
     s["find_coordinator_v0"] = find_coordinator(0, "group")
     s["find_coordinator_v2"] = find_coordinator(2, "txn", key_type=1)
+
+    # Consumer groups. Member ids are the broker's to choose, so a seed
+    # cannot follow a join with that member's sync or heartbeat; those
+    # seeds exercise the unknown-member answers instead.
+    s["join_group_v0"] = join_group(0, "seed-g0")
+    s["join_group_v5_member_id_required"] = join_group(5, "seed-g5")
+    s["join_group_v5_static"] = join_group(5, "seed-gs", instance="inst-1")
+    s["sync_group_v0"] = sync_group(0, "seed-g0", 1, "nobody", [
+        ("nobody", assignment([(TOPIC, [0, 1])]))])
+    s["sync_group_v3"] = sync_group(3, "seed-gs", 1, "nobody", [],
+                                    instance="inst-1")
+    s["heartbeat_v0"] = heartbeat(0, "seed-g0", 1, "nobody")
+    s["heartbeat_v3"] = heartbeat(3, "seed-gs", 1, "nobody",
+                                  instance="inst-1")
+    s["leave_group_v0"] = leave_group(0, "seed-g0", [("nobody", None)])
+    s["leave_group_v3"] = leave_group(3, "seed-gs", [
+        ("", "inst-1"), ("nobody", None)])
+    s["offset_commit_v0"] = offset_commit(0, "seed-oc", [(0, 1, "m")])
+    s["offset_commit_v1"] = offset_commit(1, "seed-oc", [(1, 2, None)])
+    s["offset_commit_v2"] = offset_commit(2, "seed-oc", [(0, 3, "")])
+    s["offset_commit_v7"] = offset_commit(7, "seed-oc", [
+        (0, 4, "meta"), (1, 5, None)])
+    s["offset_fetch_v0"] = offset_fetch(0, "seed-oc", [0, 1])
+    s["offset_fetch_v2_all"] = offset_fetch(2, "seed-oc", None)
+    s["offset_fetch_v6"] = offset_fetch(6, "seed-oc", [0])
+    s["offset_fetch_v7"] = offset_fetch(7, "seed-oc", None)
+    s["describe_groups_v0"] = describe_groups(0, ["seed-g0", "seed-oc"])
+    s["describe_groups_v4"] = describe_groups(4, ["seed-gs", "none"])
+    s["list_groups_v0"] = list_groups(0)
+    s["list_groups_v2"] = list_groups(2)
+    s["offset_delete_v0"] = offset_delete(0, "seed-oc", [0, 7])
+    s["delete_groups_v0"] = delete_groups(0, ["seed-oc", "none"])
+    s["delete_groups_v1"] = delete_groups(1, ["seed-g0"])
+    s["pipeline_group_offsets"] = (
+        offset_commit(7, "seed-pipe-g", [(0, 10, "x"), (1, 20, None)])
+        + offset_fetch(7, "seed-pipe-g", [0, 1, 2])
+        + offset_delete(0, "seed-pipe-g", [1])
+        + delete_groups(1, ["seed-pipe-g"]))
 
     # Pipelines: several frames on one connection.
     s["pipeline_produce_fetch"] = (
@@ -344,6 +501,13 @@ def seeds(batches):
         create_topics(4, [("seed-gone", 2, 1, [], [])])
         + fetch(11, max_wait=2000, topic="seed-gone")
         + delete_topics(3, ["seed-gone"]))
+    # Records deleted under a fetch that reads them.
+    s["pipeline_produce_delete_records_fetch"] = (
+        create_topics(4, [("seed-dr", 1, 1, [], [])])
+        + produce(7, multi, topic="seed-dr") + produce(7, one, topic="seed-dr")
+        + delete_records(1, [(0, 2)], topic="seed-dr")
+        + fetch(11, topic="seed-dr", partitions=(0,))
+        + delete_topics(3, ["seed-dr"]))
     s["pipeline_create_produce_delete"] = (
         create_topics(4, [("seed-pipe", 1, 1, [], [])])
         + produce(7, one, topic="seed-pipe")
