@@ -61,7 +61,8 @@ size_t sk_offset_key(char *buf, size_t cap, const char *topic, size_t tlen,
 {
 	if (tlen + 5 > cap)
 		tlen = cap - 5; /* callers size buf for the longest topic */
-	memcpy(buf, topic, tlen);
+	if (tlen) /* a null topic name from the wire has no bytes at all */
+		memcpy(buf, topic, tlen);
 	buf[tlen] = '\0';
 	sk_put_be32((uint8_t *)buf + tlen + 1, (uint32_t)partition);
 	return tlen + 5;

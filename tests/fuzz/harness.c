@@ -27,12 +27,12 @@
 #include "say.h"
 
 /* Topic every broker starts with, so Produce and Fetch find partitions. */
-#define SK_FUZZ_TOPIC "t"
+#define SK_FUZZ_TOPIC	    "t"
 #define SK_FUZZ_TOPIC_PARTS 2
 
 /* Restart the broker after this many inputs or topics (bounded data). */
 #define SK_FUZZ_RESTART_RUNS 20000
-#define SK_FUZZ_MAX_TOPICS 64
+#define SK_FUZZ_MAX_TOPICS   64
 
 /*
  * Soft limit on open descriptors: a CreateTopics of a few thousand
@@ -62,13 +62,13 @@
 #define SK_FUZZ_WAIT_MS 5
 
 static struct {
-	struct ev_loop *loop;        /* owned; outlives broker restarts */
+	struct ev_loop *loop; /* owned; outlives broker restarts */
 	struct sk_broker b;
-	bool up;                     /* b is initialised */
-	char dir[PATH_MAX];          /* from mkdtemp; "" until created */
+	bool up;		     /* b is initialised */
+	char dir[PATH_MAX];	     /* from mkdtemp; "" until created */
 	char data_dir[PATH_MAX + 8]; /* dir/data: the broker's log.dir */
-	unsigned long runs;          /* inputs since the broker started */
-	int wait_ms;                 /* see sk_fuzz_set_wait_ms; 0: default */
+	unsigned long runs;	     /* inputs since the broker started */
+	int wait_ms;		     /* see sk_fuzz_set_wait_ms; 0: default */
 	struct sk_fuzz_result last;  /* of the last input */
 } fz;
 
@@ -86,8 +86,8 @@ static void ensure_topic(void)
 
 	if (sk_topics_find(&fz.b.topics, SK_FUZZ_TOPIC, strlen(SK_FUZZ_TOPIC)))
 		return;
-	ec = sk_topic_create(&fz.b, SK_FUZZ_TOPIC, SK_FUZZ_TOPIC_PARTS, NULL,
-			     0, false, &err);
+	ec = sk_topic_create(&fz.b, SK_FUZZ_TOPIC, SK_FUZZ_TOPIC_PARTS, NULL, 0,
+			     false, &err);
 	if (ec)
 		die("cannot create topic " SK_FUZZ_TOPIC, err.msg);
 }
@@ -312,8 +312,8 @@ static int exchange(const uint8_t *p, size_t len)
 		bool unsent = off < len && !res->closed_by_broker;
 
 		if (unsent) {
-			ssize_t n = send(sv[1], p + off, len - off,
-					 MSG_NOSIGNAL);
+			ssize_t n =
+				send(sv[1], p + off, len - off, MSG_NOSIGNAL);
 
 			if (n > 0) {
 				off += (size_t)n;
@@ -331,8 +331,8 @@ static int exchange(const uint8_t *p, size_t len)
 			continue;
 		}
 		quiet++;
-		if (quiet < (unsent ? SK_FUZZ_STALL_ITERS
-				    : SK_FUZZ_QUIET_ITERS))
+		if (quiet <
+		    (unsent ? SK_FUZZ_STALL_ITERS : SK_FUZZ_QUIET_ITERS))
 			continue;
 		if (!res->closed_by_broker && sk_server_pending(srv) > 0) {
 			if (deadline == 0)

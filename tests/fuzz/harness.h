@@ -35,15 +35,15 @@
 #include <stdint.h>
 
 /* First input bytes that select raw mode and CRC fixing. */
-#define SK_FUZZ_RAW 0xff
+#define SK_FUZZ_RAW	0xff
 #define SK_FUZZ_FIX_CRC 0xfe
 
 /* What happened on the connection of the last input. */
 struct sk_fuzz_result {
-	size_t sent;           /* bytes the broker accepted from us */
-	size_t replied;        /* response bytes read back (discarded) */
+	size_t sent;	       /* bytes the broker accepted from us */
+	size_t replied;	       /* response bytes read back (discarded) */
 	bool closed_by_broker; /* it closed first: a rejected request */
-	bool released;         /* the connection was freed after our close */
+	bool released;	       /* the connection was freed after our close */
 };
 
 /*

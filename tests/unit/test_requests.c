@@ -18,7 +18,7 @@
 #include "proto.h"
 #include "tap.h"
 
-#define CORPUS_DIR "tests/fuzz/corpus"
+#define CORPUS_DIR  "tests/fuzz/corpus"
 #define REGRESS_DIR "tests/fuzz/regress"
 
 /* Sorted names of the regular, non-hidden files of dir (may be none). */
@@ -90,15 +90,13 @@ static void frame_end(struct sk_buf *b)
 }
 
 /* Feed raw bytes; the broker must free the connection afterwards. */
-static void feed(const void *p, size_t len, bool want_close,
-		 const char *what)
+static void feed(const void *p, size_t len, bool want_close, const char *what)
 {
 	const struct sk_fuzz_result *res;
 	int rc = sk_fuzz_feed(p, len);
 
 	res = sk_fuzz_last();
-	ok(rc == 0 && res->released &&
-		   (!want_close || res->closed_by_broker),
+	ok(rc == 0 && res->released && (!want_close || res->closed_by_broker),
 	   "%s: %s, connection released", what,
 	   want_close ? "rejected" : "survived");
 	if (want_close && !res->closed_by_broker)
@@ -135,8 +133,7 @@ static void nasty(void)
 	/* Size prefixes the broker must refuse before allocating. */
 	feed("\xff\xff\xff\xff\0\x12\0\0\0\0\0\0", 12, true, "size -1");
 	feed("\0\0\0\0\0\x12\0\0", 8, true, "size 0");
-	feed("\x7f\xff\xff\xff\0\x12\0\0\0\0\0\0", 12, true,
-	     "size 0x7fffffff");
+	feed("\x7f\xff\xff\xff\0\x12\0\0\0\0\0\0", 12, true, "size 0x7fffffff");
 	feed("\x80\0\0\0", 4, true, "size INT32_MIN");
 	/* A size the broker accepts, followed by far fewer bytes. */
 	feed("\0\x10\0\0\0\x12\0", 7, false, "size 1 MiB, 3 bytes sent");
@@ -307,9 +304,54 @@ static void nasty(void)
 	frame_end(&b);
 	feed_buf(&b, true, "AlterConfigs configs count 2^31-1");
 
+	w = frame_start(&b, 11, 5); /* JoinGroup */
+	sk_wr_str(&w, "nasty-g", false);
+	sk_wr_i32(&w, 10000);
+	sk_wr_i32(&w, 30000);
+	sk_wr_str(&w, "", false);
+	sk_wr_str(&w, NULL, false);
+	sk_wr_str(&w, "consumer", false);
+	sk_wr_array(&w, INT32_MAX, false);
+	frame_end(&b);
+	feed_buf(&b, true, "JoinGroup protocols count 2^31-1");
+
+	w = frame_start(&b, 14, 3); /* SyncGroup */
+	sk_wr_str(&w, "nasty-g", false);
+	sk_wr_i32(&w, 1);
+	sk_wr_str(&w, "m", false);
+	sk_wr_str(&w, NULL, false);
+	sk_wr_array(&w, INT32_MAX, false);
+	frame_end(&b);
+	feed_buf(&b, true, "SyncGroup assignments count 2^31-1");
+
+	w = frame_start(&b, 8, 7); /* OffsetCommit */
+	sk_wr_str(&w, "nasty-g", false);
+	sk_wr_i32(&w, -1);
+	sk_wr_str(&w, "", false);
+	sk_wr_str(&w, NULL, false);
+	sk_wr_array(&w, 1, false);
+	sk_wr_str(&w, "t", false);
+	sk_wr_array(&w, INT32_MAX, false);
+	frame_end(&b);
+	feed_buf(&b, true, "OffsetCommit partitions count 2^31-1");
+
+	w = frame_start(&b, 9, 7); /* OffsetFetch, flexible */
+	sk_wr_uvarint(&w, 0);	   /* header tags */
+	sk_wr_str(&w, "nasty-g", true);
+	sk_wr_uvarint(&w, UINT32_MAX); /* topics: 2^32-2 */
+	frame_end(&b);
+	feed_buf(&b, true, "OffsetFetch v7 compact topics count 2^32-2");
+
+	w = frame_start(&b, 21, 1); /* DeleteRecords */
+	sk_wr_array(&w, 1, false);
+	sk_wr_str(&w, "t", false);
+	sk_wr_array(&w, INT32_MAX, false);
+	frame_end(&b);
+	feed_buf(&b, true, "DeleteRecords partitions count 2^31-1");
+
 	/* Flexible (ApiVersions v3) compact lengths of 2^32-1. */
 	w = frame_start(&b, 18, 3);
-	sk_wr_uvarint(&w, 0); /* header tags */
+	sk_wr_uvarint(&w, 0);	       /* header tags */
 	sk_wr_uvarint(&w, UINT32_MAX); /* client_software_name */
 	frame_end(&b);
 	feed_buf(&b, true, "ApiVersions v3 compact string length 2^32-2");
@@ -318,8 +360,8 @@ static void nasty(void)
 	sk_wr_uvarint(&w, 0);
 	sk_wr_uvarint(&w, 1);
 	sk_wr_uvarint(&w, 1);
-	sk_wr_uvarint(&w, 1);  /* one tagged field ... */
-	sk_wr_uvarint(&w, 0);  /* tag 0 ... */
+	sk_wr_uvarint(&w, 1);	       /* one tagged field ... */
+	sk_wr_uvarint(&w, 0);	       /* tag 0 ... */
 	sk_wr_uvarint(&w, UINT32_MAX); /* ... 4 GiB long */
 	frame_end(&b);
 	feed_buf(&b, true, "ApiVersions v3 tagged field length 2^32-1");
@@ -369,7 +411,8 @@ int main(void)
 		/* A harness mode byte (crcfix, raw) is not sent. */
 		if (!ok(p && rc == 0 && res->released &&
 				!res->closed_by_broker &&
-				res->sent + (len > 0 && p[0] >= SK_FUZZ_FIX_CRC) ==
+				res->sent + (len > 0 &&
+					     p[0] >= SK_FUZZ_FIX_CRC) ==
 					len &&
 				(res->replied > 0 ||
 				 strstr(corpus[i], "noreply")),
