@@ -7,10 +7,14 @@
 #   make fuzz       run the request-decoder fuzzer for FUZZ_SECONDS
 #   make style      check formatting with clang-format
 #   make bench      run the benchmark matrix, write bench/RESULTS.md
+#   make plugins    build plugins/*/ and the test plugins as .so files
+#   make install    install the broker, the plugin headers, skald-plugin.pc
+#                   and the plugins under PREFIX (default /usr/local),
+#                   staged under DESTDIR if given
 
 BUILD    ?= build
 CC       ?= cc
-PKGS     := yaml-0.1 sqlite3 zlib snappy liblz4 libzstd
+PKGS     := yaml-0.1 sqlite3 zlib snappy liblz4 libzstd luajit
 SAN      ?=
 FUZZ_SECONDS ?= 60
 
@@ -29,11 +33,14 @@ LDFLAGS += $(LDFLAGS_SAN)
 
 CORE_SRCS := $(filter-out core/main.c,$(wildcard core/*.c))
 CORE_OBJS := $(CORE_SRCS:%.c=$(BUILD)/%.o)
+# The hook prelude embeds these Lua files (.incbin: -MMD cannot see them).
+$(BUILD)/core/hook_prelude.o: scripts/skald/prelude.lua scripts/skald/skald.lua
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run test test-asan check unit-bins fuzz style clean
-all: deps $(BUILD)/skald $(UNIT_BINS)
+.PHONY: all deps run test test-asan check unit-bins fuzz style clean \
+	plugins install
+all: deps $(BUILD)/skald $(UNIT_BINS) plugins
 
 deps:
 	@scripts/deps.sh
@@ -62,7 +69,114 @@ $(BUILD)/tests/test_requests: tests/unit/test_requests.c \
 	$(CC) $(CFLAGS) -Itests $(LDFLAGS) -o $@ $< \
 		$(BUILD)/tests/fuzz/harness.o $(BUILD)/libskald.a $(LDLIBS)
 
-unit-bins: $(BUILD)/skald $(UNIT_BINS)
+unit-bins: $(BUILD)/skald $(UNIT_BINS) plugins
+
+# Plugins (issue 6). A plugin is built from the public headers alone, as
+# a third party would: -Iinclude, never -Icore, and it links nothing of
+# the broker's (the host table is its only way in). plugins/NAME/*.c
+# becomes $(BUILD)/plugins/NAME.so; tests/plugins/X.c becomes
+# $(BUILD)/tests/plugins/X.so, except abi_compat.c, built against the
+# frozen ABI 1.0 headers only. In a sanitizer build the plugins are
+# instrumented too.
+PLUGIN_SAN := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined
+PLUGIN_CFLAGS := -std=c11 -Wall -Wextra -Werror -Wshadow -g -O2 -fPIC \
+	-fvisibility=hidden -pthread $(if $(filter 1,$(SAN)),$(PLUGIN_SAN))
+PLUGIN_NAMES := $(notdir $(patsubst %/,%,$(wildcard plugins/*/)))
+PLUGINS := $(PLUGIN_NAMES:%=$(BUILD)/plugins/%.so)
+TEST_PLUGINS := $(patsubst tests/plugins/%.c,$(BUILD)/tests/plugins/%.so,\
+	$(wildcard tests/plugins/*.c))
+PUBLIC_HEADERS := $(wildcard include/skald/*.h)
+
+plugins: $(PLUGINS) $(TEST_PLUGINS)
+
+$(BUILD)/tests/plugins/%.so: tests/plugins/%.c $(PUBLIC_HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(PLUGIN_CFLAGS) -Iinclude -shared -o $@ $<
+
+$(BUILD)/tests/plugins/abi_compat.so: tests/plugins/abi_compat.c \
+		$(wildcard tests/abi/v1.0/skald/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(PLUGIN_CFLAGS) -Itests/abi/v1.0 -shared -o $@ $<
+
+.SECONDEXPANSION:
+$(BUILD)/plugins/%.so: $$(wildcard plugins/%/*.c) $$(wildcard plugins/%/*.h) \
+		$(PUBLIC_HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(PLUGIN_CFLAGS) -Iinclude -shared -o $@ \
+		$(filter %.c,$^) $(PLUGIN_LIBS_$*)
+
+# test_plugin loads the .so files above from this build.
+$(BUILD)/tests/test_plugin: private CFLAGS += \
+	-DSK_TEST_BUILD=\"$(abspath $(BUILD))\"
+$(BUILD)/tests/test_plugin: | plugins
+
+# Installation. skald-plugin.pc gives a third party the flags to build a
+# plugin against the installed headers: pkg-config --cflags skald-plugin.
+PREFIX ?= /usr/local
+DESTDIR ?=
+BINDIR := $(PREFIX)/bin
+INCLUDEDIR := $(PREFIX)/include
+LIBDIR := $(PREFIX)/lib
+PLUGINDIR := $(LIBDIR)/skald/plugins
+PKGCONFIGDIR := $(LIBDIR)/pkgconfig
+ABI_MAJOR = $(shell sed -n 's/^\#define SKALD_ABI_MAJOR //p' include/skald/version.h)
+ABI_MINOR = $(shell sed -n 's/^\#define SKALD_ABI_MINOR //p' include/skald/version.h)
+SKALD_VERSION = $(shell sed -n 's/^\#define SKALD_VERSION "\(.*\)"/\1/p' \
+	include/skald/version.h)
+
+$(BUILD)/skald-plugin.pc: skald-plugin.pc.in include/skald/version.h
+	@mkdir -p $(dir $@)
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
+		-e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@PLUGINDIR@|$(PLUGINDIR)|g' \
+		-e 's|@VERSION@|$(SKALD_VERSION)|g' \
+		-e 's|@ABI_MAJOR@|$(ABI_MAJOR)|g' \
+		-e 's|@ABI_MINOR@|$(ABI_MINOR)|g' $< > $@
+
+# Regenerated every time: PREFIX may differ from the last install.
+.PHONY: $(BUILD)/skald-plugin.pc
+install: $(BUILD)/skald $(PLUGINS) $(BUILD)/skald-plugin.pc
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(INCLUDEDIR)/skald \
+		$(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(PLUGINDIR)
+	install -m 755 $(BUILD)/skald $(DESTDIR)$(BINDIR)/skald
+	install -m 644 $(PUBLIC_HEADERS) $(DESTDIR)$(INCLUDEDIR)/skald/
+	install -m 644 $(BUILD)/skald-plugin.pc \
+		$(DESTDIR)$(PKGCONFIGDIR)/skald-plugin.pc
+	$(if $(PLUGINS),install -m 755 $(PLUGINS) $(DESTDIR)$(PLUGINDIR)/)
+
+# Durability tests (issue 4): the log compiled against the test I/O layer
+# (core/io.h with -DSK_IO_TEST: tests/unit/io_shim.c records writes and
+# syncs, injects errors and simulates power loss). Listed ahead of
+# libskald.a, these objects stand in for the archive's log_*.o.
+IO_TEST_BINS := $(BUILD)/tests/test_crash $(BUILD)/tests/test_diskerr
+IO_TEST_OBJS := $(patsubst %.c,$(BUILD)/iotest/%.o,$(wildcard core/log_*.c)) \
+	$(BUILD)/iotest/tests/unit/io_shim.o
+
+$(BUILD)/iotest/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DSK_IO_TEST -Itests/unit -c -o $@ $<
+
+$(IO_TEST_BINS): $(BUILD)/tests/%: tests/unit/%.c $(IO_TEST_OBJS) \
+		$(BUILD)/libskald.a tests/tap.h tests/unit/io_shim.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DSK_IO_TEST -Itests -Itests/unit $(LDFLAGS) -o $@ $< \
+		$(IO_TEST_OBJS) $(BUILD)/libskald.a $(LDLIBS)
+
+# Recovery benchmarks (issue 4): bench/durability.py writes logs with this
+# helper and times recovery and restarts into bench/RESULTS-durability.md.
+$(BUILD)/skald-logfill: bench/logfill.c $(BUILD)/libskald.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libskald.a $(LDLIBS)
+
+.PHONY: bench-durability
+bench-durability: $(BUILD)/skald $(BUILD)/skald-logfill
+	/usr/bin/python3 bench/durability.py --build $(BUILD)
+
+# The process-crash loop (tests/integration/96-crash-loop.t) with many
+# cycles; make test runs 3. make test-crash CYCLES=1000
+.PHONY: test-crash
+test-crash: $(BUILD)/skald
+	CYCLES=$(or $(CYCLES),1000) SKALD_BUILD=$(abspath $(BUILD)) \
+		prove -v tests/integration/96-crash-loop.t
 
 run: deps $(BUILD)/skald
 	$(BUILD)/skald
@@ -70,7 +184,8 @@ run: deps $(BUILD)/skald
 # The suite: unit binaries and integration scripts, all TAP, run by prove.
 # SKALD_BUILD tells the scripts which build to exercise.
 check: unit-bins
-	SKALD_BUILD=$(abspath $(BUILD)) prove -f --timer $(UNIT_BINS) \
+	SKALD_BUILD=$(abspath $(BUILD)) SKALD_SAN=$(SAN) \
+		prove -f --timer $(UNIT_BINS) \
 		$(sort $(wildcard tests/integration/*.t))
 
 test: deps
@@ -85,15 +200,18 @@ test-asan: deps
 # libFuzzer needs clang; a separate build directory keeps flags apart.
 # CFLAGS given on the command line replaces the Makefile's, so the base
 # flags are passed along (less -O2 and -Werror: clang's warnings differ).
+# Undefined behaviour aborts, so that the fuzzer records it as a crash.
 # TMPDIR holds the fuzzed broker's data directory.
 FUZZ_BUILD := build/fuzz
 FUZZ_CFLAGS := $(filter-out -O2 -Werror,$(CFLAGS_BASE)) -O1 \
-	-fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined
+	-fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
+	-fno-sanitize-recover=undefined
 fuzz: deps
 	$(MAKE) BUILD=$(FUZZ_BUILD) CC=clang SAN= CFLAGS="$(FUZZ_CFLAGS)" \
 		$(FUZZ_BUILD)/libskald.a
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer -Icore \
 		-Iinclude -fsanitize=fuzzer,address,undefined \
+		-fno-sanitize-recover=undefined \
 		-o $(FUZZ_BUILD)/fuzz_request tests/fuzz/fuzz_request.c \
 		tests/fuzz/harness.c $(FUZZ_BUILD)/libskald.a $(LDLIBS)
 	@mkdir -p $(FUZZ_BUILD)/corpus
@@ -132,3 +250,4 @@ clean:
 # crashes test_requests.
 -include $(CORE_OBJS:.o=.d) $(BUILD)/core/main.d \
 	$(BUILD)/tests/fuzz/harness.d $(UNIT_BINS:=.d)
+-include $(IO_TEST_OBJS:.o=.d)

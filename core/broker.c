@@ -1,5 +1,7 @@
 #include "broker.h"
 
+#include "compact.h"
+
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -7,6 +9,8 @@
 #include <string.h>
 
 #include "kafka.h"
+#include "log_remote.h"
+#include "plugin.h"
 #include "retention.h"
 #include "say.h"
 #include "skald/version.h"
@@ -54,12 +58,20 @@ static void on_stop_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct sk_broker *b = sk_container_of(w, struct sk_broker, stop_timer);
 	size_t pending = sk_server_pending(&b->server);
+	size_t busy;
 
 	(void)revents;
-	if (pending == 0 || sk_mono_ms() >= b->stop_deadline) {
+	/* Requests first (they may read from the tier), then plugins. */
+	if (pending == 0)
+		sk_plugins_stop(b->plugins);
+	busy = sk_plugins_busy(b->plugins);
+	if ((pending == 0 && busy == 0) || sk_mono_ms() >= b->stop_deadline) {
 		if (pending)
 			sk_warn("shutdown: dropping %zu unanswered requests",
 				pending);
+		if (busy)
+			sk_warn("shutdown: %zu plugin operations still in "
+				"flight", busy);
 		ev_timer_stop(loop, w);
 		ev_break(loop, EVBREAK_ALL);
 	}
@@ -71,6 +83,7 @@ void sk_broker_stop(struct sk_broker *b)
 		return;
 	b->stopping = true;
 	sk_server_quiesce(&b->server);
+	sk_remote_stop(b->remote); /* no new copies to the tier */
 	/* Long-poll fetches answer now with what they have. */
 	sk_fetch_wake_all(b);
 	/* Held JoinGroup/SyncGroup: NOT_COORDINATOR, so clients retry. */
@@ -78,6 +91,37 @@ void sk_broker_stop(struct sk_broker *b)
 	b->stop_deadline = sk_mono_ms() + SK_STOP_DRAIN_MS;
 	ev_timer_init(&b->stop_timer, on_stop_timer, 0.0, 0.02);
 	ev_timer_start(b->loop, &b->stop_timer);
+}
+
+/* A plugin's start() failed: the broker cannot run as configured. */
+static void on_plugin_start_failed(void *arg, const char *msg)
+{
+	struct sk_broker *b = arg;
+
+	sk_error("cannot start: %s", msg);
+	b->exit_code = 1;
+	sk_broker_stop(b);
+}
+
+/* Load and init the plugins, and find storage.tier among them. */
+static int plugins_init(struct sk_broker *b, struct sk_err *err)
+{
+	char tiers[300];
+	int rc;
+
+	rc = sk_plugins_init(b->plugins, b->loop, b->meta, b->metrics, err);
+	if (rc || !b->cfg.storage_tier)
+		return rc;
+	b->tier = sk_plugins_tier(b->plugins, b->cfg.storage_tier, tiers,
+				  sizeof(tiers));
+	if (!b->tier)
+		return sk_err_set(err, "%s: storage.tier: expected the name of "
+				  "a loaded plugin that provides a storage "
+				  "tier (%s), found '%s'",
+				  b->cfg.storage_tier_where,
+				  tiers[0] ? tiers : "none is loaded",
+				  b->cfg.storage_tier);
+	return 0;
 }
 
 int sk_broker_init(struct sk_broker *b, struct ev_loop *loop,
@@ -95,13 +139,30 @@ int sk_broker_init(struct sk_broker *b, struct ev_loop *loop,
 	set_advertised(b);
 
 	sk_flusher_init(&b->flusher, b);
+	b->metrics = sk_metrics_new();
+	/* Before anything is created: a refused plugin changes nothing. */
+	rc = sk_plugins_load(&b->plugins, b->cfg.plugins, b->cfg.n_plugins,
+			     err);
+	if (rc)
+		goto fail;
 	rc = sk_mkdirs(b->cfg.log_dir, err);
 	if (rc)
 		goto fail;
 	rc = sk_meta_open(&b->meta, b->cfg.log_dir, err);
 	if (rc)
 		goto fail;
+	rc = plugins_init(b, err);
+	if (rc)
+		goto fail;
 	rc = sk_topics_load(b, err);
+	if (rc)
+		goto fail;
+	if (b->tier) {
+		rc = sk_remote_new(&b->remote, b, b->tier, err);
+		if (rc)
+			goto fail;
+	}
+	rc = sk_hooks_init(&b->hooks, b, &b->cfg, err);
 	if (rc)
 		goto fail;
 	rc = sk_groups_open(&b->groups, b, err);
@@ -116,10 +177,15 @@ int sk_broker_init(struct sk_broker *b, struct ev_loop *loop,
 	b->sig_term.data = b->sig_int.data = b;
 	ev_signal_start(loop, &b->sig_term);
 	ev_signal_start(loop, &b->sig_int);
+	ev_signal_init(&b->sig_hup, sk_hooks_on_sighup, SIGHUP);
+	b->sig_hup.data = b;
+	ev_signal_start(loop, &b->sig_hup);
 	signal(SIGPIPE, SIG_IGN);
 
 	sk_server_start(&b->server);
 	sk_retention_start(b);
+	sk_plugins_start_soon(b->plugins, on_plugin_start_failed, b);
+	b->cleaner = sk_cleaner_new(b);
 	sk_info("skald %s listening on %s (advertised as %s:%d), data in %s, "
 		"cluster id %s, %zu topics",
 		SKALD_VERSION, b->cfg.listeners, b->adv_host, b->adv_port,
@@ -135,17 +201,36 @@ void sk_broker_fini(struct sk_broker *b)
 	if (b->loop) {
 		ev_signal_stop(b->loop, &b->sig_term);
 		ev_signal_stop(b->loop, &b->sig_int);
+		ev_signal_stop(b->loop, &b->sig_hup);
 		ev_timer_stop(b->loop, &b->fetch_timer);
 	}
 	sk_retention_stop(b);
+	/* Before the topics: a swap under way completes on them. */
+	sk_cleaner_free(b->cleaner);
+	b->cleaner = NULL;
 	/* Closing the connections cancels every waiting request. */
 	sk_server_close(&b->server);
+	/* Hook jobs in flight append when they finish: before the topics. */
+	if (b->hooks.b)
+		sk_hooks_fini(&b->hooks);
+	/* Plugin work in flight may call back into topics: finish it. */
+	sk_plugins_stop(b->plugins);
+	sk_plugins_drain(b->plugins, SK_STOP_DRAIN_MS);
+	/* Its state points into the topics and uses the tier. */
+	sk_remote_free(b->remote);
+	b->remote = NULL;
 	/* After the connections: queued offset commits are written first. */
 	sk_groups_free(b->groups);
 	b->groups = NULL;
 	sk_flusher_fini(&b->flusher);
 	sk_topics_fini(&b->topics);
+	/* After the topics (no tier in use), before meta (kv in fini). */
+	sk_plugins_free(b->plugins, SK_STOP_DRAIN_MS);
+	b->plugins = NULL;
+	b->tier = NULL;
 	sk_meta_close(b->meta);
 	b->meta = NULL;
 	sk_buf_free(&b->scratch);
+	sk_metrics_free(b->metrics);
+	b->metrics = NULL;
 }

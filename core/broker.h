@@ -10,13 +10,23 @@
 #include "config.h"
 #include "flusher.h"
 #include "group.h"
+#include "hook.h"
 #include "meta.h"
+#include "metrics.h"
 #include "net.h"
 #include "topic.h"
+
+struct sk_plugins;
+struct sk_tier;
 
 struct sk_broker {
 	struct ev_loop *loop;
 	struct sk_config cfg; /* owned */
+	struct sk_metrics *metrics;   /* every metric, for /metrics */
+	struct sk_plugins *plugins;   /* loaded plugins (core/plugin.h) */
+	struct sk_tier *tier;         /* storage.tier, or NULL */
+	struct sk_remote *remote;     /* tiered storage on tier (log_remote.h) */
+	int exit_code;                /* main's: 1 when a plugin failed */
 	struct sk_meta *meta;
 	struct sk_topics topics;
 	struct sk_groups *groups;     /* group coordinator and offsets */
@@ -34,7 +44,11 @@ struct sk_broker {
 	struct sk_list ready_fetches; /* woken fetches to re-evaluate */
 	ev_timer fetch_timer;         /* runs them on the next iteration */
 	ev_timer retention_timer;     /* time/size retention (retention.c) */
+	struct sk_cleaner *cleaner;   /* compaction (compact.h); NULL if off */
 	ev_signal sig_term, sig_int;
+	struct sk_hooks hooks;        /* Lua topic hooks (hook.h) */
+	ev_signal sig_hup;            /* reload the hooks (hook_chain.c) */
+	const char *config_path;      /* YAML file reloaded on SIGHUP, or NULL */
 	ev_timer stop_timer;          /* polls the drain during shutdown */
 	int64_t stop_deadline;        /* monotonic ms: give up draining */
 	bool stopping;

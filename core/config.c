@@ -19,6 +19,8 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fnmatch.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -26,11 +28,14 @@
 
 #include <yaml.h>
 
+#include "buf.h"
+
 enum cfg_type {
 	CFG_BOOL,   /* bool: "true" or "false", nothing else */
 	CFG_INT,    /* int32_t or int64_t (by size): decimal in [min, max] */
 	CFG_STRING, /* char *, owned: length in [min, max] */
 	CFG_ENUM,   /* int: the value of one of choices[] */
+	CFG_RATIO,  /* double in [0, 1], written as Kafka writes it: "0.5" */
 };
 
 /* A value allowed for a CFG_ENUM (stored as value) or CFG_STRING key. */
@@ -148,6 +153,45 @@ static const struct cfg_key topic_keys[] = {
 	  .broker_key = "log.cleanup.policy",
 	  .doc = "What retention does with old segments: delete them, compact "
 		 "them to the last record per key, or both." },
+	{ .name = "delete.retention.ms", .type = CFG_INT,
+	  TOPIC(delete_retention_ms), .def = "86400000", .min = 0,
+	  .max = INT64_MAX, .broker_key = "log.cleaner.delete.retention.ms",
+	  .doc = "How long a tombstone (a record with a null value) stays in "
+		 "a compacted topic after the cleaner first saw it, so that "
+		 "consumers reading behind still see the delete." },
+	{ .name = "min.cleanable.dirty.ratio", .type = CFG_RATIO,
+	  TOPIC(min_cleanable_ratio), .def = "0.5",
+	  .broker_key = "log.cleaner.min.cleanable.ratio",
+	  .doc = "Share of a compacted log not yet cleaned above which the "
+		 "cleaner cleans it." },
+	{ .name = "min.compaction.lag.ms", .type = CFG_INT,
+	  TOPIC(min_compaction_lag_ms), .def = "0", .min = 0,
+	  .max = INT64_MAX, .broker_key = "log.cleaner.min.compaction.lag.ms",
+	  .doc = "Least age in ms of a record before compaction may remove "
+		 "it." },
+	{ .name = "max.compaction.lag.ms", .type = CFG_INT,
+	  TOPIC(max_compaction_lag_ms), .def = INT64_MAX_STR, .min = 1,
+	  .max = INT64_MAX, .broker_key = "log.cleaner.max.compaction.lag.ms",
+	  .doc = "Greatest age in ms of a record before it is eligible for "
+		 "compaction whatever the dirty ratio; also caps segment.ms of "
+		 "a compacted topic." },
+	{ .name = "remote.storage.enable", .type = CFG_BOOL,
+	  TOPIC(remote_storage_enable), .def = "false",
+	  .broker_key = "log.remote.storage.enable",
+	  .doc = "Copy closed segments to the storage tier (storage.tier) "
+		 "and read old data back from it (tiered storage)." },
+	{ .name = "local.retention.ms", .type = CFG_INT,
+	  TOPIC(local_retention_ms), .def = "-2", .min = -2,
+	  .max = INT64_MAX, .broker_key = "log.local.retention.ms",
+	  .doc = "With remote storage: age in ms after which a segment copied "
+		 "to the tier is removed from the local disk; -2 = "
+		 "retention.ms, -1 = never." },
+	{ .name = "local.retention.bytes", .type = CFG_INT,
+	  TOPIC(local_retention_bytes), .def = "-2", .min = -2,
+	  .max = INT64_MAX, .broker_key = "log.local.retention.bytes",
+	  .doc = "With remote storage: local size of a partition above which "
+		 "its oldest segments copied to the tier are removed from the "
+		 "local disk; -2 = retention.bytes, -1 = unlimited." },
 };
 
 _Static_assert(SK_ARRAY_SIZE(topic_keys) <= 64,
@@ -173,6 +217,13 @@ static const struct cfg_key broker_keys[] = {
 	  .max = INT64_MAX,
 	  .doc = "How often retention.ms and retention.bytes are applied: "
 		 "closed segments past them are deleted." },
+	{ .name = "log.flush.offset.checkpoint.interval.ms", .type = CFG_INT,
+	  BROKER(log_flush_checkpoint_ms), .def = "60000", .min = 1,
+	  .max = INT64_MAX,
+	  .doc = "How often every partition's recovery point is recorded: "
+		 "what was appended is synced (off the event loop) and a "
+		 "checkpoint written, so that recovery after a crash scans "
+		 "only what came after it." },
 	{ .name = "node.id", .type = CFG_INT, BROKER(node_id), .def = "0",
 	  .min = 0, .max = INT32_MAX,
 	  .doc = "This broker's id, as reported in Metadata." },
@@ -254,6 +305,32 @@ static const struct cfg_key broker_keys[] = {
 	  .max = INT32_MAX,
 	  .doc = "Longest metadata string an offset commit may carry; more "
 		 "is OFFSET_METADATA_TOO_LARGE." },
+	{ .name = "log.cleaner.enable", .type = CFG_BOOL,
+	  BROKER(log_cleaner_enable), .def = "true",
+	  .doc = "Run the log cleaner, which compacts topics whose "
+		 "cleanup.policy includes compact." },
+	{ .name = "log.cleaner.backoff.ms", .type = CFG_INT,
+	  BROKER(log_cleaner_backoff_ms), .def = "15000", .min = 1,
+	  .max = INT64_MAX,
+	  .doc = "How long the cleaner waits before looking again when no log "
+		 "needed cleaning." },
+	{ .name = "log.cleaner.dedupe.buffer.size", .type = CFG_INT,
+	  BROKER(log_cleaner_dedupe_buffer_size), .def = "134217728",
+	  .min = 4096, .max = INT64_MAX,
+	  .doc = "Memory for the cleaner's map of keys to their latest "
+		 "offset, 24 bytes a key; a dirty log with more keys is "
+		 "cleaned in several passes." },
+	{ .name = "remote.log.manager.task.interval.ms", .type = CFG_INT,
+	  BROKER(remote_task_interval_ms), .def = "30000", .min = 10,
+	  .max = INT64_MAX,
+	  .doc = "How often closed segments of topics with "
+		 "remote.storage.enable are copied to the storage tier and "
+		 "local copies past local.retention.* removed." },
+	{ .name = "remote.log.cache.bytes", .type = CFG_INT,
+	  BROKER(remote_cache_bytes), .def = "1073741824", .min = 1048576,
+	  .max = INT64_MAX,
+	  .doc = "Disk space for segments read back from the storage tier "
+		 "(in log.dir/remote-cache), least recently used first out." },
 };
 
 /* Keys of one entry of the topics: section ("configs" is a sub-mapping). */
@@ -354,6 +431,31 @@ static bool parse_int(const char *s, int64_t *out)
 }
 
 /*
+ * A ratio: a plain decimal in [0, 1] ("0.5", "1", ".25", "5e-1": what
+ * Java's Double.parseDouble takes for such values), parsed with strtod
+ * but refusing what strtod forgives: blanks, a sign, hex, inf and nan,
+ * and anything after the number.
+ */
+static bool parse_ratio(const char *s, double *out)
+{
+	char *end;
+	double v;
+
+	if (!((*s >= '0' && *s <= '9') || *s == '.'))
+		return false;
+	for (const char *p = s; *p; p++)
+		if (!((*p >= '0' && *p <= '9') || *p == '.' || *p == 'e' ||
+		      *p == 'E' || *p == '-' || *p == '+'))
+			return false;
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || *end || !isfinite(v) || v < 0.0 || v > 1.0)
+		return false;
+	*out = v;
+	return true;
+}
+
+/*
  * Parse value for key k (called name in messages) into its member of base.
  * Nothing is stored on error, so the previous value stays.
  */
@@ -366,6 +468,7 @@ static int key_apply(const struct cfg_key *k, const char *name, void *base,
 	char text[400];
 	size_t len;
 	int64_t v;
+	double d;
 	char *s;
 
 	switch (k->type) {
@@ -396,6 +499,14 @@ static int key_apply(const struct cfg_key *k, const char *name, void *base,
 		if (!c)
 			goto bad_choice;
 		*(int *)p = c->value;
+		return 0;
+	case CFG_RATIO:
+		if (!parse_ratio(value, &d))
+			return key_err(err, where, name,
+				       "expected a number in [0, 1], got "
+				       "'%.100s'",
+				       value);
+		*(double *)p = d;
 		return 0;
 	case CFG_STRING:
 		len = strlen(value);
@@ -454,6 +565,9 @@ static void key_format(const struct cfg_key *k, const void *base, char *buf,
 		}
 		snprintf(buf, cap, "%d", *(const int *)p);
 		return;
+	case CFG_RATIO:
+		snprintf(buf, cap, "%g", *(const double *)p);
+		return;
 	case CFG_STRING:
 		snprintf(buf, cap, "%s",
 			 *(char *const *)p ? *(char *const *)p : "");
@@ -473,6 +587,9 @@ static void key_constraint(const struct cfg_key *k, char *buf, size_t cap)
 		return;
 	case CFG_INT:
 		int_range_text(k, buf, cap);
+		return;
+	case CFG_RATIO:
+		snprintf(buf, cap, "a number in [0, 1]");
 		return;
 	case CFG_ENUM:
 	case CFG_STRING:
@@ -709,6 +826,10 @@ static int unknown_key(struct sk_err *err, const char *where,
 /* ------------------------------------------------------------------ */
 /* Topic declarations */
 
+static void hook_decls_free(struct sk_topic_decl *d);
+static void hook_decls_clone(struct sk_topic_decl *dst,
+			     const struct sk_topic_decl *src);
+
 static void decl_free(struct sk_topic_decl *d)
 {
 	for (size_t i = 0; i < d->n_configs; i++) {
@@ -718,6 +839,7 @@ static void decl_free(struct sk_topic_decl *d)
 	free(d->configs);
 	free(d->name);
 	free(d->where);
+	hook_decls_free(d);
 	memset(d, 0, sizeof(*d));
 }
 
@@ -733,6 +855,7 @@ static void decl_clone(struct sk_topic_decl *dst,
 		dst->configs[i].key = sk_xstrdup(src->configs[i].key);
 		dst->configs[i].value = sk_xstrdup(src->configs[i].value);
 	}
+	hook_decls_clone(dst, src);
 }
 
 /* Add d to c, taking it; a later declaration of a name replaces the first. */
@@ -750,6 +873,55 @@ static void decl_take(struct sk_config *c, struct sk_topic_decl *d)
 	c->topics[c->n_topics++] = *d;
 }
 
+static void plugin_decl_free(struct sk_plugin_decl *p)
+{
+	for (size_t i = 0; i < p->n_settings; i++) {
+		free(p->settings[i].key);
+		free(p->settings[i].value);
+		free(p->settings[i].where);
+	}
+	free(p->settings);
+	free(p->path);
+	free(p->where);
+	memset(p, 0, sizeof(*p));
+}
+
+static void plugins_free(struct sk_config *c)
+{
+	for (size_t i = 0; i < c->n_plugins; i++)
+		plugin_decl_free(&c->plugins[i]);
+	free(c->plugins);
+	c->plugins = NULL;
+	c->n_plugins = 0;
+}
+
+static void plugins_clone(struct sk_config *dst, const struct sk_config *src)
+{
+	dst->plugins = src->n_plugins ?
+		sk_xcalloc(src->n_plugins, sizeof(*dst->plugins)) : NULL;
+	for (size_t i = 0; i < src->n_plugins; i++) {
+		const struct sk_plugin_decl *s = &src->plugins[i];
+		struct sk_plugin_decl *d = &dst->plugins[i];
+
+		d->path = sk_xstrdup(s->path);
+		d->where = sk_xstrdup(s->where);
+		d->n_settings = s->n_settings;
+		d->settings = s->n_settings ?
+			sk_xcalloc(s->n_settings, sizeof(*d->settings)) : NULL;
+		for (size_t j = 0; j < s->n_settings; j++) {
+			d->settings[j].key = sk_xstrdup(s->settings[j].key);
+			d->settings[j].value =
+				sk_xstrdup(s->settings[j].value);
+			d->settings[j].where =
+				sk_xstrdup(s->settings[j].where);
+		}
+	}
+	dst->storage_tier = src->storage_tier ?
+		sk_xstrdup(src->storage_tier) : NULL;
+	dst->storage_tier_where = src->storage_tier_where ?
+		sk_xstrdup(src->storage_tier_where) : NULL;
+}
+
 static void config_clone(struct sk_config *dst, const struct sk_config *src)
 {
 	*dst = *src;
@@ -765,6 +937,7 @@ static void config_clone(struct sk_config *dst, const struct sk_config *src)
 		sk_xcalloc(src->n_topics, sizeof(*dst->topics)) : NULL;
 	for (size_t i = 0; i < src->n_topics; i++)
 		decl_clone(&dst->topics[i], &src->topics[i]);
+	plugins_clone(dst, src);
 }
 
 /* ------------------------------------------------------------------ */
@@ -787,8 +960,21 @@ static int load_topics(struct sk_config *c, struct cfg_doc *d,
 		       yaml_node_t *key, yaml_node_t *value,
 		       struct sk_err *err);
 
+static int load_plugins(struct sk_config *c, struct cfg_doc *d,
+			yaml_node_t *key, yaml_node_t *value,
+			struct sk_err *err);
+static int load_storage(struct sk_config *c, struct cfg_doc *d,
+			yaml_node_t *key, yaml_node_t *value,
+			struct sk_err *err);
+static int load_hooks(struct sk_config *c, struct cfg_doc *d,
+		      yaml_node_t *key, yaml_node_t *value,
+		      struct sk_err *err);
+
 static const struct cfg_section sections[] = {
 	{ "topics", load_topics },
+	{ "hooks", load_hooks },
+	{ "plugins", load_plugins },
+	{ "storage", load_storage },
 };
 
 static const struct cfg_section *section_find(const char *name)
@@ -940,6 +1126,495 @@ static const char *value_text(struct cfg_doc *d, yaml_node_t *key,
 	return s;
 }
 
+/* ------------------------------------------------------------------ */
+/* Lua hooks: the hooks: section and the topics' hooks: lists */
+
+#define HOOKS(m) FIELD(struct sk_hook_settings, m)
+
+static const struct cfg_key hook_keys[] = {
+	{ .name = "timeout.ms", .type = CFG_INT, HOOKS(timeout_ms),
+	  .def = "50", .min = 1, .max = 60000,
+	  .doc = "CPU budget of one hook on one batch; past it the batch gets "
+		 "the hook's on_error policy." },
+	{ .name = "memory.mb", .type = CFG_INT, HOOKS(memory_mb), .def = "32",
+	  .min = 1, .max = 65536,
+	  .doc = "Heap of one hook's Lua state (per worker and script); past "
+		 "it the batch gets the hook's on_error policy." },
+	{ .name = "workers", .type = CFG_INT, HOOKS(workers), .def = "2",
+	  .min = 1, .max = 64,
+	  .doc = "Hook worker threads; a partition's batches stay in order." },
+	{ .name = "breaker.failures", .type = CFG_INT,
+	  HOOKS(breaker_failures), .def = "5", .min = 1, .max = INT32_MAX,
+	  .doc = "Consecutive failed batches after which a hook is disabled "
+		 "(its on_error policy answers without running it)." },
+	{ .name = "breaker.reset.ms", .type = CFG_INT, HOOKS(breaker_reset_ms),
+	  .def = "30000", .min = 1, .max = INT64_MAX,
+	  .doc = "How long a disabled hook stays off before one batch tries "
+		 "it again; a reload (SIGHUP) re-enables it at once." },
+};
+
+static const struct cfg_choice on_error_choices[] = {
+	{ "reject", SK_HOOK_ON_ERROR_REJECT },
+	{ "pass", SK_HOOK_ON_ERROR_PASS },
+	{ "drop", SK_HOOK_ON_ERROR_DROP },
+	{ "dead-letter", SK_HOOK_ON_ERROR_DEAD_LETTER },
+	{ NULL, 0 },
+};
+
+static void hook_settings_defaults(struct sk_hook_settings *h)
+{
+	for (size_t i = 0; i < SK_ARRAY_SIZE(hook_keys); i++)
+		if (key_apply(&hook_keys[i], hook_keys[i].name, h,
+			      hook_keys[i].def, "default", NULL))
+			abort();
+}
+
+/* hooks: {timeout.ms: N, memory.mb: N, workers: N, ...} */
+static int load_hooks(struct sk_config *c, struct cfg_doc *d,
+		      yaml_node_t *key, yaml_node_t *value,
+		      struct sk_err *err)
+{
+	char kp[400];
+	int rc;
+
+	if (node_is_null(value))
+		return 0;
+	if (value->type != YAML_MAPPING_NODE)
+		return node_err(err, d, key, "hooks",
+				"expected a mapping of hook settings, got %s",
+				node_kind(value));
+	rc = check_mapping(d, value, "hooks", err);
+	if (rc)
+		return rc;
+	for (yaml_node_pair_t *pr = value->data.mapping.pairs.start;
+	     pr < value->data.mapping.pairs.top; pr++) {
+		yaml_node_t *k = doc_node(d, pr->key);
+		yaml_node_t *v = doc_node(d, pr->value);
+		const char *name = (const char *)k->data.scalar.value;
+		const struct cfg_key *row = NULL;
+		const char *text;
+		char *where;
+
+		key_path(kp, sizeof(kp), "hooks", name);
+		for (size_t i = 0; i < SK_ARRAY_SIZE(hook_keys); i++)
+			if (strcmp(hook_keys[i].name, name) == 0)
+				row = &hook_keys[i];
+		if (!row)
+			return node_err(err, d, k, kp, "unknown key");
+		text = value_text(d, k, v, kp, err);
+		if (!text)
+			return -EINVAL;
+		where = node_where(d, k);
+		rc = key_apply(row, kp, &c->hooks, text, where, err);
+		free(where);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static void hook_decl_free(struct sk_hook_decl *h)
+{
+	free(h->name);
+	free(h->script);
+	free(h->dead_letter_topic);
+	free(h->options_json);
+	free(h->where);
+}
+
+static void hook_decls_free(struct sk_topic_decl *d)
+{
+	for (size_t i = 0; i < d->n_hooks; i++)
+		hook_decl_free(&d->hooks[i]);
+	free(d->hooks);
+	free(d->retention_script);
+	free(d->retention_where);
+	free(d->retention_options_json);
+}
+
+static char *dup_or_null(const char *s)
+{
+	return s ? sk_xstrdup(s) : NULL;
+}
+
+static void hook_decls_clone(struct sk_topic_decl *dst,
+			     const struct sk_topic_decl *src)
+{
+	dst->hooks = src->n_hooks ?
+		sk_xcalloc(src->n_hooks, sizeof(*dst->hooks)) : NULL;
+	for (size_t i = 0; i < src->n_hooks; i++) {
+		const struct sk_hook_decl *h = &src->hooks[i];
+
+		dst->hooks[i] = (struct sk_hook_decl){
+			.name = dup_or_null(h->name),
+			.script = dup_or_null(h->script),
+			.on_error = h->on_error,
+			.dead_letter_topic = dup_or_null(h->dead_letter_topic),
+			.options_json = dup_or_null(h->options_json),
+			.where = dup_or_null(h->where),
+		};
+	}
+	dst->retention_script = dup_or_null(src->retention_script);
+	dst->retention_where = dup_or_null(src->retention_where);
+	dst->retention_options_json = dup_or_null(src->retention_options_json);
+}
+
+/* A JSON string literal of s[0..n). */
+static void json_string(struct sk_buf *o, const char *s, size_t n)
+{
+	char esc[8];
+
+	sk_buf_put(o, "\"", 1);
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+
+		if (ch == '"' || ch == '\\') {
+			esc[0] = '\\';
+			esc[1] = (char)ch;
+			sk_buf_put(o, esc, 2);
+		} else if (ch < 0x20) {
+			snprintf(esc, sizeof(esc), "\\u%04x", ch);
+			sk_buf_put(o, esc, 6);
+		} else {
+			sk_buf_put(o, &s[i], 1);
+		}
+	}
+	sk_buf_put(o, "\"", 1);
+}
+
+/* True if s is a JSON number (RFC 8259 grammar). */
+static bool json_number(const char *s)
+{
+	const char *p = s + (*s == '-');
+
+	if (*p == '0')
+		p++;
+	else if (*p >= '1' && *p <= '9')
+		while (*p >= '0' && *p <= '9')
+			p++;
+	else
+		return false;
+	if (*p == '.') {
+		if (!(*++p >= '0' && *p <= '9'))
+			return false;
+		while (*p >= '0' && *p <= '9')
+			p++;
+	}
+	if (*p == 'e' || *p == 'E') {
+		p++;
+		if (*p == '+' || *p == '-')
+			p++;
+		if (!(*p >= '0' && *p <= '9'))
+			return false;
+		while (*p >= '0' && *p <= '9')
+			p++;
+	}
+	return *p == '\0';
+}
+
+/*
+ * A YAML node as JSON, for a hook's ctx.options: mappings become objects
+ * (keys as strings), lists arrays; a plain scalar that reads as a JSON
+ * number, true, false or null is that, anything else (and every quoted
+ * scalar) a string.
+ */
+static int node_json(struct cfg_doc *d, yaml_node_t *n, struct sk_buf *o,
+		     int depth, const char *kp, struct sk_err *err)
+{
+	const char *s;
+	int rc;
+
+	if (depth > 32)
+		return node_err(err, d, n, kp, "options nest too deep");
+	switch (n->type) {
+	case YAML_MAPPING_NODE:
+		rc = check_mapping(d, n, kp, err);
+		if (rc)
+			return rc;
+		sk_buf_put(o, "{", 1);
+		for (yaml_node_pair_t *pr = n->data.mapping.pairs.start;
+		     pr < n->data.mapping.pairs.top; pr++) {
+			yaml_node_t *k = doc_node(d, pr->key);
+
+			if (pr != n->data.mapping.pairs.start)
+				sk_buf_put(o, ",", 1);
+			json_string(o, (const char *)k->data.scalar.value,
+				    k->data.scalar.length);
+			sk_buf_put(o, ":", 1);
+			rc = node_json(d, doc_node(d, pr->value), o, depth + 1,
+				       kp, err);
+			if (rc)
+				return rc;
+		}
+		sk_buf_put(o, "}", 1);
+		return 0;
+	case YAML_SEQUENCE_NODE:
+		sk_buf_put(o, "[", 1);
+		for (yaml_node_item_t *it = n->data.sequence.items.start;
+		     it < n->data.sequence.items.top; it++) {
+			if (it != n->data.sequence.items.start)
+				sk_buf_put(o, ",", 1);
+			rc = node_json(d, doc_node(d, *it), o, depth + 1, kp,
+				       err);
+			if (rc)
+				return rc;
+		}
+		sk_buf_put(o, "]", 1);
+		return 0;
+	case YAML_SCALAR_NODE:
+		s = scalar_text(n);
+		if (!s)
+			return node_err(err, d, n, kp,
+					"value contains a NUL byte");
+		if (n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE) {
+			if (node_is_null(n)) {
+				sk_buf_put(o, "null", 4);
+				return 0;
+			}
+			if (json_number(s) || strcmp(s, "true") == 0 ||
+			    strcmp(s, "false") == 0) {
+				sk_buf_put(o, s, strlen(s));
+				return 0;
+			}
+		}
+		json_string(o, s, strlen(s));
+		return 0;
+	default:
+		return node_err(err, d, n, kp, "unsupported YAML node");
+	}
+}
+
+/* Hook names: what metrics and logs can carry without quoting. */
+static bool hook_name_valid(const char *s)
+{
+	if (!*s || strlen(s) > 100)
+		return false;
+	for (; *s; s++)
+		if (!host_char(*s))
+			return false;
+	return true;
+}
+
+/* One entry of topics.NAME.hooks. */
+static int load_hook_entry(struct cfg_doc *d, struct sk_hook_decl *h,
+			   const char *path, yaml_node_t *item,
+			   struct sk_err *err)
+{
+	struct sk_err why;
+	char kp[800];
+	int rc;
+
+	*h = (struct sk_hook_decl){ .on_error = SK_HOOK_ON_ERROR_REJECT };
+	h->where = node_where(d, item);
+	if (item->type != YAML_MAPPING_NODE)
+		return node_err(err, d, item, path,
+				"expected a mapping with name, script, "
+				"on_error, dead_letter_topic and options, "
+				"got %s",
+				node_kind(item));
+	rc = check_mapping(d, item, path, err);
+	if (rc)
+		return rc;
+	for (yaml_node_pair_t *pr = item->data.mapping.pairs.start;
+	     pr < item->data.mapping.pairs.top; pr++) {
+		yaml_node_t *k = doc_node(d, pr->key);
+		yaml_node_t *v = doc_node(d, pr->value);
+		const char *kname = (const char *)k->data.scalar.value;
+		const struct cfg_choice *ch;
+		const char *text;
+
+		key_path(kp, sizeof(kp), path, kname);
+		if (strcmp(kname, "options") == 0) {
+			struct sk_buf o = { 0 };
+
+			rc = node_json(d, v, &o, 0, kp, err);
+			if (rc) {
+				sk_buf_free(&o);
+				return rc;
+			}
+			sk_buf_put(&o, "", 1);
+			free(h->options_json);
+			h->options_json = (char *)o.data;
+			continue;
+		}
+		if (strcmp(kname, "name") && strcmp(kname, "script") &&
+		    strcmp(kname, "on_error") &&
+		    strcmp(kname, "dead_letter_topic"))
+			return node_err(err, d, k, kp, "unknown key");
+		text = value_text(d, k, v, kp, err);
+		if (!text)
+			return -EINVAL;
+		if (strcmp(kname, "name") == 0) {
+			if (!hook_name_valid(text))
+				return node_err(err, d, k, kp,
+						"expected 1..100 characters "
+						"from [a-zA-Z0-9._-], got "
+						"'%.100s'",
+						text);
+			h->name = sk_xstrdup(text);
+		} else if (strcmp(kname, "script") == 0) {
+			if (!*text || strlen(text) > 4096)
+				return node_err(err, d, k, kp,
+						"expected a file path");
+			h->script = sk_xstrdup(text);
+		} else if (strcmp(kname, "on_error") == 0) {
+			ch = choice_find(on_error_choices, text);
+			if (!ch)
+				return node_err(err, d, k, kp,
+						"expected one of reject, "
+						"pass, drop, dead-letter, "
+						"got '%.100s'",
+						text);
+			h->on_error = ch->value;
+		} else {
+			if (!sk_topic_name_valid(text, &why))
+				return node_err(err, d, k, kp, "%s", why.msg);
+			h->dead_letter_topic = sk_xstrdup(text);
+		}
+	}
+	if (!h->name)
+		return node_err(err, d, item, path, "a hook needs a name");
+	if (!h->script)
+		return node_err(err, d, item, path,
+				"hook '%s' needs a script", h->name);
+	if (h->on_error == SK_HOOK_ON_ERROR_DEAD_LETTER &&
+	    !h->dead_letter_topic)
+		return node_err(err, d, item, path,
+				"hook '%s': on_error: dead-letter needs "
+				"dead_letter_topic",
+				h->name);
+	if (h->on_error != SK_HOOK_ON_ERROR_DEAD_LETTER &&
+	    h->dead_letter_topic)
+		return node_err(err, d, item, path,
+				"hook '%s': dead_letter_topic is only used "
+				"with on_error: dead-letter",
+				h->name);
+	if (!h->options_json)
+		h->options_json = sk_xstrdup("{}");
+	return 0;
+}
+
+/* topics.NAME.hooks: [{name, script, on_error, ...}, ...] */
+static int load_topic_hooks(struct cfg_doc *d, struct sk_topic_decl *decl,
+			    const char *path, yaml_node_t *key,
+			    yaml_node_t *value, struct sk_err *err)
+{
+	size_t n;
+	int rc;
+
+	if (node_is_null(value))
+		return 0;
+	if (value->type != YAML_SEQUENCE_NODE)
+		return node_err(err, d, key, path,
+				"expected a list of hooks, got %s",
+				node_kind(value));
+	n = (size_t)(value->data.sequence.items.top -
+		     value->data.sequence.items.start);
+	decl->hooks = n ? sk_xcalloc(n, sizeof(*decl->hooks)) : NULL;
+	for (size_t i = 0; i < n; i++) {
+		yaml_node_t *item =
+			doc_node(d, value->data.sequence.items.start[i]);
+
+		rc = load_hook_entry(d, &decl->hooks[i], path, item, err);
+		decl->n_hooks = i + 1;
+		if (rc)
+			return rc;
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(decl->hooks[j].name,
+				   decl->hooks[i].name) == 0)
+				return node_err(err, d, item, path,
+						"hook name '%s' used twice",
+						decl->hooks[i].name);
+	}
+	return 0;
+}
+
+/* topics.NAME.retention: {script: PATH} */
+static int load_topic_retention(struct cfg_doc *d,
+				struct sk_topic_decl *decl, const char *path,
+				yaml_node_t *key, yaml_node_t *value,
+				struct sk_err *err)
+{
+	char kp[800];
+	int rc;
+
+	if (node_is_null(value))
+		return 0;
+	if (value->type != YAML_MAPPING_NODE)
+		return node_err(err, d, key, path,
+				"expected a mapping with script, got %s",
+				node_kind(value));
+	rc = check_mapping(d, value, path, err);
+	if (rc)
+		return rc;
+	for (yaml_node_pair_t *pr = value->data.mapping.pairs.start;
+	     pr < value->data.mapping.pairs.top; pr++) {
+		yaml_node_t *k = doc_node(d, pr->key);
+		yaml_node_t *v = doc_node(d, pr->value);
+		const char *kname = (const char *)k->data.scalar.value;
+		const char *text;
+
+		key_path(kp, sizeof(kp), path, kname);
+		if (strcmp(kname, "options") == 0) {
+			struct sk_buf o = { 0 };
+
+			rc = node_json(d, v, &o, 0, kp, err);
+			if (rc) {
+				sk_buf_free(&o);
+				return rc;
+			}
+			sk_buf_put(&o, "", 1);
+			free(decl->retention_options_json);
+			decl->retention_options_json = (char *)o.data;
+			continue;
+		}
+		if (strcmp(kname, "script") != 0)
+			return node_err(err, d, k, kp, "unknown key");
+		text = value_text(d, k, v, kp, err);
+		if (!text)
+			return -EINVAL;
+		if (!*text || strlen(text) > 4096)
+			return node_err(err, d, k, kp, "expected a file path");
+		free(decl->retention_script);
+		free(decl->retention_where);
+		decl->retention_script = sk_xstrdup(text);
+		decl->retention_where = node_where(d, k);
+	}
+	return 0;
+}
+
+/*
+ * A topic entry whose name holds '*', '?' or '[' is a glob. Besides those,
+ * it may use only topic-name characters.
+ */
+static bool topic_glob(const char *name)
+{
+	return strpbrk(name, "*?[") != NULL;
+}
+
+static bool topic_glob_valid(const char *name, struct sk_err *why)
+{
+	if (strlen(name) > 249)
+		return sk_err_set(why, "topic glob is longer than 249 "
+				  "characters"), false;
+	for (const char *p = name; *p; p++)
+		if (!host_char(*p) && !strchr("*?[]!", *p))
+			return sk_err_set(why, "topic glob '%s' contains "
+					  "'%c'", name, *p), false;
+	return true;
+}
+
+/* The first glob entry of cfg matching topic, or NULL. */
+const struct sk_topic_decl *sk_config_topic_glob(const struct sk_config *c,
+						 const char *topic)
+{
+	for (size_t i = 0; i < c->n_topics; i++)
+		if (c->topics[i].glob &&
+		    fnmatch(c->topics[i].name, topic, 0) == 0)
+			return &c->topics[i];
+	return NULL;
+}
+
 /* topics.NAME.configs: topic keys, validated and stored normalised. */
 static int load_topic_configs(struct cfg_doc *d, struct sk_topic_decl *decl,
 			      const char *path, yaml_node_t *key,
@@ -1022,6 +1697,21 @@ static int load_topic(struct sk_config *c, struct cfg_doc *d,
 		char *where;
 
 		key_path(kp, sizeof(kp), path, kname);
+		if (strcmp(kname, "hooks") == 0 ||
+		    strcmp(kname, "retention") == 0) {
+			rc = kname[0] == 'h' ?
+				load_topic_hooks(d, &decl, kp, k, v, err) :
+				load_topic_retention(d, &decl, kp, k, v, err);
+			if (rc)
+				goto out_free;
+			continue;
+		}
+		if (topic_glob(name)) {
+			rc = node_err(err, d, k, kp,
+				      "a glob entry takes only hooks and "
+				      "retention");
+			goto out_free;
+		}
 		if (strcmp(kname, "configs") == 0) {
 			rc = load_topic_configs(d, &decl, kp, k, v, err);
 			if (rc)
@@ -1048,6 +1738,7 @@ static int load_topic(struct sk_config *c, struct cfg_doc *d,
 	}
 done:
 	decl.name = sk_xstrdup(name);
+	decl.glob = topic_glob(name);
 	decl.where = node_where(d, key);
 	decl_take(c, &decl);
 	return 0;
@@ -1081,13 +1772,205 @@ static int load_topics(struct sk_config *c, struct cfg_doc *d,
 		yaml_node_t *v = doc_node(d, pr->value);
 		const char *name = (const char *)k->data.scalar.value;
 
-		if (!sk_topic_name_valid(name, &why))
+		if (topic_glob(name) ? !topic_glob_valid(name, &why) :
+				       !sk_topic_name_valid(name, &why))
 			return node_err(err, d, k, "topics", "%s", why.msg);
 		rc = load_topic(c, d, name, k, v, err);
 		if (rc)
 			return rc;
 	}
 	return 0;
+}
+
+/* plugins[i].config: a flat mapping of keys to single values. */
+static int load_plugin_config(struct cfg_doc *d, struct sk_plugin_decl *p,
+			      const char *path, yaml_node_t *key,
+			      yaml_node_t *value, struct sk_err *err)
+{
+	char kp[400];
+	int rc;
+
+	if (node_is_null(value))
+		return 0;
+	if (value->type != YAML_MAPPING_NODE)
+		return node_err(err, d, key, path,
+				"expected a mapping of the plugin's keys to "
+				"values, got %s",
+				node_kind(value));
+	rc = check_mapping(d, value, path, err);
+	if (rc)
+		return rc;
+	p->settings = sk_xcalloc(value->data.mapping.pairs.top -
+					 value->data.mapping.pairs.start,
+				 sizeof(*p->settings));
+	for (yaml_node_pair_t *pr = value->data.mapping.pairs.start;
+	     pr < value->data.mapping.pairs.top; pr++) {
+		yaml_node_t *k = doc_node(d, pr->key);
+		yaml_node_t *v = doc_node(d, pr->value);
+		const char *name = (const char *)k->data.scalar.value;
+		struct sk_plugin_setting *s = &p->settings[p->n_settings];
+		const char *text;
+
+		key_path(kp, sizeof(kp), path, name);
+		/* An empty value is "", not "absent": say it explicitly. */
+		text = node_is_null(v) ? "" : value_text(d, k, v, kp, err);
+		if (!text)
+			return -EINVAL;
+		s->key = sk_xstrdup(name);
+		s->value = sk_xstrdup(text);
+		s->where = node_where(d, k);
+		p->n_settings++;
+	}
+	return 0;
+}
+
+/* plugins: [{path: FILE, config: {...}}, ...] */
+static int load_plugins(struct sk_config *c, struct cfg_doc *d,
+			yaml_node_t *key, yaml_node_t *value,
+			struct sk_err *err)
+{
+	struct sk_plugin_decl *list = NULL;
+	size_t n = 0, cap;
+	char path[64], kp[128];
+	int rc = 0;
+
+	if (!node_is_null(value) && value->type != YAML_SEQUENCE_NODE)
+		return node_err(err, d, key, "plugins",
+				"expected a list of {path, config} entries, "
+				"got %s",
+				node_kind(value));
+	cap = node_is_null(value) ? 0 :
+		(size_t)(value->data.sequence.items.top -
+			 value->data.sequence.items.start);
+	list = cap ? sk_xcalloc(cap, sizeof(*list)) : NULL;
+	for (size_t i = 0; i < cap; i++) {
+		yaml_node_t *e = doc_node(
+			d, value->data.sequence.items.start[i]);
+		struct sk_plugin_decl *p = &list[n++];
+
+		snprintf(path, sizeof(path), "plugins[%zu]", i);
+		p->where = node_where(d, e);
+		if (e->type != YAML_MAPPING_NODE) {
+			rc = node_err(err, d, e, path,
+				      "expected a mapping with path and "
+				      "config, got %s",
+				      node_kind(e));
+			goto fail;
+		}
+		rc = check_mapping(d, e, path, err);
+		if (rc)
+			goto fail;
+		for (yaml_node_pair_t *pr = e->data.mapping.pairs.start;
+		     pr < e->data.mapping.pairs.top; pr++) {
+			yaml_node_t *k = doc_node(d, pr->key);
+			yaml_node_t *v = doc_node(d, pr->value);
+			const char *kname = (const char *)k->data.scalar.value;
+			const char *text;
+
+			key_path(kp, sizeof(kp), path, kname);
+			if (strcmp(kname, "config") == 0) {
+				rc = load_plugin_config(d, p, kp, k, v, err);
+				if (rc)
+					goto fail;
+				continue;
+			}
+			if (strcmp(kname, "path") != 0) {
+				rc = node_err(err, d, k, kp,
+					      "unknown key (expected path or "
+					      "config)");
+				goto fail;
+			}
+			text = value_text(d, k, v, kp, err);
+			if (!text) {
+				rc = -EINVAL;
+				goto fail;
+			}
+			if (!*text || strlen(text) > 4096) {
+				rc = node_err(err, d, k, kp,
+					      "expected the path of a shared "
+					      "object, got '%.100s'",
+					      text);
+				goto fail;
+			}
+			free(p->path);
+			p->path = sk_xstrdup(text);
+		}
+		if (!p->path) {
+			rc = node_err(err, d, e, path, "missing key 'path'");
+			goto fail;
+		}
+	}
+	plugins_free(c);
+	c->plugins = list;
+	c->n_plugins = n;
+	return 0;
+
+fail:
+	for (size_t i = 0; i < n; i++)
+		plugin_decl_free(&list[i]);
+	free(list);
+	return rc;
+}
+
+/* storage: {tier: NAME} */
+static int load_storage(struct sk_config *c, struct cfg_doc *d,
+			yaml_node_t *key, yaml_node_t *value,
+			struct sk_err *err)
+{
+	char *tier = NULL, *where = NULL;
+	int rc;
+
+	if (!node_is_null(value)) {
+		if (value->type != YAML_MAPPING_NODE)
+			return node_err(err, d, key, "storage",
+					"expected a mapping with tier, got %s",
+					node_kind(value));
+		rc = check_mapping(d, value, "storage", err);
+		if (rc)
+			return rc;
+	}
+	for (yaml_node_pair_t *pr = node_is_null(value) ? NULL :
+				    value->data.mapping.pairs.start;
+	     pr && pr < value->data.mapping.pairs.top; pr++) {
+		yaml_node_t *k = doc_node(d, pr->key);
+		yaml_node_t *v = doc_node(d, pr->value);
+		const char *kname = (const char *)k->data.scalar.value;
+		char kp[128];
+		const char *text;
+
+		key_path(kp, sizeof(kp), "storage", kname);
+		if (strcmp(kname, "tier") != 0) {
+			rc = node_err(err, d, k, kp, "unknown key");
+			goto fail;
+		}
+		text = node_is_null(v) ? "" : value_text(d, k, v, kp, err);
+		if (!text) {
+			rc = -EINVAL;
+			goto fail;
+		}
+		if (strlen(text) > 64) {
+			rc = node_err(err, d, k, kp,
+				      "expected a plugin name, got '%.100s'",
+				      text);
+			goto fail;
+		}
+		free(tier);
+		free(where);
+		tier = *text ? sk_xstrdup(text) : NULL;
+		where = node_where(d, k);
+	}
+	free(c->storage_tier);
+	free(c->storage_tier_where);
+	c->storage_tier = tier;
+	c->storage_tier_where = tier ? where : NULL;
+	if (!tier)
+		free(where);
+	return 0;
+
+fail:
+	free(tier);
+	free(where);
+	return rc;
 }
 
 /* The top level: broker keys and sections. */
@@ -1220,6 +2103,7 @@ void sk_config_init(struct sk_config *c)
 	while (broker_key_next(&i, &r))
 		if (broker_apply(c, &r, r.k->def, "default", NULL))
 			abort();
+	hook_settings_defaults(&c->hooks);
 }
 
 void sk_config_free(struct sk_config *c)
@@ -1230,6 +2114,9 @@ void sk_config_free(struct sk_config *c)
 	for (size_t i = 0; i < c->n_topics; i++)
 		decl_free(&c->topics[i]);
 	free(c->topics);
+	plugins_free(c);
+	free(c->storage_tier);
+	free(c->storage_tier_where);
 	memset(c, 0, sizeof(*c));
 }
 

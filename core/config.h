@@ -18,6 +18,11 @@
  *       configs:
  *         retention.ms: 3600000
  *         cleanup.policy: delete
+ *   plugins:
+ *     - path: build/plugins/tier-fs.so
+ *       config: { root: /var/lib/skald-tier }
+ *   storage:
+ *     tier: tier-fs
  */
 #ifndef SK_CONFIG_H
 #define SK_CONFIG_H
@@ -54,6 +59,13 @@ struct sk_topic_config {
 	int64_t min_insync_replicas;  /* min.insync.replicas */
 	int timestamp_type;           /* message.timestamp.type */
 	int cleanup_policy;           /* cleanup.policy, SK_CLEANUP_* bits */
+	int64_t delete_retention_ms;  /* delete.retention.ms: tombstones */
+	double min_cleanable_ratio;   /* min.cleanable.dirty.ratio, [0, 1] */
+	int64_t min_compaction_lag_ms; /* min.compaction.lag.ms */
+	int64_t max_compaction_lag_ms; /* max.compaction.lag.ms */
+	bool remote_storage_enable;   /* remote.storage.enable: tiering */
+	int64_t local_retention_ms;   /* local.retention.ms; -2 = retention.ms */
+	int64_t local_retention_bytes; /* local.retention.bytes; -2 = retention.bytes */
 	uint64_t set_mask;            /* explicitly set keys */
 };
 
@@ -63,6 +75,33 @@ struct sk_config_kv {
 	char *value;
 };
 
+/* The broker-wide `hooks:` section (Lua topic hooks, core/hook.h). */
+struct sk_hook_settings {
+	int64_t timeout_ms;       /* timeout.ms: CPU budget per batch */
+	int64_t memory_mb;        /* memory.mb: heap of one hook state */
+	int32_t workers;          /* workers: hook threads */
+	int32_t breaker_failures; /* breaker.failures: consecutive, to trip */
+	int64_t breaker_reset_ms; /* breaker.reset.ms: open before a retry */
+};
+
+/* hooks[].on_error */
+enum sk_hook_on_error {
+	SK_HOOK_ON_ERROR_REJECT = 0,
+	SK_HOOK_ON_ERROR_PASS,
+	SK_HOOK_ON_ERROR_DROP,
+	SK_HOOK_ON_ERROR_DEAD_LETTER,
+};
+
+/* One entry of a topic's `hooks:` list. */
+struct sk_hook_decl {
+	char *name;
+	char *script;            /* path, relative to the working directory */
+	int on_error;            /* enum sk_hook_on_error */
+	char *dead_letter_topic; /* required for dead-letter, else NULL */
+	char *options_json;      /* `options`, converted to JSON ("{}") */
+	char *where;             /* "FILE:LINE" of the entry */
+};
+
 /* A topic declared in the YAML `topics:` section. */
 struct sk_topic_decl {
 	char *name;
@@ -70,6 +109,36 @@ struct sk_topic_decl {
 	struct sk_config_kv *configs; /* topic-level keys as given */
 	size_t n_configs;
 	char *where;                 /* "FILE:LINE" of the declaration */
+	/*
+	 * A glob ("logs.*", fnmatch rules): applies its hooks and retention
+	 * script to every matching topic, existing or created later, and
+	 * creates none.
+	 */
+	bool glob;
+	struct sk_hook_decl *hooks;  /* hooks: the produce chain, in order */
+	size_t n_hooks;
+	char *retention_script;      /* retention: {script: PATH}, or NULL */
+	char *retention_where;       /* "FILE:LINE" of that script */
+	char *retention_options_json; /* retention: options, as JSON */
+};
+
+/* One key of a plugin's `config:` mapping, as given (validated later). */
+struct sk_plugin_setting {
+	char *key;
+	char *value;
+	char *where; /* "FILE:LINE" of the key */
+};
+
+/*
+ * An entry of the YAML `plugins:` list: {path: FILE, config: {...}}. The
+ * config is checked against the plugin's own schema when it is loaded
+ * (core/plugin.c), with these FILE:LINE marks.
+ */
+struct sk_plugin_decl {
+	char *path;
+	char *where; /* "FILE:LINE" of the entry */
+	struct sk_plugin_setting *settings;
+	size_t n_settings;
 };
 
 /* The broker's configuration; owned by struct sk_broker. */
@@ -78,6 +147,7 @@ struct sk_config {
 	char *advertised_listeners; /* advertised.listeners: HOST:PORT; "" = listeners */
 	char *log_dir;              /* log.dir: data directory */
 	int64_t log_retention_check_interval_ms; /* log.retention.check.interval.ms */
+	int64_t log_flush_checkpoint_ms; /* log.flush.offset.checkpoint.interval.ms */
 	int32_t node_id;            /* node.id */
 	int32_t num_partitions;     /* num.partitions */
 	bool auto_create_topics;    /* auto.create.topics.enable */
@@ -97,10 +167,24 @@ struct sk_config {
 	int32_t offsets_retention_minutes; /* offsets.retention.minutes */
 	int64_t offsets_retention_check_interval_ms; /* offsets.retention.check.interval.ms */
 	int32_t offset_metadata_max_bytes; /* offset.metadata.max.bytes */
+	bool log_cleaner_enable;    /* log.cleaner.enable: run compaction */
+	int64_t log_cleaner_backoff_ms; /* log.cleaner.backoff.ms */
+	int64_t log_cleaner_dedupe_buffer_size; /* log.cleaner.dedupe.buffer.size */
+	int64_t remote_task_interval_ms; /* remote.log.manager.task.interval.ms */
+	int64_t remote_cache_bytes; /* remote.log.cache.bytes */
 	struct sk_topic_config topic_defaults; /* from the log.* keys */
 	struct sk_topic_decl *topics; /* the topics: section */
 	size_t n_topics;
+	struct sk_hook_settings hooks; /* the hooks: section */
+	struct sk_plugin_decl *plugins; /* the plugins: section, in order */
+	size_t n_plugins;
+	char *storage_tier;       /* storage: {tier: NAME}; NULL: none */
+	char *storage_tier_where; /* "FILE:LINE" of tier */
 };
+
+/* The first glob entry of topics: that matches topic, or NULL. */
+const struct sk_topic_decl *sk_config_topic_glob(const struct sk_config *c,
+						 const char *topic);
 
 /* Fill c with the built-in defaults. */
 void sk_config_init(struct sk_config *c);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "broker.h"
+#include "compact.h"
 #include "kafka.h"
 #include "say.h"
 
@@ -24,6 +25,8 @@ struct produce_part {
 	int64_t base_offset;
 	int64_t append_time;
 	int64_t log_start;
+	bool hooked;             /* the batch went to the topic's hooks */
+	struct sk_hook_wait hw;  /* ... and comes back through this */
 };
 
 /* A produce waiting for its appends to become durable. */
@@ -36,6 +39,11 @@ struct produce_wait {
 	struct produce_part *parts;
 	size_t n_parts;
 	char *names; /* topic names copied out of the request buffer */
+	struct sk_broker *b;
+	int16_t acks;
+	int32_t hooks_left; /* hooked batches not yet appended */
+	bool any_durable;   /* acks=all and something was appended */
+	bool flushing;      /* fw is with the flusher */
 };
 
 /* Validate and append one batch; fills the response fields. */
@@ -57,7 +65,6 @@ static int16_t produce_one(struct sk_broker *b, struct produce_part *pp,
 	uint8_t *batch = (uint8_t *)(uintptr_t)pp->records.p;
 	size_t len = (size_t)SK_MAX(pp->records.len, 0);
 	enum sk_kerr kerr;
-	int rc;
 
 	*base_offset = -1;
 	*append_time = -1;
@@ -69,22 +76,45 @@ static int16_t produce_one(struct sk_broker *b, struct produce_part *pp,
 		return SK_KERR_CORRUPT_MESSAGE;
 	kerr = sk_batch_validate_produce(batch, len, tp->cfg.max_message_bytes,
 					 &b->scratch, &h, &err);
+	if (!kerr && (tp->cfg.cleanup_policy & SK_CLEANUP_COMPACT))
+		kerr = sk_compact_check_keys(batch, len, &h, &b->scratch, &err);
 	if (kerr) {
 		sk_debug("produce to %s-%d refused: %s (%s)", tp->name,
 			 pp->partition, sk_kerr_name((int16_t)kerr), err.msg);
 		return (int16_t)kerr;
 	}
+	/* A hooked topic's batch is appended when its hooks are done. */
+	if (sk_hook_produce(b, tp, part, batch, len, &pp->hw)) {
+		pp->hooked = true;
+		return SK_KERR_NONE;
+	}
+	return sk_produce_append(b, tp, part, batch, len, base_offset,
+				 append_time);
+}
+
+int16_t sk_produce_append(struct sk_broker *b, struct sk_topic *tp,
+			  struct sk_tpart *part, uint8_t *batch, size_t len,
+			  int64_t *base_offset, int64_t *append_time)
+{
+	struct sk_err err = { "" };
+	int rc;
+
+	*base_offset = -1;
+	*append_time = -1;
 	if (tp->cfg.timestamp_type == SK_TS_LOG_APPEND_TIME) {
 		*append_time = sk_now_ms();
 		sk_batch_set_log_append_time(batch, len, *append_time);
 	}
 	rc = sk_partition_append(part->log, batch, len, base_offset, &err);
 	if (rc) {
-		sk_error("append to %s-%d failed: %s", tp->name, pp->partition,
+		sk_error("append to %s-%d failed: %s", tp->name, part->id,
 			 err.msg);
 		*base_offset = -1;
 		return SK_KERR_KAFKA_STORAGE_ERROR;
 	}
+	/* flush.messages counts records: lastOffsetDelta + 1. */
+	sk_flusher_appended(&b->flusher, part,
+			    (int64_t)(int32_t)sk_be32(batch + 23) + 1);
 	sk_fetch_wake(b, part);
 	return SK_KERR_NONE;
 }
@@ -150,17 +180,70 @@ static void produce_cancel(struct sk_resp *resp)
 {
 	struct produce_wait *pw = resp->pending;
 
-	sk_flusher_cancel(&pw->fw);
+	/* Hooked batches still go through; only the answer is dropped. */
+	for (size_t i = 0; i < pw->n_parts; i++)
+		if (pw->parts[i].hooked)
+			sk_hook_wait_cancel(&pw->parts[i].hw);
+	if (pw->flushing)
+		sk_flusher_cancel(&pw->fw);
 	produce_wait_free(pw);
 	sk_resp_drop(resp);
 }
 
+/* Mark what was appended for the flusher and wait for the sync. */
+static void wait_flush(struct produce_wait *pw)
+{
+	for (size_t i = 0; i < pw->n_parts; i++) {
+		struct produce_part *pp = &pw->parts[i];
+		struct sk_topic *tp;
+		struct sk_tpart *part;
+
+		if (pp->kerr != SK_KERR_NONE)
+			continue;
+		tp = sk_topics_find(&pw->b->topics, (const char *)pp->topic.p,
+				    (size_t)SK_MAX(pp->topic.len, 0));
+		part = tp ? sk_topic_part(tp, pp->partition) : NULL;
+		if (part)
+			sk_flusher_mark(&pw->b->flusher, part);
+	}
+	pw->flushing = true;
+	sk_flusher_wait(&pw->b->flusher, &pw->fw, on_durable);
+}
+
+/* A hooked batch was appended (or refused): the last one answers. */
+static void on_hooked(struct sk_hook_wait *hw, int16_t kerr,
+		      int64_t base_offset, int64_t append_time)
+{
+	struct produce_part *pp = sk_container_of(hw, struct produce_part, hw);
+	struct produce_wait *pw = hw->arg;
+	struct sk_resp *resp = pw->resp;
+
+	pp->kerr = kerr;
+	pp->base_offset = base_offset;
+	pp->append_time = append_time;
+	if (kerr == SK_KERR_NONE && pw->acks == -1)
+		pw->any_durable = true;
+	if (--pw->hooks_left > 0)
+		return;
+	if (pw->any_durable) {
+		wait_flush(pw);
+		return;
+	}
+	write_response(resp, pw->version, pw->flex, pw->n_topics, pw->parts,
+		       pw->n_parts);
+	resp->noreply = pw->acks == 0;
+	produce_wait_free(pw);
+	sk_resp_finish(resp);
+}
+
 /*
- * Park the response until the flusher has synced the partitions. Topic
- * names are copied, since the request buffer is reused once we return.
+ * Park the response until the hooks and then the flusher are done.
+ * Topic names are copied, since the request buffer is reused once we
+ * return.
  */
-static void wait_durable(struct sk_req *req, struct produce_part *parts,
-			 size_t n_parts, int32_t n_topics)
+static struct produce_wait *park(struct sk_req *req,
+				 struct produce_part *parts, size_t n_parts,
+				 int32_t n_topics)
 {
 	struct produce_wait *pw = sk_xcalloc(1, sizeof(*pw));
 	size_t len = 0, at = 0;
@@ -171,7 +254,6 @@ static void wait_durable(struct sk_req *req, struct produce_part *parts,
 	pw->names = sk_xmalloc(len ? len : 1);
 	for (size_t i = 0; i < n_parts; i++) {
 		struct produce_part *pp = &parts[i];
-		struct sk_topic *tp;
 
 		if (pp->first_of_topic && pp->topic.len > 0) {
 			memcpy(pw->names + at, pp->topic.p,
@@ -181,13 +263,13 @@ static void wait_durable(struct sk_req *req, struct produce_part *parts,
 		pp->topic.p = (const uint8_t *)pw->names + at -
 			      SK_MAX(pp->topic.len, 0);
 		pp->records = (struct sk_str){ NULL, -1 };
-		if (pp->kerr != SK_KERR_NONE)
-			continue;
-		tp = sk_topics_find(&req->b->topics, (const char *)pp->topic.p,
-				    (size_t)pp->topic.len);
-		sk_flusher_mark(&req->b->flusher,
-				sk_topic_part(tp, pp->partition));
+		if (pp->hooked) {
+			pp->hw.done = on_hooked;
+			pp->hw.arg = pw;
+			pw->hooks_left++;
+		}
 	}
+	pw->b = req->b;
 	pw->resp = req->resp;
 	pw->version = req->api_version;
 	pw->flex = req->flexible;
@@ -195,7 +277,7 @@ static void wait_durable(struct sk_req *req, struct produce_part *parts,
 	pw->parts = parts;
 	pw->n_parts = n_parts;
 	sk_resp_set_pending(req->resp, produce_cancel, pw);
-	sk_flusher_wait(&req->b->flusher, &pw->fw, on_durable);
+	return pw;
 }
 
 int sk_kafka_produce(struct sk_req *req)
@@ -229,6 +311,7 @@ int sk_kafka_produce(struct sk_req *req)
 			pp->records = sk_rd_bytes(r, flex);
 			pp->first_of_topic = p == 0;
 			pp->topic_parts = np;
+			pp->hooked = false;
 			sk_rd_tags(r, flex);
 		}
 		if (np == 0) {
@@ -265,8 +348,18 @@ int sk_kafka_produce(struct sk_req *req)
 				any_durable = true;
 		}
 	}
+	for (size_t i = 0; i < n_parts; i++) {
+		if (parts[i].hooked) {
+			struct produce_wait *pw = park(req, parts, n_parts,
+						       n_topics);
+
+			pw->acks = acks;
+			pw->any_durable = any_durable;
+			return 0;
+		}
+	}
 	if (any_durable) {
-		wait_durable(req, parts, n_parts, n_topics);
+		wait_flush(park(req, parts, n_parts, n_topics));
 		return 0;
 	}
 	if (acks == 0) {

@@ -10,11 +10,29 @@
  *   00000000000000000000.timeindex  time index (closed segments only)
  *   log-start-offset.checkpoint     the log start offset, when DeleteRecords
  *                                   moved it (see sk_partition_delete_before)
+ *   recovery.checkpoint             the recovery point (see below)
  * Index files carry a header with a magic, a version, the size of the log
  * file they describe and a CRC-32C of their entries; an index that fails
- * any check is rebuilt from the log. The active (last) segment is always
- * scanned at open: every batch's framing and CRC is verified and the file
- * is truncated at the first bad byte (a torn tail).
+ * any check is rebuilt from the log.
+ *
+ * Recovery. The recovery checkpoint names a segment and a size: every
+ * segment before it, and that segment up to that size, were synced when
+ * the checkpoint was written, and that segment's index files describe
+ * exactly that size. It is written after a sync (by the flusher's periodic
+ * checkpoint round, sk_partition_checkpoint_begin) and by a clean close,
+ * which syncs everything first; so it only ever vouches for bytes already
+ * on stable storage. At open, what it vouches for is trusted: index files
+ * are checked (header, CRC, and the batches from the last index entry on),
+ * not the batches. Everything written after it (the rest of its segment,
+ * the segments after it; everything when there is no checkpoint) is
+ * scanned: every batch's framing and CRC is verified, the file is cut at
+ * the first bad byte (a torn tail) and the segments after a cut are
+ * deleted (nothing after a tear was acknowledged: acks=all syncs every
+ * earlier segment first). A bad batch in the trusted part of a closed
+ * segment is damage, not a tear (see sk_partition_damaged); in the active
+ * segment it is cut, as a torn tail. After a clean close the checkpoint
+ * matches the active segment's size, so nothing but the last index
+ * interval is read.
  *
  * Threading: a partition is owned by the event-loop thread, which appends
  * and reads. Segments are reference counted so a reader (a queued
@@ -32,6 +50,17 @@
 #include <sys/types.h>
 
 #include "batch.h"
+
+/* What the last sk_partition_open had to do (logs, tests, benchmarks). */
+struct sk_log_recovery {
+	bool checkpoint;          /* a valid recovery checkpoint was found */
+	bool clean;               /* ... written by a clean close */
+	int64_t bytes_scanned;    /* bytes whose batches' CRCs were verified */
+	int64_t bytes_truncated;  /* cut from torn tails */
+	int32_t segments_scanned; /* segments with bytes scanned */
+	int32_t segments_dropped; /* deleted after a cut */
+	int64_t ms;               /* time the open took */
+};
 
 /* Per-partition settings, taken from the topic config. */
 struct sk_log_config {
@@ -72,9 +101,10 @@ void sk_partition_set_config(struct sk_partition *p,
 			     const struct sk_log_config *cfg);
 
 /*
- * Close: write index files for the active segment so the next open
- * need not rebuild them, close fds (segments stay alive while referenced),
- * free. Safe with NULL.
+ * Close: sync every segment and the directory, write index files for the
+ * active segment, then a recovery checkpoint marked clean, so the next
+ * open scans nothing (skipped when a sync fails: the next open recovers);
+ * close fds (segments stay alive while referenced), free. Safe with NULL.
  */
 void sk_partition_close(struct sk_partition *p);
 
@@ -144,6 +174,16 @@ int sk_partition_delete_before(struct sk_partition *p, int64_t offset,
 int sk_partition_retention(struct sk_partition *p, int64_t now_ms,
 			   int64_t retention_ms, int64_t retention_bytes,
 			   int64_t *deleted_segments);
+/*
+ * Tiered storage (log_remote.c): delete the n oldest segments' local files
+ * once their copies are safely in the storage tier. Closed segments only
+ * (n < segment count); the local start offset moves to the first
+ * remaining segment's base, as for retention. Stores how many went;
+ * returns 0, -EINVAL for n too large, or the -errno of the first unlink
+ * that failed.
+ */
+int sk_partition_drop_oldest(struct sk_partition *p, size_t n,
+			     size_t *removed);
 /* Next offset to be assigned (the high watermark on a single node). */
 int64_t sk_partition_end_offset(const struct sk_partition *p);
 /* Bytes of all segments. */
@@ -182,11 +222,25 @@ int sk_partition_sync(struct sk_partition *p);
  * anywhere, finished on the loop thread. It holds segment references, so
  * it stays valid if the partition rolls or is deleted meanwhile.
  */
+#define SK_LOG_CKPT_SIZE 48 /* bytes of recovery.checkpoint */
 struct sk_log_sync {
 	struct sk_segment **segs; /* referenced */
 	size_t n;
 	char *dir; /* directory to fsync, or NULL; owned */
-	int rc;    /* result of sk_log_sync_run */
+	/* its parent, when the partition's directory was created; owned */
+	char *parent;
+	/*
+	 * With sk_partition_checkpoint_begin: the directory to write
+	 * recovery.checkpoint to once everything above is synced (NULL: no
+	 * checkpoint), and its contents. Owned.
+	 */
+	char *ckpt_dir;
+	uint8_t ckpt[SK_LOG_CKPT_SIZE];
+	/* segments (stems) whose index files are synced before it; owned */
+	char **idx_stems;
+	size_t n_idx;
+	int rc;      /* result of sk_log_sync_run */
+	int ckpt_rc; /* of writing the checkpoint (logged; never in rc) */
 };
 
 /*
@@ -196,7 +250,23 @@ struct sk_log_sync {
  * Returns false when there is nothing to sync.
  */
 bool sk_partition_sync_begin(struct sk_partition *p, struct sk_log_sync *s);
-/* Any thread: fdatasync the segments, fsync the directory; sets s->rc. */
+/*
+ * Loop thread: sk_partition_sync_begin, and have the sync also write the
+ * recovery checkpoint (see the top of this file) when the recovery point
+ * moved since the last one: the active segment's index files are written
+ * now for its current size, which is what the checkpoint will name.
+ * Nothing for a damaged partition or one whose sync failed. Returns false
+ * when there is nothing to sync and the checkpoint is current.
+ */
+bool sk_partition_checkpoint_begin(struct sk_partition *p,
+				   struct sk_log_sync *s);
+/*
+ * Any thread: fdatasync the segments, fsync the directory (and its
+ * parent); sets s->rc. Then, if all that worked, sync the index files the
+ * checkpoint relies on and write it (to a .tmp, fdatasync'd, renamed,
+ * directory fsync'd); a failure there is logged and kept in s->ckpt_rc:
+ * the previous checkpoint stays valid.
+ */
 int sk_log_sync_run(struct sk_log_sync *s);
 /*
  * Loop thread: release the sync. A failed fdatasync may have dropped the
@@ -218,5 +288,25 @@ bool sk_partition_damaged(const struct sk_partition *p);
 
 /* Number of segment files (metrics and tests). */
 size_t sk_partition_segment_count(const struct sk_partition *p);
+
+/* A closed segment, for retention scripts (core/hook.h). */
+struct sk_segment_info {
+	struct sk_segment *seg; /* referenced: sk_segment_unref when done */
+	int64_t base_offset;
+	int64_t end_offset;     /* offset after its last batch */
+	int64_t max_timestamp;  /* largest record timestamp, -1 if none */
+	int64_t size;           /* bytes */
+};
+
+/*
+ * The closed segments (never the active one), oldest first, at most max
+ * of them, each with a reference. Returns how many. Loop thread.
+ */
+size_t sk_partition_closed_segments(struct sk_partition *p,
+				    struct sk_segment_info *out, size_t max);
+
+/* What recovery did at open. */
+const struct sk_log_recovery *
+sk_partition_recovery(const struct sk_partition *p);
 
 #endif

@@ -16,10 +16,22 @@
  * first base offset says the start by itself. A checkpoint below the
  * first segment is therefore normal (retention went past it) and simply
  * no longer matters.
+ *
+ * recovery.checkpoint (48 bytes, big-endian; see log.h for its meaning):
+ *   0 magic u32 ("SKRC"), 4 version u32 (1), 8 flags u32 (1: written by
+ *   a clean close), 12 segment base offset i64, 20 size i64 (bytes of
+ *   that segment synced), 28 end offset i64 (after the batch ending at
+ *   size), 36 log start offset i64, 44 crc u32: CRC-32C of bytes 0-43.
+ * Written to a .tmp, fdatasync'd, renamed, directory fsync'd: a torn
+ * checkpoint is never durable, and a lost rename leaves the previous one,
+ * which is still true (a recovery point only moves forward). Recovery
+ * deletes it (durably) when it finds the log contradicting it.
  */
 #include "log_internal.h"
 
+#include "compact.h"
 #include "crc32c.h"
+#include "io.h"
 #include "say.h"
 
 #include <dirent.h>
@@ -39,6 +51,28 @@
 #define SK_START_CKPT_VERSION 1u
 #define SK_START_CKPT_SIZE 20
 
+#define SK_RECOVERY_CKPT "recovery.checkpoint"
+#define SK_RECOVERY_CKPT_MAGIC 0x534b5243u /* "SKRC" */
+#define SK_RECOVERY_CKPT_VERSION 1u
+#define SK_RECOVERY_CKPT_CLEAN 0x1u
+_Static_assert(SK_LOG_CKPT_SIZE == 48, "recovery.checkpoint layout");
+
+/* A segment's bytes all vouched for by the recovery checkpoint. */
+#define SK_TRUST_ALL INT64_MAX
+
+/* Recoveries that scan more than this log a summary line. */
+#define SK_RECOVERY_LOG_BYTES (64ll << 20)
+
+/* A decoded recovery.checkpoint. */
+struct recovery_ckpt {
+	bool valid;     /* read and checked */
+	bool clean;     /* written by a clean close */
+	int64_t base;   /* segment */
+	int64_t size;   /* synced bytes of it */
+	int64_t end;    /* offset after the batch ending at size */
+	int64_t start;  /* log start offset then */
+};
+
 struct sk_partition {
 	char *dir;                /* owned path of the directory */
 	struct sk_log_config cfg; /* settings for the next roll/append */
@@ -47,11 +81,15 @@ struct sk_partition {
 	size_t cap;               /* slots in segs */
 	size_t first_dirty;       /* segs before this one are synced */
 	bool dir_dirty;           /* a segment file was created since sync */
+	bool parent_dirty;        /* the directory itself was created */
 	bool damaged;             /* see sk_partition_damaged */
 	bool sync_failed;         /* a sync failed: appends refused */
 	int64_t damage_offset;    /* first offset not served when damaged */
 	/* log start offset: segs[0]->base_offset <= start <= end offset */
 	int64_t start_offset;
+	/* What the last checkpoint begun recorded (-1 base: none yet). */
+	int64_t ckpt_base, ckpt_size, ckpt_start;
+	struct sk_log_recovery rec; /* what open did */
 };
 
 static struct sk_segment *active(const struct sk_partition *p)
@@ -66,6 +104,24 @@ static void push_segment(struct sk_partition *p, struct sk_segment *seg)
 		p->segs = sk_xrealloc(p->segs, p->cap * sizeof(*p->segs));
 	}
 	p->segs[p->nsegs++] = seg;
+}
+
+/* fsync a directory; 0 or -errno. */
+static int fsync_dir(const char *path)
+{
+	return sk_io_fsync_dir(path) < 0 ? -errno : 0;
+}
+
+/* The directory holding path (a new string). */
+static char *parent_of(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+
+	if (!slash)
+		return sk_xstrdup(".");
+	if (slash == path)
+		return sk_xstrdup("/");
+	return sk_xstrndup(path, (size_t)(slash - path));
 }
 
 static void mark_damaged(struct sk_partition *p, int64_t offset)
@@ -183,7 +239,7 @@ static int list_segments(struct sk_partition *p, int64_t **bases_out,
 				sk_warn("partition %s: removing %s, which has "
 					"no segment file",
 					p->dir, idx_names[i]);
-			if (unlink(path) < 0 && errno != ENOENT)
+			if (sk_io_unlink(path) < 0 && errno != ENOENT)
 				sk_warn("partition %s: cannot remove %s: %s",
 					p->dir, path, strerror(errno));
 		}
@@ -237,38 +293,170 @@ static void reset_segment(struct sk_segment *seg)
 	seg->index_bytes = 0;
 }
 
-static int recover_closed(struct sk_partition *p, struct sk_segment *seg,
-			  int64_t file_size, struct sk_err *err)
+/* The last offset entry at or below position pos: (rel, entry pos). */
+static void floor_entry(const struct sk_segment *seg, int64_t pos,
+			uint32_t *rel, uint32_t *epos)
 {
+	size_t lo = 0, hi = seg->idx.off.n;
+
+	/* Entries are sorted by position; entry 0 is at position 0. */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		uint32_t r, at;
+
+		sk_log_index_offset_at(&seg->idx, mid, &r, &at);
+		if ((int64_t)at <= pos)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*rel = 0;
+	*epos = 0;
+	if (lo)
+		sk_log_index_offset_at(&seg->idx, lo - 1, rel, epos);
+}
+
+/* State of one sk_partition_open, shared by the segment recoveries. */
+struct recovery {
+	struct recovery_ckpt ck; /* the checkpoint read */
+	bool contradicted;       /* the log disagrees with it: delete it */
+	int64_t next_report;     /* bytes_scanned at which to log progress */
+};
+
+/* sk_segment_scan, counting what recovery read and logging progress. */
+static int scan(struct sk_partition *p, struct recovery *r,
+		struct sk_segment *seg, int64_t pos, int64_t next,
+		int64_t file_size, unsigned flags, struct sk_seg_scan *res)
+{
+	int rc = sk_segment_scan(seg, pos, next, file_size, flags,
+				 p->cfg.index_interval_bytes, res);
+
+	if ((flags & SK_SCAN_CRC) && res->pos > pos) {
+		p->rec.bytes_scanned += res->pos - pos;
+		p->rec.segments_scanned++;
+		if (p->rec.bytes_scanned >= r->next_report) {
+			sk_info("partition %s: recovery has scanned %" PRId64
+				" MB (%d segments), now at segment %" PRId64,
+				p->dir, p->rec.bytes_scanned >> 20,
+				p->rec.segments_scanned, seg->base_offset);
+			r->next_report = p->rec.bytes_scanned +
+					 SK_RECOVERY_LOG_BYTES * 4;
+		}
+	}
+	return rc;
+}
+
+/*
+ * Cut a torn tail at res->pos. The cut is synced at once: new appends
+ * land where it was, and a crash must not glue stale bytes behind them.
+ */
+static int cut_tail(struct sk_partition *p, struct sk_segment *seg,
+		    int64_t file_size, const struct sk_seg_scan *res,
+		    struct sk_err *err)
+{
+	int rc;
+
+	sk_warn("partition %s: torn tail in segment %" PRId64
+		" at offset %" PRId64 " (file position %" PRId64
+		"): %s; dropping %" PRId64 " bytes",
+		p->dir, seg->base_offset, res->end_offset, res->pos, res->why,
+		file_size - res->pos);
+	if (sk_io_ftruncate(seg->fd, (off_t)res->pos) < 0) {
+		rc = -errno;
+		return sk_err_setc(err, rc,
+				   "partition %s: cannot truncate %s.log to "
+				   "%" PRId64 " bytes: %s",
+				   p->dir, seg->stem, res->pos, strerror(-rc));
+	}
+	if (sk_io_fdatasync(seg->fd) < 0)
+		sk_warn("partition %s: cannot sync %s.log: %s", p->dir,
+			seg->stem, strerror(errno));
+	p->rec.bytes_truncated += file_size - res->pos;
+	if (res->pos == 0)
+		seg->created_ms = 0;
+	return 0;
+}
+
+/*
+ * Recover one segment of file_size bytes, the first trusted of which the
+ * recovery checkpoint vouches for (SK_TRUST_ALL: all; see log.h). Index
+ * files are used when they check out, describe the file or (for what
+ * will be appended to) the trusted part, and the batches from their
+ * entry at or below the trusted end to their end verify. Past the trusted
+ * end every batch is verified; a bad one there is a torn tail: the file is
+ * cut, and for a closed segment *cut is set (the caller deletes the
+ * segments after it). A bad batch in the trusted part of a closed segment
+ * is damage; in the active segment it is cut too.
+ */
+static int recover_segment(struct sk_partition *p, struct recovery *r,
+			   struct sk_segment *seg, int64_t file_size,
+			   int64_t trusted, bool last, bool *cut,
+			   struct sk_err *err)
+{
+	int64_t idx_size = file_size;
+	uint32_t rel, pos, last_rel, last_pos;
+	/* Compaction leaves offset gaps in closed segments (compact.h). */
+	unsigned gaps = last ? 0 : SK_SCAN_GAPS;
 	struct sk_seg_scan res;
 	const char *why = NULL;
-	uint32_t rel, pos;
 	struct sk_err e;
 	int rc;
 
-	if (sk_log_index_load(&seg->idx, seg->stem, file_size, &why) == 0) {
-		last_offset_entry(seg, &rel, &pos);
-		rc = sk_segment_scan(seg, pos, seg->base_offset + rel,
-				     file_size, 0, 0, &res);
+	*cut = false;
+	if (trusted == SK_TRUST_ALL) {
+		trusted = file_size;
+	} else if (trusted > file_size) {
+		sk_warn("partition %s: segment %" PRId64 " has %" PRId64
+			" bytes where the recovery checkpoint recorded %" PRId64
+			"; checking all of it",
+			p->dir, seg->base_offset, file_size, trusted);
+		r->contradicted = true;
+		trusted = last ? 0 : file_size;
+	}
+
+	rc = sk_log_index_load(&seg->idx, seg->stem, file_size, &why);
+	if (rc < 0 && trusted > 0 && trusted < file_size) {
+		idx_size = trusted;
+		rc = sk_log_index_load(&seg->idx, seg->stem, trusted, &why);
+	}
+	if (rc == 0) {
+		floor_entry(seg, SK_MIN(trusted, idx_size), &rel, &pos);
+		last_offset_entry(seg, &last_rel, &last_pos);
+		rc = scan(p, r, seg, pos, seg->base_offset + rel, idx_size,
+			  SK_SCAN_CRC | gaps, &res);
 		if (rc < 0)
 			goto io_error;
 		if (!res.bad) {
-			adopt_loaded(seg, file_size, pos, &res);
-			seg->index_saved = true;
-			return 0;
+			if (last || idx_size < file_size)
+				sk_log_index_own(&seg->idx);
+			adopt_loaded(seg, idx_size, last_pos, &res);
+			seg->index_saved = idx_size == file_size;
+			if (idx_size == file_size)
+				return 0;
+			/* Written after the checkpoint: verify and index. */
+			rc = scan(p, r, seg, idx_size, seg->end_offset,
+				  file_size, SK_SCAN_CRC | SK_SCAN_INDEX | gaps,
+				  &res);
+			if (rc < 0)
+				goto io_error;
+			if (!res.bad)
+				return 0;
+			*cut = !last;
+			return cut_tail(p, seg, file_size, &res, err);
 		}
 		why = "does not match the log";
 	}
+
 	reset_segment(seg);
-	sk_info("partition %s: rebuilding the index of segment %" PRId64
-		": index %s",
-		p->dir, seg->base_offset, why);
-	rc = sk_segment_scan(seg, 0, seg->base_offset, file_size,
-			     SK_SCAN_CRC | SK_SCAN_INDEX,
-			     p->cfg.index_interval_bytes, &res);
+	if (trusted > 0 && why)
+		sk_info("partition %s: rebuilding the index of segment %" PRId64
+			": index %s",
+			p->dir, seg->base_offset, why);
+	rc = scan(p, r, seg, 0, seg->base_offset, file_size,
+		  SK_SCAN_CRC | SK_SCAN_INDEX | gaps, &res);
 	if (rc < 0)
 		goto io_error;
-	if (res.bad) {
+	if (res.bad && !last && res.pos < trusted) {
 		sk_error("partition %s: closed segment %" PRId64
 			 " is corrupt at offset %" PRId64
 			 " (file position %" PRId64 " of %" PRId64
@@ -280,81 +468,19 @@ static int recover_closed(struct sk_partition *p, struct sk_segment *seg,
 		seg->corrupt = true;
 		return 0;
 	}
-	if (sk_segment_save_index(seg, true, &e) < 0)
-		sk_warn("partition %s: %s", p->dir, e.msg);
-	return 0;
-
-io_error:
-	return sk_err_setc(err, rc,
-			   "partition %s: cannot read segment %s.log: %s",
-			   p->dir, seg->stem, strerror(-rc));
-}
-
-/*
- * The active segment may end in a torn write. Index files exist for it
- * only after a clean close, which synced the log before writing them;
- * then only the batches from the last index entry on need their CRC
- * checked. Otherwise every batch is, and the file is cut at the first
- * bad byte.
- */
-static int recover_active(struct sk_partition *p, struct sk_segment *seg,
-			  int64_t file_size, bool *clean, struct sk_err *err)
-{
-	struct sk_seg_scan res;
-	const char *why;
-	uint32_t rel, pos;
-	int rc;
-
-	if (sk_log_index_load(&seg->idx, seg->stem, file_size, &why) == 0) {
-		last_offset_entry(seg, &rel, &pos);
-		rc = sk_segment_scan(seg, pos, seg->base_offset + rel,
-				     file_size, SK_SCAN_CRC, 0, &res);
-		if (rc < 0)
-			goto io_error;
-		if (!res.bad) {
-			sk_log_index_own(&seg->idx);
-			adopt_loaded(seg, file_size, pos, &res);
-			*clean = true;
-			goto done;
-		}
-	}
-	reset_segment(seg);
-	rc = sk_segment_scan(seg, 0, seg->base_offset, file_size,
-			     SK_SCAN_CRC | SK_SCAN_INDEX,
-			     p->cfg.index_interval_bytes, &res);
-	if (rc < 0)
-		goto io_error;
 	if (res.bad) {
-		sk_warn("partition %s: torn tail in segment %" PRId64
-			" at offset %" PRId64 " (file position %" PRId64
-			"): %s; dropping %" PRId64 " bytes",
-			p->dir, seg->base_offset, res.end_offset, res.pos,
-			res.why, file_size - res.pos);
-		if (ftruncate(seg->fd, (off_t)res.pos) < 0) {
-			rc = -errno;
-			return sk_err_setc(err, rc,
-					   "partition %s: cannot truncate "
-					   "%s.log to %" PRId64 " bytes: %s",
-					   p->dir, seg->stem, res.pos,
-					   strerror(-rc));
-		}
-		/*
-		 * New appends land where the cut was; make the cut durable
-		 * first so a crash cannot glue stale bytes behind them.
-		 */
-		if (fdatasync(seg->fd) < 0)
-			sk_warn("partition %s: cannot sync %s.log: %s", p->dir,
-				seg->stem, strerror(errno));
-		if (res.pos == 0)
-			seg->created_ms = 0;
+		if (res.pos < trusted)
+			r->contradicted = true;
+		rc = cut_tail(p, seg, file_size, &res, err);
+		if (rc < 0)
+			return rc;
+		*cut = !last;
 	}
-done:
-	/*
-	 * The segment will grow: stale index files could later match its
-	 * size by chance, so they go now and are rewritten at roll or close.
-	 */
-	sk_log_index_unlink(seg->stem);
-	seg->index_saved = false;
+	/* Index files that did not fit are stale: gone now, or replaced. */
+	if (last || *cut)
+		sk_log_index_unlink(seg->stem);
+	else if (sk_segment_save_index(seg, true, &e) < 0)
+		sk_warn("partition %s: %s", p->dir, e.msg);
 	return 0;
 
 io_error:
@@ -380,7 +506,7 @@ static int remove_oldest(struct sk_partition *p, size_t k, size_t *removed)
 		struct sk_segment *seg = p->segs[i];
 		char *path = sk_xasprintf("%s.log", seg->stem);
 
-		if (unlink(path) < 0 && errno != ENOENT) {
+		if (sk_io_unlink(path) < 0 && errno != ENOENT) {
 			rc = -errno;
 			sk_error("partition %s: cannot delete segment %s: %s",
 				 p->dir, path, strerror(-rc));
@@ -444,27 +570,27 @@ static int write_start_checkpoint(struct sk_partition *p, int64_t start,
 	sk_put_be64(buf + 8, (uint64_t)start);
 	sk_put_be32(buf + 16, sk_crc32c(0, buf, 16));
 
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	fd = sk_io_open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0) {
 		rc = -errno;
 		goto fail;
 	}
 	do
-		w = pwrite(fd, buf, sizeof(buf), 0);
+		w = sk_io_pwrite(fd, buf, sizeof(buf), 0);
 	while (w < 0 && errno == EINTR);
 	if (w != (ssize_t)sizeof(buf))
 		rc = w < 0 ? -errno : -ENOSPC;
-	else if (fdatasync(fd) < 0)
+	else if (sk_io_fdatasync(fd) < 0)
 		rc = -errno;
-	if (close(fd) < 0 && rc == 0)
+	if (sk_io_close(fd) < 0 && rc == 0)
 		rc = -errno;
-	if (rc == 0 && rename(tmp, path) < 0)
+	if (rc == 0 && sk_io_rename(tmp, path) < 0)
 		rc = -errno;
 	if (rc < 0) {
-		unlink(tmp);
+		sk_io_unlink(tmp);
 		goto fail;
 	}
-	rc = sk_fsync_dir(p->dir);
+	rc = fsync_dir(p->dir);
 	if (rc < 0)
 		sk_warn("partition %s: cannot sync the directory after "
 			"writing %s: %s",
@@ -502,7 +628,7 @@ static int64_t read_start_checkpoint(struct sk_partition *p)
 	int fd;
 
 	/* A .tmp never renamed was never acknowledged. */
-	if (unlink(tmp) < 0 && errno != ENOENT)
+	if (sk_io_unlink(tmp) < 0 && errno != ENOENT)
 		sk_warn("partition %s: cannot remove %s: %s", p->dir, tmp,
 			strerror(errno));
 	fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -544,50 +670,358 @@ out:
 	return start;
 }
 
-/* Drop the partition's references, saving indexes first when save. */
+/*
+ * The start offset log-start-offset.checkpoint holds if it checks out,
+ * else -1; quietly (read_start_checkpoint reports, after recovery).
+ */
+static int64_t peek_start_checkpoint(const char *dir)
+{
+	char *path = sk_xasprintf("%s/%s", dir, SK_START_CKPT);
+	uint8_t buf[SK_START_CKPT_SIZE];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int64_t start = -1;
+
+	free(path);
+	if (fd < 0)
+		return -1;
+	if (pread(fd, buf, sizeof(buf), 0) == (ssize_t)sizeof(buf) &&
+	    sk_be32(buf) == SK_START_CKPT_MAGIC &&
+	    sk_be32(buf + 4) == SK_START_CKPT_VERSION &&
+	    sk_be32(buf + 16) == sk_crc32c(0, buf, 16))
+		start = (int64_t)sk_be64(buf + 8);
+	close(fd);
+	return start;
+}
+
+/*
+ * Delete, before any recovery, the segments entirely below the log start
+ * the checkpoints recorded: deleted data is not worth scanning, and a
+ * crash may have brought back some of a run of deleted segments but not
+ * others. Only while that start is at most the last segment's base,
+ * which is surely inside the log (anything beyond is judged later).
+ * Removes them from bases.
+ */
+static void drop_below_start(struct sk_partition *p,
+			     const struct recovery_ckpt *ck, int64_t *bases,
+			     size_t *n)
+{
+	int64_t start = peek_start_checkpoint(p->dir);
+	size_t k = 0;
+
+	if (ck->valid && ck->start > start)
+		start = ck->start;
+	if (*n == 0 || start > bases[*n - 1])
+		return;
+	while (k + 1 < *n && bases[k + 1] <= start)
+		k++;
+	if (k == 0)
+		return;
+	for (size_t i = 0; i < k; i++) {
+		char *stem = sk_xasprintf("%s/%020" PRId64, p->dir, bases[i]);
+		char *path = sk_xasprintf("%s.log", stem);
+
+		if (sk_io_unlink(path) < 0 && errno != ENOENT)
+			sk_warn("partition %s: cannot delete %s: %s", p->dir,
+				path, strerror(errno));
+		sk_log_index_unlink(stem);
+		free(path);
+		free(stem);
+	}
+	sk_info("partition %s: deleted %zu segments below the log start "
+		"offset %" PRId64,
+		p->dir, k, start);
+	memmove(bases, bases + k, (*n - k) * sizeof(*bases));
+	*n -= k;
+	p->dir_dirty = true;
+}
+
+/* Encode the recovery checkpoint for p as it is now. */
+static void ckpt_encode(const struct sk_partition *p, bool clean,
+			uint8_t *buf)
+{
+	const struct sk_segment *seg = active(p);
+
+	sk_put_be32(buf, SK_RECOVERY_CKPT_MAGIC);
+	sk_put_be32(buf + 4, SK_RECOVERY_CKPT_VERSION);
+	sk_put_be32(buf + 8, clean ? SK_RECOVERY_CKPT_CLEAN : 0);
+	sk_put_be64(buf + 12, (uint64_t)seg->base_offset);
+	sk_put_be64(buf + 20, (uint64_t)seg->size);
+	sk_put_be64(buf + 28, (uint64_t)seg->end_offset);
+	sk_put_be64(buf + 36, (uint64_t)p->start_offset);
+	sk_put_be32(buf + 44, sk_crc32c(0, buf, 44));
+}
+
+/*
+ * Write recovery.checkpoint into dir: .tmp, fdatasync, rename, directory
+ * fsync. Any thread (it touches no partition). Returns 0 or -errno.
+ */
+static int ckpt_write(const char *dir, const uint8_t *buf)
+{
+	char *path = sk_xasprintf("%s/%s", dir, SK_RECOVERY_CKPT);
+	char *tmp = sk_xasprintf("%s.tmp", path);
+	ssize_t w;
+	int fd, rc = 0;
+
+	fd = sk_io_open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		rc = -errno;
+		goto out;
+	}
+	do
+		w = sk_io_pwrite(fd, buf, SK_LOG_CKPT_SIZE, 0);
+	while (w < 0 && errno == EINTR);
+	if (w != SK_LOG_CKPT_SIZE)
+		rc = w < 0 ? -errno : -ENOSPC;
+	else if (sk_io_fdatasync(fd) < 0)
+		rc = -errno;
+	if (sk_io_close(fd) < 0 && rc == 0)
+		rc = -errno;
+	if (rc == 0 && sk_io_rename(tmp, path) < 0)
+		rc = -errno;
+	if (rc < 0)
+		sk_io_unlink(tmp);
+	else
+		rc = fsync_dir(dir);
+out:
+	free(tmp);
+	free(path);
+	return rc;
+}
+
+/*
+ * Read recovery.checkpoint into *ck (ck->valid false when there is none
+ * or it fails a check, which is logged).
+ */
+static void ckpt_read(struct sk_partition *p, struct recovery_ckpt *ck)
+{
+	char *path = sk_xasprintf("%s/%s", p->dir, SK_RECOVERY_CKPT);
+	char *tmp = sk_xasprintf("%s.tmp", path);
+	uint8_t buf[SK_LOG_CKPT_SIZE + 1];
+	const char *why = NULL;
+	ssize_t n;
+	int fd;
+
+	memset(ck, 0, sizeof(*ck));
+	/* Never renamed into place, so never relied on. */
+	if (sk_io_unlink(tmp) < 0 && errno != ENOENT)
+		sk_warn("partition %s: cannot remove %s: %s", p->dir, tmp,
+			strerror(errno));
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno != ENOENT)
+			why = strerror(errno);
+		goto out;
+	}
+	n = pread(fd, buf, sizeof(buf), 0);
+	close(fd);
+	if (n != SK_LOG_CKPT_SIZE)
+		why = n < 0 ? strerror(errno) : "wrong size";
+	else if (sk_be32(buf) != SK_RECOVERY_CKPT_MAGIC ||
+		 sk_be32(buf + 4) != SK_RECOVERY_CKPT_VERSION)
+		why = "bad magic or version";
+	else if (sk_be32(buf + 44) != sk_crc32c(0, buf, 44))
+		why = "CRC mismatch";
+	if (why)
+		goto out;
+	ck->clean = sk_be32(buf + 8) & SK_RECOVERY_CKPT_CLEAN;
+	ck->base = (int64_t)sk_be64(buf + 12);
+	ck->size = (int64_t)sk_be64(buf + 20);
+	ck->end = (int64_t)sk_be64(buf + 28);
+	ck->start = (int64_t)sk_be64(buf + 36);
+	if (ck->base < 0 || ck->size < 0 || ck->end < ck->base ||
+	    ck->start < 0)
+		why = "values out of range";
+	else
+		ck->valid = true;
+out:
+	if (why)
+		sk_warn("partition %s: ignoring %s: %s; every segment will be "
+			"scanned",
+			p->dir, path, why);
+	free(tmp);
+	free(path);
+}
+
+/* How much of the segment at base the checkpoint vouches for. */
+static int64_t ckpt_trust(const struct recovery_ckpt *ck, int64_t base)
+{
+	if (!ck->valid || base > ck->base)
+		return 0;
+	return base < ck->base ? SK_TRUST_ALL : ck->size;
+}
+
+/*
+ * fdatasync the index files of stem, so that a recovery after a power
+ * loss finds them. Files that are gone (replaced meanwhile) are skipped.
+ * Returns 0 or -errno.
+ */
+static int sync_index_files(const char *stem)
+{
+	static const char *const exts[] = { "index", "timeindex" };
+	int rc = 0;
+
+	for (size_t i = 0; i < SK_ARRAY_SIZE(exts) && rc == 0; i++) {
+		char *path = sk_xasprintf("%s.%s", stem, exts[i]);
+		int fd = sk_io_open(path, O_RDONLY | O_CLOEXEC, 0);
+
+		if (fd < 0) {
+			if (errno != ENOENT)
+				rc = -errno;
+		} else {
+			if (sk_io_fdatasync(fd) < 0)
+				rc = -errno;
+			sk_io_close(fd);
+		}
+		free(path);
+	}
+	return rc;
+}
+
+/* fsync the directories a sync must cover; 0 or -errno. */
+static int sync_dirs(const char *dir, const char *parent)
+{
+	int rc = dir ? fsync_dir(dir) : 0;
+
+	if (rc == 0 && parent)
+		rc = fsync_dir(parent);
+	return rc;
+}
+
+/*
+ * Drop the partition's references. With save (a clean close): sync
+ * everything first, write the index files, and then the clean recovery
+ * checkpoint, which the next open trusts; an index file is written after
+ * the bytes it describes were synced.
+ */
 static void release(struct sk_partition *p, bool save)
 {
+	bool ckpt = save && !p->damaged && !p->sync_failed;
+	uint8_t buf[SK_LOG_CKPT_SIZE];
 	struct sk_err e;
+	int rc;
 
-	for (size_t i = 0; i < p->nsegs; i++) {
+	for (size_t i = 0; save && i < p->nsegs; i++) {
 		struct sk_segment *seg = p->segs[i];
-		int rc = 0;
 
-		/*
-		 * A clean close leaves every segment synced (the next open
-		 * relies on that, see sk_partition_open), and syncs before
-		 * writing an index: an index file is a promise that the log
-		 * bytes it describes are whole (see recover_active).
-		 */
-		if (save) {
-			rc = sk_segment_sync(seg);
+		rc = sk_segment_sync(seg);
+		if (rc < 0 || atomic_load(&seg->sync_failed)) {
 			if (rc < 0)
 				sk_warn("partition %s: cannot sync %s.log: %s",
 					p->dir, seg->stem, strerror(-rc));
+			ckpt = false;
+			continue;
 		}
-		if (save && rc == 0 && !seg->index_saved && !seg->corrupt &&
-		    sk_segment_save_index(seg, false, &e) < 0)
+		if (seg->index_saved || seg->corrupt)
+			continue;
+		if (sk_segment_save_index(seg, false, &e) < 0) {
 			sk_warn("partition %s: %s", p->dir, e.msg);
-		sk_segment_unref(seg);
+			if (i + 1 == p->nsegs)
+				ckpt = false;
+		} else if (ckpt && (rc = sync_index_files(seg->stem)) < 0) {
+			sk_warn("partition %s: cannot sync the index of %s: "
+				"%s",
+				p->dir, seg->stem, strerror(-rc));
+			ckpt = false;
+		}
 	}
+	if (ckpt && (p->dir_dirty || p->parent_dirty)) {
+		char *parent = p->parent_dirty ? parent_of(p->dir) : NULL;
+
+		rc = sync_dirs(p->dir, parent);
+		free(parent);
+		if (rc < 0) {
+			sk_warn("partition %s: cannot sync the directory: %s",
+				p->dir, strerror(-rc));
+			ckpt = false;
+		}
+	}
+	if (ckpt) {
+		ckpt_encode(p, true, buf);
+		rc = ckpt_write(p->dir, buf);
+		if (rc < 0)
+			sk_warn("partition %s: cannot write %s: %s; the next "
+				"start will scan what the last one did not "
+				"cover",
+				p->dir, SK_RECOVERY_CKPT, strerror(-rc));
+	}
+	for (size_t i = 0; i < p->nsegs; i++)
+		sk_segment_unref(p->segs[i]);
 	free(p->segs);
 	free(p->dir);
 	free(p);
+}
+
+/*
+ * Create the partition's directory if needed. A new directory entry is
+ * durable only once its parent is synced, which the first sync does.
+ */
+static int make_dir(struct sk_partition *p, struct sk_err *err)
+{
+	int rc;
+
+	if (sk_io_mkdir(p->dir, 0755) == 0) {
+		p->parent_dirty = true;
+		return 0;
+	}
+	if (errno == EEXIST)
+		return 0;
+	if (errno != ENOENT)
+		return sk_err_setc(err, -errno,
+				   "cannot create directory %s: %s", p->dir,
+				   strerror(errno));
+	/* A parent is missing too (log.dir itself is made at start). */
+	rc = sk_mkdirs(p->dir, err);
+	if (rc == 0)
+		p->parent_dirty = true;
+	return rc;
+}
+
+/*
+ * Delete the segments bases[from, n), not opened, after a cut: they were
+ * written after a torn write, so nothing in them was acknowledged (see
+ * log.h), and keeping them would leave a hole in the offsets.
+ */
+static void drop_segments(struct sk_partition *p, const int64_t *bases,
+			  size_t from, size_t n)
+{
+	for (size_t i = from; i < n; i++) {
+		char *stem = sk_xasprintf("%s/%020" PRId64, p->dir, bases[i]);
+		char *path = sk_xasprintf("%s.log", stem);
+		struct stat st;
+
+		sk_warn("partition %s: deleting segment %" PRId64 " (%lld "
+			"bytes), written after the torn tail",
+			p->dir, bases[i],
+			stat(path, &st) == 0 ? (long long)st.st_size : -1ll);
+		if (sk_io_unlink(path) < 0 && errno != ENOENT)
+			sk_error("partition %s: cannot delete %s: %s", p->dir,
+				 path, strerror(errno));
+		sk_log_index_unlink(stem);
+		p->rec.segments_dropped++;
+		free(path);
+		free(stem);
+	}
+	p->dir_dirty = true;
 }
 
 int sk_partition_open(struct sk_partition **out, const char *dir,
 		      const struct sk_log_config *cfg, struct sk_err *err)
 {
 	struct sk_partition *p = sk_xcalloc(1, sizeof(*p));
+	struct recovery r = { .next_report = SK_RECOVERY_LOG_BYTES * 4 };
+	int64_t *bases = NULL, file_size, start, t0 = sk_mono_ms();
 	struct sk_segment *seg;
-	int64_t *bases = NULL, file_size, start;
-	bool clean = false;
 	size_t n = 0;
 	int rc;
 
 	p->dir = sk_xstrdup(dir);
 	p->cfg = *cfg;
-	rc = sk_mkdirs(dir, err);
+	p->ckpt_base = -1;
+	rc = make_dir(p, err);
+	if (rc < 0)
+		goto fail;
+	/* Finish or undo a segment swap a crash interrupted (compact.h). */
+	rc = sk_compact_recover(dir, err);
 	if (rc < 0)
 		goto fail;
 	rc = list_segments(p, &bases, &n, err);
@@ -601,18 +1035,70 @@ int sk_partition_open(struct sk_partition **out, const char *dir,
 		push_segment(p, seg);
 		p->dir_dirty = true;
 	}
+	ckpt_read(p, &r.ck);
+	if (r.ck.valid && n > 0 && r.ck.base > bases[n - 1]) {
+		sk_warn("partition %s: the recovery checkpoint names segment "
+			"%" PRId64 ", past the last one; every segment will "
+			"be scanned",
+			dir, r.ck.base);
+		r.ck.valid = false;
+		r.contradicted = true;
+	}
+	drop_below_start(p, &r.ck, bases, &n);
+	p->rec.checkpoint = r.ck.valid;
+	p->rec.clean = r.ck.valid && r.ck.clean;
 	for (size_t i = 0; i < n; i++) {
+		int64_t trusted = ckpt_trust(&r.ck, bases[i]);
+		bool cut;
+
 		rc = sk_segment_open(&seg, dir, bases[i], false, &file_size,
 				     err);
 		if (rc < 0)
 			goto fail;
 		push_segment(p, seg);
-		if (i + 1 < n)
-			rc = recover_closed(p, seg, file_size, err);
-		else
-			rc = recover_active(p, seg, file_size, &clean, err);
+		rc = recover_segment(p, &r, seg, file_size, trusted, i + 1 == n,
+				     &cut, err);
 		if (rc < 0)
 			goto fail;
+		/*
+		 * Bytes past what the checkpoint vouches for may be only in
+		 * the page cache (a crash of the process, not the machine):
+		 * the first sync flushes them.
+		 */
+		seg->dirty = trusted != SK_TRUST_ALL && seg->size > trusted;
+		/*
+		 * A closed segment ending cleanly before the next one starts
+		 * lost its tail: a cut too, where nothing was vouched for.
+		 */
+		if (!cut && !seg->corrupt && i + 1 < n &&
+		    seg->end_offset < bases[i + 1]) {
+			if (trusted == SK_TRUST_ALL) {
+				sk_error("partition %s: segment %" PRId64
+					 " ends at offset %" PRId64 " but the "
+					 "next one starts at %" PRId64
+					 "; offsets from %" PRId64
+					 " on will not be served",
+					 dir, seg->base_offset,
+					 seg->end_offset, bases[i + 1],
+					 seg->end_offset);
+				mark_damaged(p, seg->end_offset);
+			} else {
+				sk_warn("partition %s: segment %" PRId64
+					" lost its tail: it ends at offset "
+					"%" PRId64 ", the next one starts at "
+					"%" PRId64,
+					dir, seg->base_offset, seg->end_offset,
+					bases[i + 1]);
+				sk_log_index_unlink(seg->stem);
+				seg->index_saved = false;
+				cut = true;
+			}
+		}
+		if (cut) {
+			drop_segments(p, bases, i + 1, n);
+			seg->dirty = true;
+			break;
+		}
 		if (i > 0 && seg->base_offset < p->segs[i - 1]->end_offset) {
 			sk_error("partition %s: segment %" PRId64
 				 " overlaps the previous one, which ends at "
@@ -639,15 +1125,44 @@ int sk_partition_open(struct sk_partition **out, const char *dir,
 				"log start offset %" PRId64,
 				dir, removed, start);
 	}
-	/*
-	 * After a crash of the process (not of the machine) segments may
-	 * still hold bytes that only the page cache has; the first sync
-	 * flushes them all. A clean close synced everything, and left the
-	 * index files that the active segment's recovery found.
-	 */
+	/* Retention moves the start too; the checkpoint records it. */
+	if (r.ck.valid && !r.contradicted && r.ck.start > p->start_offset &&
+	    r.ck.start <= active(p)->end_offset) {
+		size_t k, removed = 0;
+
+		p->start_offset = r.ck.start;
+		k = count_below_start(p);
+		if (k)
+			remove_oldest(p, k, &removed);
+	}
+	if (r.contradicted) {
+		/* Gone before anything new is acknowledged (dir_dirty). */
+		char *path = sk_xasprintf("%s/%s", dir, SK_RECOVERY_CKPT);
+
+		if (sk_io_unlink(path) < 0 && errno != ENOENT)
+			sk_warn("partition %s: cannot remove %s: %s", dir, path,
+				strerror(errno));
+		free(path);
+		p->dir_dirty = true;
+	} else if (r.ck.valid) {
+		p->ckpt_base = r.ck.base;
+		p->ckpt_size = r.ck.size;
+		p->ckpt_start = r.ck.start;
+	}
 	p->first_dirty = 0;
-	for (size_t i = 0; i < p->nsegs && !clean; i++)
-		p->segs[i]->dirty = true;
+	p->rec.ms = sk_mono_ms() - t0;
+	if (p->rec.bytes_scanned >= SK_RECOVERY_LOG_BYTES ||
+	    p->rec.bytes_truncated || p->rec.segments_dropped ||
+	    p->rec.ms >= 1000)
+		sk_info("partition %s: recovered in %" PRId64 " ms from %s: "
+			"scanned %" PRId64 " bytes in %d segments, cut %" PRId64
+			" bytes, deleted %d segments",
+			dir, p->rec.ms,
+			!r.ck.valid ? "no checkpoint"
+			: r.ck.clean ? "a clean shutdown"
+				     : "the recovery checkpoint",
+			p->rec.bytes_scanned, p->rec.segments_scanned,
+			p->rec.bytes_truncated, p->rec.segments_dropped);
 	*out = p;
 	return 0;
 
@@ -907,6 +1422,8 @@ int sk_partition_read(struct sk_partition *p, int64_t offset,
 		if (offset >= seg->end_offset)
 			continue;
 		rc = sk_segment_read(seg, offset, max_bytes, min_one, out);
+		if (rc == -ENODATA)
+			continue; /* only an empty batch left in it */
 		/* The segment's own end offset says the batch is there. */
 		return rc == -ENOENT ? -EIO : rc;
 	}
@@ -950,14 +1467,18 @@ int sk_partition_sync(struct sk_partition *p)
 		}
 		p->first_dirty = i;
 	}
-	if (p->dir_dirty) {
-		rc = sk_fsync_dir(p->dir);
+	if (p->dir_dirty || p->parent_dirty) {
+		char *parent = p->parent_dirty ? parent_of(p->dir) : NULL;
+
+		rc = sync_dirs(p->dir, parent);
+		free(parent);
 		if (rc < 0) {
 			sk_error("partition %s: cannot sync the directory: %s",
 				 p->dir, strerror(-rc));
 			return rc;
 		}
 		p->dir_dirty = false;
+		p->parent_dirty = false;
 	}
 	return 0;
 }
@@ -969,13 +1490,19 @@ bool sk_partition_sync_begin(struct sk_partition *p, struct sk_log_sync *s)
 	memset(s, 0, sizeof(*s));
 	for (size_t i = p->first_dirty; i < p->nsegs; i++)
 		n += p->segs[i]->dirty;
-	if (n == 0 && !p->dir_dirty)
+	if (n == 0 && !p->dir_dirty && !p->parent_dirty)
 		return false;
-	s->segs = sk_xcalloc(n ? n : 1, sizeof(*s->segs));
+	s->segs = sk_xcalloc(n + 1, sizeof(*s->segs));
 	for (size_t i = p->first_dirty; i < p->nsegs; i++) {
 		struct sk_segment *seg = p->segs[i];
 
-		if (!seg->dirty)
+		/*
+		 * With a directory to sync, the active segment comes along
+		 * even if clean: a failed directory sync flags what it holds
+		 * (see sk_log_sync_run).
+		 */
+		if (!seg->dirty &&
+		    !(i + 1 == p->nsegs && (p->dir_dirty || p->parent_dirty)))
 			continue;
 		sk_segment_ref(seg);
 		seg->dirty = false;
@@ -986,6 +1513,53 @@ bool sk_partition_sync_begin(struct sk_partition *p, struct sk_log_sync *s)
 		s->dir = sk_xstrdup(p->dir);
 		p->dir_dirty = false;
 	}
+	if (p->parent_dirty) {
+		s->parent = parent_of(p->dir);
+		p->parent_dirty = false;
+	}
+	return true;
+}
+
+bool sk_partition_checkpoint_begin(struct sk_partition *p,
+				   struct sk_log_sync *s)
+{
+	struct sk_segment *seg = active(p);
+	bool any = sk_partition_sync_begin(p, s);
+	struct sk_err e;
+
+	if (sk_partition_check_sync(p) || p->damaged)
+		return any;
+	if (seg->base_offset == p->ckpt_base && seg->size == p->ckpt_size &&
+	    p->start_offset == p->ckpt_start)
+		return any;
+	/*
+	 * The index files first (page cache, renamed into place): the
+	 * checkpoint names them, and is only written once this sync, which
+	 * covers every byte they describe, has succeeded.
+	 */
+	if (!seg->index_saved && sk_segment_save_index(seg, false, &e) < 0) {
+		sk_warn("partition %s: %s; no recovery checkpoint this time",
+			p->dir, e.msg);
+		return any;
+	}
+	if (!any)
+		memset(s, 0, sizeof(*s));
+	ckpt_encode(p, false, s->ckpt);
+	s->ckpt_dir = sk_xstrdup(p->dir);
+	/*
+	 * Index files written since the last checkpoint (rolls, and the
+	 * active segment's now) are synced before it, so that a recovery
+	 * after a power loss has them and does not rebuild by a scan.
+	 */
+	s->idx_stems = sk_xcalloc(p->nsegs, sizeof(*s->idx_stems));
+	for (size_t i = 0; i < p->nsegs; i++)
+		if (p->segs[i]->base_offset >= p->ckpt_base &&
+		    p->segs[i]->index_saved)
+			s->idx_stems[s->n_idx++] =
+				sk_xstrdup(p->segs[i]->stem);
+	p->ckpt_base = seg->base_offset;
+	p->ckpt_size = seg->size;
+	p->ckpt_start = p->start_offset;
 	return true;
 }
 
@@ -993,13 +1567,30 @@ int sk_log_sync_run(struct sk_log_sync *s)
 {
 	s->rc = 0;
 	for (size_t i = 0; i < s->n; i++) {
-		if (fdatasync(s->segs[i]->fd) < 0) {
+		if (sk_io_fdatasync(s->segs[i]->fd) < 0) {
 			s->rc = -errno;
 			atomic_store(&s->segs[i]->sync_failed, true);
 		}
 	}
-	if (s->dir && s->rc == 0)
-		s->rc = sk_fsync_dir(s->dir);
+	if (s->rc == 0 && (s->dir || s->parent)) {
+		/*
+		 * A segment whose directory entry may not be durable is no
+		 * better than one whose data may not be: stop appends too.
+		 */
+		s->rc = sync_dirs(s->dir, s->parent);
+		for (size_t i = 0; s->rc < 0 && i < s->n; i++)
+			atomic_store(&s->segs[i]->sync_failed, true);
+	}
+	s->ckpt_rc = 0;
+	for (size_t i = 0; s->rc == 0 && s->ckpt_dir && i < s->n_idx &&
+			   s->ckpt_rc == 0;
+	     i++)
+		s->ckpt_rc = sync_index_files(s->idx_stems[i]);
+	if (s->rc == 0 && s->ckpt_dir && s->ckpt_rc == 0)
+		s->ckpt_rc = ckpt_write(s->ckpt_dir, s->ckpt);
+	if (s->ckpt_rc < 0)
+		sk_warn("partition %s: cannot write %s: %s", s->ckpt_dir,
+			SK_RECOVERY_CKPT, strerror(-s->ckpt_rc));
 	return s->rc;
 }
 
@@ -1009,7 +1600,18 @@ void sk_log_sync_end(struct sk_log_sync *s)
 		sk_segment_unref(s->segs[i]);
 	free(s->segs);
 	free(s->dir);
+	free(s->parent);
+	free(s->ckpt_dir);
+	for (size_t i = 0; i < s->n_idx; i++)
+		free(s->idx_stems[i]);
+	free(s->idx_stems);
 	memset(s, 0, sizeof(*s));
+}
+
+const struct sk_log_recovery *
+sk_partition_recovery(const struct sk_partition *p)
+{
+	return &p->rec;
 }
 
 bool sk_partition_check_sync(struct sk_partition *p)
@@ -1028,4 +1630,70 @@ bool sk_partition_check_sync(struct sk_partition *p)
 		}
 	}
 	return false;
+}
+
+const char *sk_partition_dir(const struct sk_partition *p)
+{
+	return p->dir;
+}
+
+struct sk_segment *sk_partition_segment(const struct sk_partition *p,
+					size_t i)
+{
+	return i < p->nsegs ? p->segs[i] : NULL;
+}
+
+int sk_partition_replace(struct sk_partition *p, size_t i, size_t n,
+			 struct sk_segment *seg)
+{
+	if (n == 0 || i + n >= p->nsegs)
+		return -EINVAL;
+	for (size_t k = i; k < i + n; k++)
+		sk_segment_unref(p->segs[k]);
+	p->segs[i] = seg;
+	memmove(p->segs + i + 1, p->segs + i + n,
+		(p->nsegs - i - n) * sizeof(*p->segs));
+	p->nsegs -= n - 1;
+	/* The new segment is synced; a lower mark only costs a look. */
+	if (p->first_dirty > i)
+		p->first_dirty = p->first_dirty >= i + n ?
+					 p->first_dirty - (n - 1) : i;
+	return 0;
+}
+
+void sk_partition_dir_changed(struct sk_partition *p)
+{
+	p->dir_dirty = true;
+}
+
+int sk_partition_drop_oldest(struct sk_partition *p, size_t n,
+			     size_t *removed)
+{
+	*removed = 0;
+	if (n == 0)
+		return 0;
+	if (n >= p->nsegs)
+		return -EINVAL;
+	return remove_oldest(p, n, removed);
+}
+
+size_t sk_partition_closed_segments(struct sk_partition *p,
+				    struct sk_segment_info *out, size_t max)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i + 1 < p->nsegs && n < max; i++) {
+		struct sk_segment *s = p->segs[i];
+
+		sk_segment_ref(s);
+		out[n++] = (struct sk_segment_info){
+			.seg = s,
+			.base_offset = s->base_offset,
+			.end_offset = s->end_offset,
+			.max_timestamp = s->max_timestamp == SK_LOG_NO_TIMESTAMP ?
+						 -1 : s->max_timestamp,
+			.size = s->size,
+		};
+	}
+	return n;
 }

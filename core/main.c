@@ -13,6 +13,7 @@
 #include <sys/resource.h>
 
 #include "broker.h"
+#include "plugin.h"
 #include "say.h"
 #include "skald/version.h"
 
@@ -20,6 +21,7 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: skald [options]\n"
+		"       skald hook-test SCRIPT [--options JSON] < records.jsonl\n"
 		"\n"
 		"A Kafka-compatible event-streaming broker. With no options it "
 		"serves on\n127.0.0.1:9092 with data in ./data.\n"
@@ -96,6 +98,10 @@ int main(int argc, char **argv)
 	struct ev_loop *loop;
 	int opt, rc = 1;
 
+	if (argc > 1 && strcmp(argv[1], "hook-test") == 0) {
+		free(sets);
+		return sk_hook_cli_main(argc - 1, argv + 1);
+	}
 	while ((opt = getopt_long(argc, argv, "c:d:l:s:Vh", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
@@ -151,6 +157,12 @@ int main(int argc, char **argv)
 				    &err))
 		goto config_error;
 	if (check_only) {
+		/* Plugins are checked as at start, but never initialised. */
+		struct sk_plugins *ps;
+
+		if (sk_plugins_load(&ps, b.cfg.plugins, b.cfg.n_plugins, &err))
+			goto config_error;
+		sk_plugins_free(ps, 0);
 		printf("%s: configuration OK\n",
 		       config_file ? config_file : "built-in defaults");
 		rc = 0;
@@ -165,6 +177,7 @@ int main(int argc, char **argv)
 
 	raise_nofile_limit();
 	loop = ev_default_loop(EVFLAG_AUTO);
+	b.config_path = config_file;
 	if (sk_broker_init(&b, loop, &err)) {
 		sk_error("cannot start: %s", err.msg);
 		goto out;
@@ -172,7 +185,7 @@ int main(int argc, char **argv)
 	ev_run(loop, 0);
 	sk_broker_fini(&b);
 	sk_info("stopped");
-	rc = 0;
+	rc = b.exit_code;
 	goto out;
 
 config_error:

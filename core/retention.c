@@ -3,14 +3,19 @@
 #include <inttypes.h>
 
 #include "broker.h"
+#include "log_remote.h"
 #include "say.h"
 
 /* One partition; returns the segments deleted. */
-static int64_t retain_partition(struct sk_topic *t, struct sk_tpart *tp,
-				int64_t now_ms)
+static int64_t retain_partition(struct sk_broker *b, struct sk_topic *t,
+				struct sk_tpart *tp, int64_t now_ms)
 {
 	int64_t deleted = 0;
 	int rc;
+
+	/* Tiered partitions: retention over both tiers (log_remote.c). */
+	if (sk_remote_retention(b->remote, t, tp, now_ms, &deleted))
+		return deleted;
 
 	rc = sk_partition_retention(tp->log, now_ms, t->cfg.retention_ms,
 				    t->cfg.retention_bytes, &deleted);
@@ -46,7 +51,9 @@ int64_t sk_retention_run(struct sk_broker *b, int64_t now_ms)
 		if (!(t->cfg.cleanup_policy & SK_CLEANUP_DELETE))
 			continue;
 		for (int32_t p = 0; p < t->n_parts; p++)
-			total += retain_partition(t, t->parts[p], now_ms);
+			total += retain_partition(b, t, t->parts[p], now_ms);
+		/* Then the topic's retention script, off the loop. */
+		sk_hooks_retention(&b->hooks, t);
 	}
 	return total;
 }

@@ -7,7 +7,9 @@
 #include <string.h>
 
 #include "broker.h"
+#include "compact.h"
 #include "kafka.h"
+#include "log_remote.h"
 #include "say.h"
 
 /* Upper bound on partitions per topic: keeps one request from opening
@@ -97,6 +99,14 @@ static void log_config_of(const struct sk_topic_config *tc,
 {
 	lc->segment_bytes = tc->segment_bytes;
 	lc->segment_ms = tc->segment_ms;
+	/*
+	 * As Kafka's maxSegmentMs: a compacted topic rolls by
+	 * max.compaction.lag.ms too, or the active segment, which is never
+	 * cleaned, could hold records past it.
+	 */
+	if ((tc->cleanup_policy & SK_CLEANUP_COMPACT) &&
+	    tc->max_compaction_lag_ms < lc->segment_ms)
+		lc->segment_ms = tc->max_compaction_lag_ms;
 	lc->index_interval_bytes = tc->index_interval_bytes;
 }
 
@@ -129,6 +139,7 @@ static int open_parts(struct sk_broker *b, struct sk_topic *tp, int32_t to,
 		p->id = i;
 		sk_list_init(&p->waiters);
 		sk_list_init(&p->flush_link);
+		sk_list_init(&p->lazy_link);
 		tp->parts[i] = p;
 		tp->n_parts = i + 1;
 	}
@@ -259,6 +270,8 @@ enum sk_kerr sk_topic_delete(struct sk_broker *b, struct sk_topic *tp,
 		/* Waiting fetches look the topic up again and find it gone. */
 		sk_fetch_wake(b, p);
 		sk_flusher_forget(&b->flusher, p);
+		sk_cleaner_forget(b->cleaner, p);
+		sk_remote_forget(b->remote, p, true);
 		trash[i] = sk_xasprintf("%s.%lld-delete", dir,
 					(long long)sk_now_ms());
 		sk_partition_close(p->log);
@@ -438,6 +451,7 @@ int sk_topics_load(struct sk_broker *b, struct sk_err *err)
 	remove_trash(b->cfg.log_dir);
 	rc = sk_meta_topics_load(b->meta, load_one, b, err);
 	for (size_t i = 0; rc == 0 && i < b->cfg.n_topics; i++)
-		rc = apply_decl(b, &b->cfg.topics[i], err);
+		if (!b->cfg.topics[i].glob) /* globs only carry hooks */
+			rc = apply_decl(b, &b->cfg.topics[i], err);
 	return rc;
 }

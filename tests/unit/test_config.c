@@ -77,6 +77,10 @@ static void test_defaults(void)
 	   "default offsets.retention.check.interval.ms");
 	is(c.offset_metadata_max_bytes, 4096,
 	   "default offset.metadata.max.bytes");
+	ok(c.log_cleaner_enable, "default log.cleaner.enable");
+	is(c.log_cleaner_backoff_ms, 15000, "default log.cleaner.backoff.ms");
+	is(c.log_cleaner_dedupe_buffer_size, 134217728,
+	   "default log.cleaner.dedupe.buffer.size");
 
 	tc = c.topic_defaults;
 	is(tc.retention_ms, 604800000, "default retention.ms");
@@ -92,6 +96,12 @@ static void test_defaults(void)
 	is(tc.timestamp_type, SK_TS_CREATE_TIME,
 	   "default message.timestamp.type");
 	is(tc.cleanup_policy, SK_CLEANUP_DELETE, "default cleanup.policy");
+	is(tc.delete_retention_ms, 86400000, "default delete.retention.ms");
+	ok(tc.min_cleanable_ratio == 0.5,
+	   "default min.cleanable.dirty.ratio");
+	is(tc.min_compaction_lag_ms, 0, "default min.compaction.lag.ms");
+	ok(tc.max_compaction_lag_ms == INT64_MAX,
+	   "default max.compaction.lag.ms");
 	is(tc.set_mask, 0, "topic defaults flag nothing as set");
 
 	sk_topic_config_defaults(&c, &tc);
@@ -136,7 +146,14 @@ static void test_yaml_types(void)
 		"group.max.size: 3\n"
 		"offsets.retention.minutes: 1\n"
 		"offsets.retention.check.interval.ms: 50\n"
-		"offset.metadata.max.bytes: 0\n";
+		"offset.metadata.max.bytes: 0\n"
+		"log.cleaner.enable: false\n"
+		"log.cleaner.backoff.ms: 200\n"
+		"log.cleaner.dedupe.buffer.size: 4096\n"
+		"log.cleaner.delete.retention.ms: 0\n"
+		"log.cleaner.min.cleanable.ratio: 0.25\n"
+		"log.cleaner.min.compaction.lag.ms: 5\n"
+		"log.cleaner.max.compaction.lag.ms: 1\n";
 	struct sk_config c;
 	struct sk_err err;
 	int rc;
@@ -176,6 +193,14 @@ static void test_yaml_types(void)
 	is(c.topic_defaults.cleanup_policy,
 	   SK_CLEANUP_DELETE | SK_CLEANUP_COMPACT, "log.cleanup.policy");
 	is(c.topic_defaults.set_mask, 0, "broker defaults are not 'set'");
+	ok(!c.log_cleaner_enable && c.log_cleaner_backoff_ms == 200 &&
+		   c.log_cleaner_dedupe_buffer_size == 4096,
+	   "log.cleaner.* broker keys");
+	ok(c.topic_defaults.delete_retention_ms == 0 &&
+		   c.topic_defaults.min_cleanable_ratio == 0.25 &&
+		   c.topic_defaults.min_compaction_lag_ms == 5 &&
+		   c.topic_defaults.max_compaction_lag_ms == 1,
+	   "log.cleaner.* topic defaults, the ratio a double");
 	is(c.group_initial_rebalance_delay_ms, 0,
 	   "group.initial.rebalance.delay.ms");
 	is(c.group_min_session_timeout_ms, 100, "group.min.session.timeout.ms");
@@ -674,6 +699,15 @@ static void test_topic_config(void)
 		{ "cleanup.policy", "delete", "delete" },
 		{ "cleanup.policy", "compact,delete", "compact,delete" },
 		{ "cleanup.policy", "delete,compact", "compact,delete" },
+		{ "delete.retention.ms", "0", "0" },
+		{ "min.cleanable.dirty.ratio", "0.5", "0.5" },
+		{ "min.cleanable.dirty.ratio", ".25", "0.25" },
+		{ "min.cleanable.dirty.ratio", "0.10", "0.1" },
+		{ "min.cleanable.dirty.ratio", "5e-1", "0.5" },
+		{ "min.cleanable.dirty.ratio", "0", "0" },
+		{ "min.cleanable.dirty.ratio", "1", "1" },
+		{ "min.compaction.lag.ms", "1000", "1000" },
+		{ "max.compaction.lag.ms", "60000", "60000" },
 	};
 	static const struct {
 		const char *key, *in, *msg;
@@ -706,6 +740,30 @@ static void test_topic_config(void)
 		{ "cleanup.policy", "compact,compact",
 		  "cleanup.policy: expected one of 'delete', 'compact', "
 		  "'compact,delete', 'delete,compact', got 'compact,compact'" },
+		{ "min.cleanable.dirty.ratio", "1.5",
+		  "min.cleanable.dirty.ratio: expected a number in [0, 1], got '1.5'" },
+		{ "min.cleanable.dirty.ratio", "-0.1",
+		  "min.cleanable.dirty.ratio: expected a number in [0, 1], got '-0.1'" },
+		{ "min.cleanable.dirty.ratio", "abc",
+		  "min.cleanable.dirty.ratio: expected a number in [0, 1], got 'abc'" },
+		{ "min.cleanable.dirty.ratio", "",
+		  "min.cleanable.dirty.ratio: expected a number in [0, 1], got ''" },
+		{ "min.cleanable.dirty.ratio", " 0.5",
+		  "min.cleanable.dirty.ratio: expected a number in [0, 1], got ' 0.5'" },
+		{ "min.cleanable.dirty.ratio", "0x1",
+		  "min.cleanable.dirty.ratio: expected a number in [0, 1], got '0x1'" },
+		{ "min.cleanable.dirty.ratio", "nan",
+		  "min.cleanable.dirty.ratio: expected a number in [0, 1], got 'nan'" },
+		{ "min.cleanable.dirty.ratio", "inf",
+		  "min.cleanable.dirty.ratio: expected a number in [0, 1], got 'inf'" },
+		{ "min.cleanable.dirty.ratio", "0.5x",
+		  "min.cleanable.dirty.ratio: expected a number in [0, 1], got '0.5x'" },
+		{ "min.cleanable.dirty.ratio", "+0.5",
+		  "min.cleanable.dirty.ratio: expected a number in [0, 1], got '+0.5'" },
+		{ "delete.retention.ms", "-1",
+		  "delete.retention.ms: expected an integer >= 0, got '-1'" },
+		{ "max.compaction.lag.ms", "0",
+		  "max.compaction.lag.ms: expected an integer >= 1, got '0'" },
 	};
 	struct sk_config c;
 	struct sk_topic_config tc, before;
@@ -715,7 +773,8 @@ static void test_topic_config(void)
 	int i;
 
 	sk_config_init(&c);
-	is(sk_topic_config_count(), 11, "eleven topic keys");
+	/* 15, and tiered storage's remote.storage.enable, local.retention.* */
+	is(sk_topic_config_count(), 18, "eighteen topic keys");
 	for (size_t k = 0; k < sk_topic_config_count(); k++) {
 		const char *name = sk_topic_config_name(k);
 
@@ -817,6 +876,9 @@ static void test_print_keys(void)
 	ok(strstr(text, "an integer in [1, 10000]") &&
 		   strstr(text, "one of delete | compact"),
 	   "--help shows bounds and choices");
+	ok(strstr(text, "\n  log.cleaner.min.cleanable.ratio ") &&
+		   strstr(text, "a number in [0, 1]"),
+	   "--help shows the ratio key and its bounds");
 	/* Every broker key has a row. */
 	sk_config_init(&c);
 	snprintf(line, sizeof(line), "\n  %-28s %s", "listeners",
@@ -857,9 +919,109 @@ static void test_files(void)
 	sk_config_free(&c);
 }
 
+/* The hooks: section and the topics' hooks and retention (Lua hooks). */
+static void test_hooks(void)
+{
+	struct sk_config c;
+	struct sk_err err;
+	const struct sk_topic_decl *d;
+
+	sk_config_init(&c);
+	is(c.hooks.timeout_ms, 50, "default hooks timeout.ms");
+	is(c.hooks.memory_mb, 32, "default hooks memory.mb");
+	is(c.hooks.workers, 2, "default hooks workers");
+	ok(load(&c,
+		"hooks:\n"
+		"  timeout.ms: 20\n"
+		"  memory.mb: 8\n"
+		"  workers: 4\n"
+		"topics:\n"
+		"  \"payments\":\n"
+		"    partitions: 3\n"
+		"    hooks:\n"
+		"      - name: mask-card\n"
+		"        script: scripts/examples/mask_pii.lua\n"
+		"        on_error: dead-letter\n"
+		"        dead_letter_topic: payments.dlq\n"
+		"        options: { fields: [card, email], n: 3, q: \"3\" }\n"
+		"      - name: stamp\n"
+		"        script: s.lua\n"
+		"    retention:\n"
+		"      script: keep.lua\n"
+		"      options: { flagged: [1, 2] }\n"
+		"  \"logs.*\":\n"
+		"    hooks:\n"
+		"      - name: f\n"
+		"        script: f.lua\n",
+		&err) == 0,
+	   "hooks load (%s)", err.msg);
+	is(c.hooks.timeout_ms, 20, "timeout.ms");
+	is(c.hooks.memory_mb, 8, "memory.mb");
+	is(c.hooks.workers, 4, "workers");
+	is(c.n_topics, 2, "two entries");
+	d = &c.topics[0];
+	ok(!d->glob && d->n_hooks == 2 && d->partitions == 3,
+	   "payments: two hooks");
+	is_str(d->hooks[0].name, "mask-card", "hook name");
+	is(d->hooks[0].on_error, SK_HOOK_ON_ERROR_DEAD_LETTER, "on_error");
+	is_str(d->hooks[0].dead_letter_topic, "payments.dlq",
+	       "dead_letter_topic");
+	is_str(d->hooks[0].options_json,
+	       "{\"fields\":[\"card\",\"email\"],\"n\":3,\"q\":\"3\"}",
+	       "options as JSON; quoted scalars stay strings");
+	is(d->hooks[1].on_error, SK_HOOK_ON_ERROR_REJECT,
+	   "on_error defaults to reject");
+	is_str(d->hooks[1].options_json, "{}", "no options: {}");
+	is_str(d->retention_script, "keep.lua", "retention script");
+	is_str(d->retention_options_json, "{\"flagged\":[1,2]}",
+	       "retention options");
+	ok(c.topics[1].glob && c.topics[1].n_hooks == 1, "a glob entry");
+	ok(sk_config_topic_glob(&c, "logs.app") == &c.topics[1] &&
+		   !sk_config_topic_glob(&c, "payments"),
+	   "globs match with fnmatch");
+	sk_config_free(&c);
+
+	load_fails("hooks:\n  timeout: 5\n",
+		   "t.yaml:2: hooks.timeout: unknown key",
+		   "unknown hooks key");
+	load_fails("hooks:\n  timeout.ms: 0\n",
+		   "t.yaml:2: hooks.timeout.ms: expected an integer in "
+		   "[1, 60000], got '0'",
+		   "timeout.ms bounds");
+	load_fails("topics:\n  t:\n    hooks:\n      - name: a\n"
+		   "        script: a.lua\n        on_error: explode\n",
+		   "t.yaml:6: topics.t.hooks.on_error: expected one of reject, "
+		   "pass, drop, dead-letter, got 'explode'",
+		   "bad on_error");
+	load_fails("topics:\n  t:\n    hooks:\n      - name: a\n"
+		   "        script: a.lua\n        on_error: dead-letter\n",
+		   "t.yaml:4: topics.t.hooks: hook 'a': on_error: dead-letter "
+		   "needs dead_letter_topic",
+		   "dead-letter needs a topic");
+	load_fails("topics:\n  t:\n    hooks:\n      - name: a\n"
+		   "        scrpt: a.lua\n",
+		   "t.yaml:5: topics.t.hooks.scrpt: unknown key",
+		   "unknown hook key");
+	load_fails("topics:\n  t:\n    hooks:\n      - script: a.lua\n",
+		   "t.yaml:4: topics.t.hooks: a hook needs a name",
+		   "a hook needs a name");
+	load_fails("topics:\n  t:\n    hooks:\n      - name: a\n"
+		   "        script: a.lua\n      - name: a\n"
+		   "        script: b.lua\n",
+		   "t.yaml:6: topics.t.hooks: hook name 'a' used twice",
+		   "hook names are unique per topic");
+	load_fails("topics:\n  \"logs.*\":\n    partitions: 3\n",
+		   "t.yaml:3: topics.logs.*.partitions: a glob entry takes "
+		   "only hooks and retention",
+		   "a glob creates no topic");
+	load_fails("topics:\n  t:\n    retention:\n      scrip: x.lua\n",
+		   "t.yaml:4: topics.t.retention.scrip: unknown key",
+		   "unknown retention key");
+}
+
 int main(void)
 {
-	plan(254);
+	plan(322);
 	test_defaults();
 	test_yaml_types();
 	test_yaml_errors();
@@ -871,5 +1033,6 @@ int main(void)
 	test_topic_config();
 	test_print_keys();
 	test_files();
+	test_hooks();
 	return check_status();
 }

@@ -1,0 +1,168 @@
+#!/bin/bash
+# Produce throughput through Lua hooks, all cases in one run, and the
+# interpreter-vs-JIT cost of each hook. Writes bench/RESULTS-hooks.md
+# (or $OUT). Never part of `make test`.
+#
+#   bench/hooks_bench.sh [RECORDS] [REPEATS]
+#
+# One broker (build/skald) with four topics: no hook, a trivial on_record
+# filter (drop_filter.lua, which drops nothing here), the same filter as
+# on_batch, and the JSON PII mask (mask_pii.lua). Each repeat produces the
+# same RECORDS 100-byte JSON records to each topic with kcat (acks=1,
+# librdkafka batching), in rotating order, and times it to the last
+# delivery. Ratios are taken within a repeat; the table shows min / median
+# / max. Then `skald hook-test --repeat` times each hook alone on one
+# 10000-record batch, with the JIT off (what the broker runs) and on.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+N=${1:-200000}
+REPEATS=${2:-3}
+OUT=${OUT:-bench/RESULTS-hooks.md}
+SKALD=${SKALD:-build/skald}
+[ -x "$SKALD" ] || { echo "build $SKALD first (make build/skald)" >&2; exit 1; }
+command -v kcat >/dev/null || { echo "kcat is needed" >&2; exit 1; }
+
+tmp=$(mktemp -d /tmp/skald-hooks-bench.XXXXXX)
+pid=
+cleanup() {
+	[ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+# 100-byte JSON values, one per line.
+awk -v n="$N" 'BEGIN {
+	for (i = 0; i < n; i++) {
+		s = sprintf("{\"card\":\"4111111111%06d\",\"email\":\"u%d@example.com\",\"n\":%d,\"pad\":\"", i, i % 1000, i)
+		while (length(s) < 98) s = s "x"
+		print s "\"}"
+	}
+}' > "$tmp/records.jsonl"
+head -c 100 "$tmp/records.jsonl" > /dev/null
+
+port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat > "$tmp/skald.yaml" <<EOF
+listeners: 127.0.0.1:$port
+log.dir: $tmp/data
+hooks:
+  timeout.ms: 1000
+  memory.mb: 64
+  workers: 2
+topics:
+  bench.none:
+    partitions: 2
+  bench.filter:
+    partitions: 2
+    hooks:
+      - name: filter
+        script: scripts/examples/drop_filter.lua
+        options: { pattern: DEBUG }
+  bench.batch:
+    partitions: 2
+    hooks:
+      - name: filter
+        script: scripts/examples/drop_filter_batch.lua
+        options: { pattern: DEBUG }
+  bench.mask:
+    partitions: 2
+    hooks:
+      - name: mask
+        script: scripts/examples/mask_pii.lua
+        options: { fields: [card, email] }
+EOF
+"$SKALD" -c "$tmp/skald.yaml" 2> "$tmp/skald.log" &
+pid=$!
+for _ in $(seq 50); do
+	kcat -b 127.0.0.1:$port -L >/dev/null 2>&1 && break
+	sleep 0.1
+done
+
+# Seconds to produce every record to topic $1 (kcat waits for delivery).
+produce() {
+	local t0 t1
+	t0=$(date +%s.%N)
+	kcat -b 127.0.0.1:$port -t "$1" -P -X acks=1 -X linger.ms=5 \
+		-X batch.num.messages=10000 -X queue.buffering.max.messages=1000000 \
+		< "$tmp/records.jsonl"
+	t1=$(date +%s.%N)
+	echo "$t0 $t1" | awk '{ printf "%.3f", $2 - $1 }'
+}
+
+cases="none filter batch mask"
+for c in $cases; do produce bench.$c > /dev/null; done   # warm up, create
+declare -A secs
+for r in $(seq "$REPEATS"); do
+	# Rotate the order so no case always runs first.
+	arr=($cases)
+	k=$(( (r - 1) % ${#arr[@]} ))
+	order="${arr[*]:k} ${arr[*]:0:k}"
+	for c in $order; do
+		secs[$c,$r]=$(produce bench.$c)
+	done
+done
+# Every record must have arrived (nothing dropped or rejected).
+count=$(kcat -b 127.0.0.1:$port -t bench.mask -C -e -q -f '.' 2>/dev/null | wc -c)
+masked=$(kcat -b 127.0.0.1:$port -t bench.mask -C -e -q -c 1 -f '%s' 2>/dev/null)
+
+# Interpreter vs JIT, one hook alone on one 10000-record batch.
+head -n 10000 "$tmp/records.jsonl" | awk '{ gsub(/"/, "\\\""); print "{\"value\":\"" $0 "\"}" }' > "$tmp/lines.jsonl"
+micro() { # script options jit -> records/s
+	local line
+	line=$("$SKALD" hook-test "$1" --options "$2" --repeat 20 $3 \
+		--timeout-ms 60000 < "$tmp/lines.jsonl" 2>&1 >/dev/null | tail -1)
+	echo "$line" | awk '{ printf "%.0f", $1 / $4 }'
+}
+
+{
+	echo "# Lua hook benchmark"
+	echo
+	echo "Written by \`bench/hooks_bench.sh $N $REPEATS\` on $(date -u '+%Y-%m-%d %H:%M') UTC at commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'); $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end."
+	echo
+	echo "## Produce throughput, 100-byte JSON records"
+	echo
+	echo "kcat (librdkafka), acks=1, linger.ms=5, one producer, 2 partitions per topic, 2 hook workers, hooks in the interpreter (JIT off). $N records per run, $REPEATS repeats; min / median / max."
+	echo
+	echo "| case | records/s | cost vs no hook | target |"
+	echo "|---|---|---|---|"
+	for c in $cases; do
+		rates="" ratios=""
+		for r in $(seq "$REPEATS"); do
+			rates="$rates $(awk -v n="$N" -v s="${secs[$c,$r]}" 'BEGIN { printf "%.0f", n / s }')"
+			ratios="$ratios $(awk -v a="${secs[none,$r]}" -v b="${secs[$c,$r]}" 'BEGIN { printf "%.3f", 1 - a / b }')"
+		done
+		stat() { echo $1 | tr ' ' '\n' | sort -g | awk '{ v[NR] = $1 } END { printf "%s / **%s** / %s", v[1], v[int((NR + 1) / 2)], v[NR] }'; }
+		case $c in
+		none) target="-" ;;
+		filter|batch) target="≤ 15%" ;;
+		mask) target="≤ 50%" ;;
+		esac
+		name=$c
+		[ $c = none ] && name="no hook"
+		[ $c = filter ] && name="trivial on_record filter"
+		[ $c = batch ] && name="the same filter as on_batch"
+		[ $c = mask ] && name="JSON PII mask (on_record)"
+		if [ $c = none ]; then
+			echo "| $name | $(stat "$rates") | - | - |"
+		else
+			pct=$(echo $ratios | tr ' ' '\n' | sort -g | awk '{ v[NR] = $1 * 100 } END { printf "%.0f%% / **%.0f%%** / %.0f%%", v[1], v[int((NR + 1) / 2)], v[NR] }')
+			echo "| $name | $(stat "$rates") | $pct | $target |"
+		fi
+	done
+	echo
+	echo "Records in bench.mask after the run: $count (expected $(( N * (REPEATS + 1) ))). First one: \`$masked\`"
+	echo
+	echo "## One hook alone: interpreter (what runs) vs JIT"
+	echo
+	echo "\`skald hook-test --repeat 20\` over one batch of 10000 of the records above, last run timed, records/s. With the JIT on, \`while true do end\` cannot be interrupted (tests/unit/test_hook.c probes it), so the broker runs hook states in the interpreter."
+	echo
+	echo "| hook | interpreter | JIT | JIT ÷ interpreter |"
+	echo "|---|---|---|---|"
+	for s in "drop_filter.lua|{\"pattern\":\"DEBUG\"}" "drop_filter_batch.lua|{\"pattern\":\"DEBUG\"}" "mask_pii.lua|{\"fields\":[\"card\",\"email\"]}"; do
+		f=${s%%|*} o=${s#*|}
+		i=$(micro "scripts/examples/$f" "$o" "")
+		j=$(micro "scripts/examples/$f" "$o" "--jit")
+		echo "| $f | $i | $j | $(awk -v a="$i" -v b="$j" 'BEGIN { printf "%.2f×", b / a }') |"
+	done
+} > "$OUT"
+cat "$OUT"

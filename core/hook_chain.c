@@ -1,0 +1,765 @@
+/*
+ * The broker's hooks: which scripts are loaded, which chain each topic
+ * has, the circuit breakers and metrics, reload, and retention scripts.
+ *
+ * Scripts are kept by path, one current version each. Chains are built
+ * per topic on first use from the configured entries (an exact name
+ * first, else the first glob that matches, so topics created later get
+ * their glob's hooks) and cached; a reload empties the cache, so each
+ * topic's next batch builds a chain on the new versions while in-flight
+ * batches keep the chain (and versions) they started with.
+ */
+#include <errno.h>
+#include <fnmatch.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "broker.h"
+#include "hook.h"
+#include "say.h"
+
+/* A script path and its current version. */
+struct hk_script_ent {
+	struct sk_hnode node;
+	char *path;
+	struct sk_hook_script *cur; /* referenced */
+	bool used;                  /* named by the configuration in force */
+};
+
+/* A topic's cached chain (NULL: the topic has no hooks). */
+struct hk_topic_ent {
+	struct sk_hnode node;
+	char *name;
+	struct sk_hook_chain *chain; /* referenced */
+};
+
+static struct hk_script_ent *script_find(struct sk_hooks *hs,
+					 const char *path)
+{
+	struct sk_hnode *n = sk_hmap_find(&hs->scripts, path, strlen(path));
+
+	return n ? sk_container_of(n, struct hk_script_ent, node) : NULL;
+}
+
+static void limits_of(const struct sk_hook_settings *set,
+		      struct sk_hook_limits *lim)
+{
+	memset(lim, 0, sizeof(*lim));
+	lim->timeout_ms = set->timeout_ms;
+	lim->memory_bytes = (size_t)set->memory_mb << 20;
+}
+
+/* ------------------------------------------------------------------ */
+/* Chains */
+
+void sk_hook_chain_ref(struct sk_hook_chain *c)
+{
+	c->refs++;
+}
+
+void sk_hook_chain_unref(struct sk_hook_chain *c)
+{
+	if (!c || --c->refs > 0)
+		return;
+	for (size_t i = 0; i < c->n; i++) {
+		struct sk_hook *h = c->hooks[i];
+
+		sk_hook_script_unref(h->script);
+		free(h->name);
+		free(h->dead_letter_topic);
+		free(h->options_json);
+		free(h->where);
+		free(h);
+	}
+	free(c->hooks);
+	sk_hook_script_unref(c->retention);
+	free(c->retention_where);
+	free(c->retention_options);
+	free(c->topic);
+	free(c);
+}
+
+/* The entry of topics: that gives topic its hooks, or NULL. */
+static const struct sk_topic_decl *decl_for(const struct sk_hooks *hs,
+					    const char *topic)
+{
+	for (size_t i = 0; i < hs->n_decls; i++)
+		if (!hs->decls[i].glob &&
+		    strcmp(hs->decls[i].name, topic) == 0)
+			return &hs->decls[i];
+	for (size_t i = 0; i < hs->n_decls; i++)
+		if (hs->decls[i].glob &&
+		    fnmatch(hs->decls[i].name, topic, 0) == 0)
+			return &hs->decls[i];
+	return NULL;
+}
+
+static struct sk_hook_chain *chain_build(struct sk_hooks *hs,
+					 const char *topic,
+					 const struct sk_topic_decl *d)
+{
+	struct sk_hook_chain *c = sk_xcalloc(1, sizeof(*c));
+
+	c->refs = 1;
+	c->topic = sk_xstrdup(topic);
+	c->hooks = sk_xcalloc(d->n_hooks ? d->n_hooks : 1, sizeof(*c->hooks));
+	for (size_t i = 0; i < d->n_hooks; i++) {
+		const struct sk_hook_decl *hd = &d->hooks[i];
+		struct hk_script_ent *se = script_find(hs, hd->script);
+		struct sk_hook *h;
+
+		if (!se || !se->cur)
+			continue; /* not compiled: reported at load */
+		h = sk_xcalloc(1, sizeof(*h));
+		h->name = sk_xstrdup(hd->name);
+		h->script = se->cur;
+		sk_hook_script_ref(h->script);
+		h->on_error = hd->on_error;
+		h->dead_letter_topic = hd->dead_letter_topic ?
+			sk_xstrdup(hd->dead_letter_topic) : NULL;
+		h->options_json = sk_xstrdup(hd->options_json ?
+					     hd->options_json : "{}");
+		h->where = sk_xstrdup(hd->where ? hd->where : "");
+		c->hooks[c->n++] = h;
+	}
+	if (d->retention_script) {
+		struct hk_script_ent *se = script_find(hs, d->retention_script);
+
+		if (se && se->cur) {
+			c->retention = se->cur;
+			sk_hook_script_ref(c->retention);
+			c->retention_where = sk_xstrdup(d->retention_where ?
+							d->retention_where :
+							"");
+			c->retention_options = sk_xstrdup(
+				d->retention_options_json ?
+					d->retention_options_json : "{}");
+		}
+	}
+	return c;
+}
+
+struct sk_hook_chain *sk_hooks_chain(struct sk_hooks *hs, const char *topic)
+{
+	size_t len = strlen(topic);
+	struct sk_hnode *n = sk_hmap_find(&hs->topics, topic, len);
+	const struct sk_topic_decl *d;
+	struct hk_topic_ent *e;
+
+	if (n)
+		return sk_container_of(n, struct hk_topic_ent, node)->chain;
+	if (hs->n_decls == 0)
+		return NULL;
+	d = decl_for(hs, topic);
+	e = sk_xcalloc(1, sizeof(*e));
+	e->name = sk_xstrdup(topic);
+	e->chain = d ? chain_build(hs, topic, d) : NULL;
+	sk_hmap_insert(&hs->topics, &e->node, e->name, len);
+	return e->chain;
+}
+
+struct sk_hook *sk_hooks_find(struct sk_hooks *hs, const char *topic,
+			      const char *name)
+{
+	struct sk_hook_chain *c = sk_hooks_chain(hs, topic);
+
+	for (size_t i = 0; c && i < c->n; i++)
+		if (strcmp(c->hooks[i]->name, name) == 0)
+			return c->hooks[i];
+	return NULL;
+}
+
+static void topics_clear(struct sk_hooks *hs)
+{
+	struct sk_hnode *n = sk_hmap_first(&hs->topics);
+
+	while (n) {
+		struct sk_hnode *next = sk_hmap_next(&hs->topics, n);
+		struct hk_topic_ent *e =
+			sk_container_of(n, struct hk_topic_ent, node);
+
+		sk_hmap_remove(&hs->topics, n);
+		sk_hook_chain_unref(e->chain);
+		free(e->name);
+		free(e);
+		n = next;
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Breaker and metrics */
+
+void sk_hook_chain_gate(struct sk_hook_chain *c, bool *skip)
+{
+	int64_t now = sk_mono_ms();
+
+	for (size_t i = 0; i < c->n; i++) {
+		struct sk_hook *h = c->hooks[i];
+
+		skip[i] = false;
+		if (!h->open)
+			continue;
+		if (now >= h->open_until) {
+			/* Half open: this batch tries; others still skip. */
+			h->open_until = now + 1000;
+			continue;
+		}
+		skip[i] = true;
+	}
+}
+
+void sk_hook_chain_account(struct sk_hooks *hs, struct sk_hook_chain *c,
+			   const struct sk_hook_delta *d)
+{
+	for (size_t i = 0; i < c->n; i++) {
+		struct sk_hook *h = c->hooks[i];
+		const struct sk_hook_res *r = &d[i].res;
+		struct sk_hook_metrics *m = &h->m;
+
+		if (d[i].skipped) {
+			m->skipped++;
+			continue;
+		}
+		if (!d[i].ran)
+			continue;
+		m->calls++;
+		m->records_in += r->in;
+		m->records_out += r->out;
+		m->records_dropped += r->dropped;
+		m->time_ns += (uint64_t)r->ns;
+		m->memory = sk_hook_script_memory(h->script);
+		if (r->status == SK_HOOK_OK) {
+			if (h->open)
+				sk_info("hooks: hook %s of topic %s works "
+					"again: circuit breaker closed",
+					h->name, c->topic);
+			h->open = false;
+			h->fails = 0;
+			continue;
+		}
+		m->errors++;
+		if (r->status == SK_HOOK_TIMEOUT)
+			m->timeouts++;
+		if (h->fails++ == 0 || h->open)
+			sk_warn("hooks: hook %s of topic %s failed: %s",
+				h->name, c->topic, r->msg);
+		if (h->fails >= hs->set.breaker_failures) {
+			if (!h->open) {
+				m->breaker_trips++;
+				sk_warn("hooks: hook %s of topic %s failed "
+					"%d times in a row: circuit breaker "
+					"open, on_error applies without "
+					"running it for %" PRId64 " ms",
+					h->name, c->topic, h->fails,
+					hs->set.breaker_reset_ms);
+			}
+			h->open = true;
+			h->open_until = sk_mono_ms() + hs->set.breaker_reset_ms;
+		}
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Workers */
+
+int sk_hooks_slot(struct sk_hooks *hs)
+{
+	static __thread struct sk_hooks *owner;
+	static __thread int slot;
+
+	if (owner != hs) {
+		owner = hs;
+		slot = atomic_fetch_add(&hs->next_slot, 1) %
+		       SK_HOOK_MAX_WORKERS;
+	}
+	return slot;
+}
+
+struct sk_pool *sk_hooks_pool(struct sk_hooks *hs)
+{
+	if (!hs->pool)
+		hs->pool = sk_pool_new(hs->b->loop, hs->set.workers, "hook");
+	return hs->pool;
+}
+
+/* ------------------------------------------------------------------ */
+/* Configuration, load and reload */
+
+static void decls_free(struct sk_topic_decl *d, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		for (size_t j = 0; j < d[i].n_hooks; j++) {
+			free(d[i].hooks[j].name);
+			free(d[i].hooks[j].script);
+			free(d[i].hooks[j].dead_letter_topic);
+			free(d[i].hooks[j].options_json);
+			free(d[i].hooks[j].where);
+		}
+		free(d[i].hooks);
+		free(d[i].retention_script);
+		free(d[i].retention_where);
+		free(d[i].retention_options_json);
+		free(d[i].name);
+		free(d[i].where);
+	}
+	free(d);
+}
+
+static char *dup0(const char *s)
+{
+	return s ? sk_xstrdup(s) : NULL;
+}
+
+/* The hook-related part of cfg's topic entries. */
+static struct sk_topic_decl *decls_copy(const struct sk_config *cfg,
+					size_t *n_out)
+{
+	struct sk_topic_decl *v = sk_xcalloc(cfg->n_topics + 1, sizeof(*v));
+	size_t n = 0;
+
+	for (size_t i = 0; i < cfg->n_topics; i++) {
+		const struct sk_topic_decl *s = &cfg->topics[i];
+		struct sk_topic_decl *d = &v[n];
+
+		if (s->n_hooks == 0 && !s->retention_script)
+			continue;
+		d->name = sk_xstrdup(s->name);
+		d->where = dup0(s->where);
+		d->glob = s->glob;
+		d->hooks = sk_xcalloc(s->n_hooks + 1, sizeof(*d->hooks));
+		for (size_t j = 0; j < s->n_hooks; j++) {
+			const struct sk_hook_decl *h = &s->hooks[j];
+
+			d->hooks[j] = (struct sk_hook_decl){
+				.name = dup0(h->name),
+				.script = dup0(h->script),
+				.on_error = h->on_error,
+				.dead_letter_topic = dup0(h->dead_letter_topic),
+				.options_json = dup0(h->options_json),
+				.where = dup0(h->where),
+			};
+		}
+		d->n_hooks = s->n_hooks;
+		d->retention_script = dup0(s->retention_script);
+		d->retention_where = dup0(s->retention_where);
+		d->retention_options_json = dup0(s->retention_options_json);
+		n++;
+	}
+	*n_out = n;
+	return v;
+}
+
+/* A script compiled for a reload, before it replaces the current one. */
+struct pending {
+	char *path;
+	struct sk_hook_script *s; /* NULL: unchanged */
+};
+
+/*
+ * Compile every script d names whose text differs from the loaded
+ * version (or all of them when the limits changed). needs: what the
+ * script must define. Failures are appended to err; *fatal when a
+ * script has no version to fall back on.
+ */
+static void compile_one(struct sk_hooks *hs, const char *path,
+			const char *where, unsigned needs, bool relimit,
+			struct pending **pv, size_t *np, bool *fatal,
+			char *errs, size_t cap)
+{
+	struct hk_script_ent *se = script_find(hs, path);
+	struct sk_hook_script *s = NULL;
+	struct sk_err err = { "" };
+	char *src = NULL;
+	size_t len = 0;
+	int rc;
+
+	for (size_t i = 0; i < *np; i++)
+		if (strcmp((*pv)[i].path, path) == 0)
+			return;
+	rc = sk_hook_read_file(path, &src, &len, &err);
+	if (rc == 0 && se && se->cur && !relimit && se->cur->len == len &&
+	    memcmp(se->cur->source, src, len) == 0) {
+		free(src);
+		s = NULL; /* unchanged */
+	} else if (rc == 0) {
+		rc = sk_hook_script_new(&s, path, src, len, &hs->lim,
+					hs->set.workers, &err);
+		free(src);
+		if (rc == 0 && !(s->has & needs)) {
+			sk_err_set(&err, "%s: %s", path,
+				   needs == SK_HOOK_HAS_RETAIN ?
+				   "a retention script must define retain" :
+				   "a hook script must define on_record or "
+				   "on_batch");
+			sk_hook_script_unref(s);
+			s = NULL;
+			rc = -EINVAL;
+		}
+	}
+	if (rc) {
+		size_t at = strlen(errs);
+
+		snprintf(errs + at, cap - at, "%s%s: %s%s", at ? "; " : "",
+			 where ? where : path, err.msg,
+			 se && se->cur ? " (the previous version keeps "
+					 "running)" : "");
+		if (!se || !se->cur)
+			*fatal = true;
+		return;
+	}
+	*pv = sk_xrealloc(*pv, (*np + 1) * sizeof(**pv));
+	(*pv)[*np].path = sk_xstrdup(path);
+	(*pv)[*np].s = s;
+	(*np)++;
+}
+
+/* Take settings and decls from cfg; see sk_hooks_reload. */
+static int hooks_apply(struct sk_hooks *hs, const struct sk_config *cfg,
+		       struct sk_err *err)
+{
+	struct sk_hook_limits lim;
+	struct pending *pv = NULL;
+	size_t np = 0, n_decls;
+	struct sk_topic_decl *decls;
+	bool relimit, fatal = false;
+	char errs[sizeof(err->msg)] = "";
+	struct sk_hnode *n;
+
+	limits_of(&cfg->hooks, &lim);
+	relimit = lim.timeout_ms != hs->lim.timeout_ms ||
+		  lim.memory_bytes != hs->lim.memory_bytes;
+	hs->lim = lim;
+	hs->set.timeout_ms = cfg->hooks.timeout_ms;
+	hs->set.memory_mb = cfg->hooks.memory_mb;
+	hs->set.breaker_failures = cfg->hooks.breaker_failures;
+	hs->set.breaker_reset_ms = cfg->hooks.breaker_reset_ms;
+	if (!hs->pool)
+		hs->set.workers = cfg->hooks.workers;
+	for (size_t i = 0; i < cfg->n_topics; i++) {
+		const struct sk_topic_decl *d = &cfg->topics[i];
+
+		for (size_t j = 0; j < d->n_hooks; j++)
+			compile_one(hs, d->hooks[j].script, d->hooks[j].where,
+				    SK_HOOK_HAS_RECORD | SK_HOOK_HAS_BATCH,
+				    relimit, &pv, &np, &fatal, errs,
+				    sizeof(errs));
+		if (d->retention_script)
+			compile_one(hs, d->retention_script,
+				    d->retention_where, SK_HOOK_HAS_RETAIN,
+				    relimit, &pv, &np, &fatal, errs,
+				    sizeof(errs));
+	}
+	if (fatal) {
+		for (size_t i = 0; i < np; i++) {
+			sk_hook_script_unref(pv[i].s);
+			free(pv[i].path);
+		}
+		free(pv);
+		return sk_err_set(err, "%s", errs);
+	}
+	/* Commit: new versions in, unused scripts out, chains rebuilt. */
+	for (n = sk_hmap_first(&hs->scripts); n;
+	     n = sk_hmap_next(&hs->scripts, n))
+		sk_container_of(n, struct hk_script_ent, node)->used = false;
+	for (size_t i = 0; i < np; i++) {
+		struct hk_script_ent *se = script_find(hs, pv[i].path);
+
+		if (!se) {
+			se = sk_xcalloc(1, sizeof(*se));
+			se->path = pv[i].path;
+			sk_hmap_insert(&hs->scripts, &se->node, se->path,
+				       strlen(se->path));
+		} else {
+			free(pv[i].path);
+		}
+		if (pv[i].s) {
+			if (se->cur)
+				sk_info("hooks: %s reloaded", se->path);
+			sk_hook_script_unref(se->cur);
+			se->cur = pv[i].s;
+		}
+		se->used = true;
+	}
+	free(pv);
+	/* Scripts that failed but have a version keep it, and stay. */
+	for (size_t i = 0; i < cfg->n_topics; i++) {
+		const struct sk_topic_decl *d = &cfg->topics[i];
+		struct hk_script_ent *se;
+
+		for (size_t j = 0; j < d->n_hooks; j++)
+			if ((se = script_find(hs, d->hooks[j].script)))
+				se->used = true;
+		if (d->retention_script &&
+		    (se = script_find(hs, d->retention_script)))
+			se->used = true;
+	}
+	n = sk_hmap_first(&hs->scripts);
+	while (n) {
+		struct sk_hnode *next = sk_hmap_next(&hs->scripts, n);
+		struct hk_script_ent *se =
+			sk_container_of(n, struct hk_script_ent, node);
+
+		if (!se->used) {
+			sk_hmap_remove(&hs->scripts, n);
+			sk_hook_script_unref(se->cur);
+			free(se->path);
+			free(se);
+		}
+		n = next;
+	}
+	decls = decls_copy(cfg, &n_decls);
+	decls_free(hs->decls, hs->n_decls);
+	hs->decls = decls;
+	hs->n_decls = n_decls;
+	topics_clear(hs);
+	if (errs[0])
+		return sk_err_set(err, "%s", errs);
+	return 0;
+}
+
+int sk_hooks_init(struct sk_hooks *hs, struct sk_broker *b,
+		  const struct sk_config *cfg, struct sk_err *err)
+{
+	int rc;
+
+	memset(hs, 0, sizeof(*hs));
+	hs->b = b;
+	sk_hmap_init(&hs->scripts);
+	sk_hmap_init(&hs->topics);
+	sk_hmap_init(&hs->parts);
+	atomic_init(&hs->next_slot, 0);
+	rc = hooks_apply(hs, cfg, err);
+	if (rc) {
+		sk_hooks_fini(hs);
+		return rc;
+	}
+	if (hs->n_decls)
+		sk_info("hooks: %zu topic entries with hooks, %zu scripts "
+			"(interpreter, timeout.ms %" PRId64 ", memory.mb %"
+			PRId64 ", %d workers)",
+			hs->n_decls, hs->scripts.count, hs->set.timeout_ms,
+			hs->set.memory_mb, hs->set.workers);
+	return 0;
+}
+
+int sk_hooks_reload(struct sk_hooks *hs, const struct sk_config *cfg,
+		    struct sk_err *err)
+{
+	int rc = hooks_apply(hs, cfg, err);
+
+	if (rc == 0)
+		hs->reloads++;
+	return rc;
+}
+
+void sk_hooks_fini(struct sk_hooks *hs)
+{
+	struct sk_hnode *n;
+
+	/* Runs what is queued; done() appends while topics still exist. */
+	sk_pool_free(hs->pool);
+	hs->pool = NULL;
+	topics_clear(hs);
+	sk_hmap_fini(&hs->topics);
+	n = sk_hmap_first(&hs->scripts);
+	while (n) {
+		struct sk_hnode *next = sk_hmap_next(&hs->scripts, n);
+		struct hk_script_ent *se =
+			sk_container_of(n, struct hk_script_ent, node);
+
+		sk_hmap_remove(&hs->scripts, n);
+		sk_hook_script_unref(se->cur);
+		free(se->path);
+		free(se);
+		n = next;
+	}
+	sk_hmap_fini(&hs->scripts);
+	sk_hmap_fini(&hs->parts);
+	decls_free(hs->decls, hs->n_decls);
+	hs->decls = NULL;
+	hs->n_decls = 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Retention scripts */
+
+/* Closed segments asked about per partition and pass. */
+#define HK_RETAIN_MAX_SEGS 1000
+
+/* One partition of a retention pass. */
+struct hk_retain_part {
+	int32_t id;
+	struct sk_segment_info *segs;
+	size_t n;
+	size_t n_delete;   /* the oldest n_delete segments go */
+};
+
+/* A retention pass of one topic, on the hook pool. */
+struct hk_retain_job {
+	struct sk_job job;
+	struct sk_hooks *hs;
+	struct sk_hook_chain *chain; /* referenced */
+	struct hk_retain_part *parts;
+	int32_t n_parts;
+	struct sk_hook_res res;      /* the first failure, if any */
+};
+
+/* The first batch's baseTimestamp, read from the file; -1 if unknown. */
+static int64_t first_timestamp(struct sk_segment *seg)
+{
+	uint8_t hdr[SK_BATCH_HEADER_SIZE];
+	struct sk_batch_hdr h;
+
+	if (pread(sk_segment_fd(seg), hdr, sizeof(hdr), 0) !=
+		    (ssize_t)sizeof(hdr) ||
+	    sk_batch_parse_header(hdr, sizeof(hdr), &h))
+		return -1;
+	return h.base_timestamp;
+}
+
+static void retain_run(struct sk_job *j)
+{
+	struct hk_retain_job *job = sk_container_of(j, struct hk_retain_job,
+						    job);
+	int slot = sk_hooks_slot(job->hs);
+
+	for (int32_t p = 0; p < job->n_parts; p++) {
+		struct hk_retain_part *rp = &job->parts[p];
+		struct sk_hook_call call = {
+			.topic = job->chain->topic, .partition = rp->id,
+			.hook = "retention",
+			.options_json = job->chain->retention_options,
+		};
+
+		/* Only the oldest segments can go: stop at the first kept. */
+		for (size_t i = 0; i < rp->n; i++) {
+			struct sk_hook_segment seg = {
+				.base_offset = rp->segs[i].base_offset,
+				.last_offset = rp->segs[i].end_offset - 1,
+				.first_timestamp =
+					first_timestamp(rp->segs[i].seg),
+				.max_timestamp = rp->segs[i].max_timestamp,
+				.size = rp->segs[i].size,
+			};
+			struct sk_hook_res res;
+			bool keep;
+
+			sk_hook_run_retain(job->chain->retention, slot, &call,
+					   &seg, &keep, &res);
+			if (res.status != SK_HOOK_OK) {
+				if (job->res.status == SK_HOOK_OK)
+					job->res = res;
+				break; /* a failing script deletes nothing */
+			}
+			if (keep)
+				break;
+			rp->n_delete = i + 1;
+		}
+	}
+}
+
+static void retain_done(struct sk_job *j)
+{
+	struct hk_retain_job *job = sk_container_of(j, struct hk_retain_job,
+						    job);
+	struct sk_broker *b = job->hs->b;
+	struct sk_topic *t = sk_topics_find(&b->topics, job->chain->topic,
+					    strlen(job->chain->topic));
+
+	if (job->res.status != SK_HOOK_OK)
+		sk_warn("retention: topic %s: the retention script failed, "
+			"nothing deleted by it: %s",
+			job->chain->topic, job->res.msg);
+	for (int32_t p = 0; p < job->n_parts; p++) {
+		struct hk_retain_part *rp = &job->parts[p];
+		struct sk_tpart *tp = t ? sk_topic_part(t, rp->id) : NULL;
+		struct sk_err err;
+
+		if (tp && !b->stopping && rp->n_delete > 0) {
+			int64_t upto = rp->segs[rp->n_delete - 1].end_offset;
+
+			if (upto > sk_partition_start_offset(tp->log) &&
+			    sk_partition_delete_before(tp->log, upto, &err))
+				sk_warn("retention: topic %s partition %d: %s",
+					t->name, rp->id, err.msg);
+			else if (upto > 0)
+				sk_info("retention: topic %s partition %d: "
+					"the retention script deleted %zu "
+					"segments, log start offset now %"
+					PRId64,
+					t->name, rp->id, rp->n_delete,
+					sk_partition_start_offset(tp->log));
+		}
+		for (size_t i = 0; i < rp->n; i++)
+			sk_segment_unref(rp->segs[i].seg);
+		free(rp->segs);
+	}
+	free(job->parts);
+	job->chain->retention_busy = false;
+	sk_hook_chain_unref(job->chain);
+	free(job);
+}
+
+void sk_hooks_retention(struct sk_hooks *hs, struct sk_topic *t)
+{
+	struct sk_hook_chain *c = hs->b ? sk_hooks_chain(hs, t->name) : NULL;
+	struct hk_retain_job *job;
+
+	if (!c || !c->retention || c->retention_busy || t->n_parts == 0)
+		return;
+	job = sk_xcalloc(1, sizeof(*job));
+	job->hs = hs;
+	job->chain = c;
+	sk_hook_chain_ref(c);
+	c->retention_busy = true;
+	job->n_parts = t->n_parts;
+	job->parts = sk_xcalloc((size_t)t->n_parts, sizeof(*job->parts));
+	for (int32_t p = 0; p < t->n_parts; p++) {
+		struct hk_retain_part *rp = &job->parts[p];
+
+		rp->id = p;
+		rp->segs = sk_xcalloc(HK_RETAIN_MAX_SEGS, sizeof(*rp->segs));
+		rp->n = sk_partition_closed_segments(t->parts[p]->log, rp->segs,
+						     HK_RETAIN_MAX_SEGS);
+	}
+	job->job.run = retain_run;
+	job->job.done = retain_done;
+	sk_pool_submit(sk_hooks_pool(hs), &job->job);
+}
+
+/* ------------------------------------------------------------------ */
+/* SIGHUP */
+
+void sk_hooks_on_sighup(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	struct sk_broker *b = w->data;
+	const struct sk_config *use = &b->cfg;
+	struct sk_err err = { "" };
+	struct sk_config cfg;
+
+	(void)loop;
+	(void)revents;
+	if (!b->hooks.b || b->stopping)
+		return;
+	sk_info("received SIGHUP: reloading hooks%s%s",
+		b->config_path ? " from " : "",
+		b->config_path ? b->config_path : "");
+	sk_config_init(&cfg);
+	if (b->config_path) {
+		if (sk_config_load_file(&cfg, b->config_path, &err)) {
+			sk_error("reload: %s (nothing changed)", err.msg);
+			sk_config_free(&cfg);
+			return;
+		}
+		use = &cfg;
+	}
+	if (sk_hooks_reload(&b->hooks, use, &err))
+		sk_error("reload: %s", err.msg);
+	else
+		sk_info("reload: hooks reloaded (%zu scripts)",
+			b->hooks.scripts.count);
+	sk_config_free(&cfg);
+}

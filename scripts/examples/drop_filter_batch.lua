@@ -1,0 +1,15 @@
+-- The drop filter of drop_filter.lua written against on_batch, the faster
+-- form: no table per record, records are read through the batch object.
+local find = string.find
+
+return {
+	on_batch = function(batch, ctx)
+		local pattern = ctx.options.pattern or "DEBUG"
+		for i = 1, batch:count() do
+			local v = batch:value(i)
+			if v and find(v, pattern, 1, true) then
+				batch:drop(i)
+			end
+		end
+	end,
+}

@@ -1,0 +1,281 @@
+#!/usr/bin/python3
+# Lua topic hooks end to end, with real clients: kcat produces to a
+# masked topic and a consumer sees masked values; a filtered topic (a
+# glob entry) drops exactly the records it should; every on_error policy
+# (reject, pass, drop, dead-letter) as a confluent-kafka producer sees
+# it; a runaway script is cut off while other topics keep serving; the
+# circuit breaker opens visibly; and SIGHUP reloads a changed script
+# without dropping an open connection.
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from skald import *  # noqa: E402,F403
+
+EX = os.path.join(REPO, "scripts", "examples")
+POLICY_VIOLATION = 44
+
+
+def write(path, text):
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.rename(path + ".tmp", path)
+
+
+tmp = __import__("tempfile").mkdtemp(prefix="skald-hooks-")
+BAD = os.path.join(tmp, "bad.lua")
+LOOP = os.path.join(tmp, "loop.lua")
+SWAP = os.path.join(tmp, "swap.lua")
+write(BAD, """
+return { on_record = function(rec)
+  if rec.value == "bad" then error("refused by the test") end
+  return rec
+end }
+""")
+write(LOOP, "return { on_record = function(rec) while true do end end }\n")
+write(SWAP, "return { on_record = function(rec) rec.value = 'v1:' .. "
+            "rec.value return rec end }\n")
+
+
+def policy(name, on_error, extra=""):
+    return """  "%s":
+    hooks:
+      - name: check
+        script: %s
+        on_error: %s
+%s""" % (name, BAD, on_error, extra)
+
+
+config = """
+hooks:
+  timeout.ms: 50
+  memory.mb: 16
+  workers: 2
+  breaker.failures: 3
+  breaker.reset.ms: 600000
+topics:
+  "payments":
+    partitions: 2
+    hooks:
+      - name: mask-card
+        script: %(ex)s/mask_pii.lua
+        on_error: reject
+        options: { fields: [card, email] }
+  "logs.*":
+    hooks:
+      - name: no-debug
+        script: %(ex)s/drop_filter.lua
+        options: { pattern: DEBUG }
+  "stamped":
+    hooks:
+      - name: stamp
+        script: %(ex)s/stamp_headers.lua
+        options: { name: tester }
+      - name: route
+        script: %(ex)s/router.lua
+        options: { match: ERROR, to: stamped.errors }
+  "spin":
+    hooks:
+      - name: spin
+        script: %(loop)s
+        on_error: reject
+  "swap":
+    hooks:
+      - name: swap
+        script: %(swap)s
+  "audit":
+    configs:
+      segment.bytes: 1024
+      retention.ms: -1
+    retention:
+      script: %(ex)s/keep_flagged.lua
+      options: { flagged: [150] }
+%(p1)s%(p2)s%(p3)s%(p4)s""" % {
+    "ex": EX, "loop": LOOP, "swap": SWAP,
+    "p1": policy("p.reject", "reject"),
+    "p2": policy("p.pass", "pass"),
+    "p3": policy("p.drop", "drop"),
+    "p4": policy("p.dlq", "dead-letter",
+                 "        dead_letter_topic: p.dlq.dead\n"),
+}
+
+b = Broker(config=config,
+           args=["--set", "log.retention.check.interval.ms=200"])
+BS = b.bootstrap
+
+
+def kcat(*args, input=None):
+    return run(["kcat", "-b", BS] + list(args), input=input, timeout=30)
+
+
+def values(topic, partitions=(0,), count=None):
+    return [m.value().decode() if m.value() is not None else None
+            for m in consume(BS, topic, list(partitions), count=count)]
+
+
+# --- masking with kcat -------------------------------------------------
+docs = [{"card": "4111111111111111", "email": "ann@example.com", "n": 1},
+        {"card": "5500000000000004", "name": "bob"}]
+r = kcat("-t", "payments", "-P", "-p", "0",
+         input="".join(json.dumps(d) + "\n" for d in docs).encode())
+is_(r.returncode, 0, "kcat produced to the masked topic")
+got = [json.loads(v) for v in values("payments", count=2)]
+is_(got, [{"card": "************1111", "email": "****@example.com",
+           "n": 1},
+          {"card": "************0004", "name": "bob"}],
+    "a consumer sees masked values only")
+r = kcat("-t", "payments", "-C", "-e", "-p", "0", "-f", "%s\n")
+ok("4111111111111111" not in r.stdout.decode() and
+   "****@example.com" in r.stdout.decode(),
+   "kcat reads masked values back too")
+res = produce(BS, "payments", [{"value": b"not json", "partition": 1}])
+ok(res[0][0] is not None and res[0][0].code() == POLICY_VIOLATION,
+   "a value the mask cannot parse is rejected (on_error: reject): %s"
+   % (res[0][0],))
+
+# --- a filtered topic from a glob ---------------------------------------
+lines = ["a DEBUG", "b", "c DEBUG x", "d", "e", "DEBUG"]
+r = kcat("-t", "logs.app", "-P", "-p", "0",
+         input="".join(l + "\n" for l in lines).encode())
+is_(r.returncode, 0, "kcat produced to logs.app (created, hooked by the "
+                     "logs.* glob)")
+is_(values("logs.app"), ["b", "d", "e"],
+    "the filter dropped exactly the DEBUG records")
+
+# --- a chain: stamp, and route a copy -----------------------------------
+res = produce(BS, "stamped", [{"value": b"ok"}, {"value": b"ERROR disk"}])
+ok(all(x[0] is None for x in res), "produced to a chain of two hooks")
+msgs = consume(BS, "stamped", [0], count=2)
+ok(all(dict(m.headers() or []).get("stamped-by") == b"tester"
+       for m in msgs), "every record stamped")
+copies = consume(BS, "stamped.errors", [0], count=1)
+ok(len(copies) == 1 and copies[0].value() == b"ERROR disk" and
+   dict(copies[0].headers()).get("routed-from") == b"stamped",
+   "the router wrote a copy to stamped.errors")
+
+# --- on_error policies with a real producer -----------------------------
+def produce_one_batch(topic, values):
+    """Both records in one batch, so the policy applies to both: metadata
+    is fetched first and linger.ms holds the batch until both are in."""
+    from confluent_kafka import Producer
+    p = Producer({"bootstrap.servers": BS, "linger.ms": 500})
+    p.list_topics(topic, timeout=10)
+    out = [None] * len(values)
+
+    def cb(i):
+        return lambda err, msg: out.__setitem__(i, (err,))
+    for i, v in enumerate(values):
+        p.produce(topic, v, partition=0, on_delivery=cb(i))
+    p.flush(30)
+    return out
+
+
+for topic in ("p.reject", "p.pass", "p.drop", "p.dlq"):
+    res[:] = produce_one_batch(topic, [b"good1", b"bad"])
+    if topic == "p.reject":
+        ok(all(x[0] is not None and x[0].code() == POLICY_VIOLATION
+               for x in res), "reject: the produce fails with "
+                              "POLICY_VIOLATION")
+    else:
+        ok(all(x[0] is None for x in res),
+           "%s: the produce succeeds" % topic)
+is_(values("p.reject"), [], "reject: nothing written")
+is_(values("p.pass"), ["good1", "bad"], "pass: the original written")
+is_(values("p.drop"), [], "drop: nothing written")
+is_(values("p.dlq"), [], "dead-letter: nothing in the topic itself")
+dead = consume(BS, "p.dlq.dead", [0], count=2)
+h = dict(dead[1].headers() or []) if len(dead) == 2 else {}
+ok([m.value() for m in dead] == [b"good1", b"bad"] and
+   h.get("skald.hook") == b"check" and h.get("skald.reason") == b"error" and
+   b"refused by the test" in h.get("skald.error", b"") and
+   h.get("skald.topic") == b"p.dlq",
+   "dead-letter: the originals, with headers saying why: %s" % h)
+
+# --- a runaway script: cut off, others keep serving ---------------------
+t0 = time.time()
+res = produce(BS, "spin", [{"value": b"x"}])
+ok(res[0][0] is not None and res[0][0].code() == POLICY_VIOLATION,
+   "while true do end is cut off and rejected")
+ok(time.time() - t0 < 10, "promptly (%.2fs)" % (time.time() - t0))
+res = produce(BS, "plain", [{"value": b"fine"}])
+ok(res[0][0] is None, "an unhooked topic keeps serving")
+for i in range(3):
+    produce(BS, "spin", [{"value": b"x"}])
+ok(wait_until(lambda: "circuit breaker open" in b.log(), 10),
+   "after breaker.failures failures the breaker opens, in the log")
+t0 = time.time()
+res = produce(BS, "spin", [{"value": b"x"}])
+ok(res[0][0] is not None and time.time() - t0 < 5,
+   "the open breaker answers with on_error without running the script")
+
+# --- a retention script --------------------------------------------------
+res = produce(BS, "audit", [{"value": b"record %03d" % i + b"." * 60}
+                            for i in range(300)],
+              conf={"linger.ms": 0, "batch.num.messages": 1})
+ok(all(x[0] is None for x in res), "300 records produced to audit")
+from confluent_kafka import Consumer, TopicPartition  # noqa: E402
+wm = Consumer({"bootstrap.servers": BS, "group.id": "wm"})
+
+
+def low():
+    return wm.get_watermark_offsets(TopicPartition("audit", 0), timeout=10,
+                                    cached=False)[0]
+
+
+def bases():
+    d = os.path.join(b.data_dir, "audit-0")
+    return sorted(int(n[:20]) for n in os.listdir(d)
+                  if len(n) == 24 and n.endswith(".log"))
+
+
+def settled():
+    lo, segs = low(), bases()
+    return (0 < lo <= 150 and segs and segs[0] == lo and len(segs) > 1 and
+            segs[1] > 150)
+
+
+ok(wait_until(settled, 15),
+   "the retention script deleted every segment before the one holding "
+   "flagged offset 150, though retention.ms is -1 (start %d, segments %s)"
+   % (low(), bases()[:3]))
+lo = low()
+time.sleep(0.6)
+is_(low(), lo, "and no further: that segment and later ones are kept")
+wm.close()
+
+# --- SIGHUP reload, on one open connection ------------------------------
+sock = socket.create_connection((b.host, b.port), 5)
+
+
+def raw_produce(value, corr):
+    sock.sendall(kreq(0, 3, corr, produce_request(
+        "swap", 0, record_batch([value]), acks=1)))
+    return parse_produce_response(recv_frame(sock, 10))
+
+
+r1 = raw_produce(b"a", 1)
+ok(r1 and r1[0][2] == 0, "produced on a raw connection before the reload")
+write(SWAP, "return { on_record = function(rec) rec.value = 'v2:' .. "
+            "rec.value return rec end\n")  # a syntax error
+b.signal(signal.SIGHUP)
+ok(wait_until(lambda: "previous version keeps running" in b.log(), 10),
+   "a script that fails to compile is reported at reload")
+r2 = raw_produce(b"b", 2)
+write(SWAP, "return { on_record = function(rec) rec.value = 'v2:' .. "
+            "rec.value return rec end }\n")
+b.signal(signal.SIGHUP)
+ok(wait_until(lambda: "reloaded" in b.log(), 10), "a good reload")
+r3 = raw_produce(b"c", 3)
+ok(r2 and r2[0][2] == 0 and r3 and r3[0][2] == 0,
+   "the same connection keeps working across both reloads")
+is_(values("swap", count=3), ["v1:a", "v1:b", "v2:c"],
+    "the old version ran until the good reload, the new one after")
+sock.close()
+
+b.stop()
+done()

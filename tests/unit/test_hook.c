@@ -1,0 +1,625 @@
+/*
+ * Lua hooks: the sandbox (each known escape fails), the CPU and memory
+ * bounds, errors with the script's file:line, transactional effects,
+ * on_batch and on_record, the chain's re-encoding (original bytes when
+ * untouched, producer fields and offset deltas kept when records are
+ * dropped, compressed batches re-compressed), every on_error policy, and
+ * reload keeping the old version when a script fails to compile.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "codec.h"
+#include "config.h"
+#include "hook.h"
+#include "tap.h"
+
+static struct sk_hook_limits lim = { .timeout_ms = 100,
+				     .memory_bytes = (size_t)16 << 20 };
+
+/* Compile src; NULL (with err) when refused. */
+static struct sk_hook_script *compile(const char *src, struct sk_err *err)
+{
+	struct sk_hook_script *s = NULL;
+
+	err->msg[0] = '\0';
+	if (sk_hook_script_new(&s, "t/test.lua", src, strlen(src), &lim, 1,
+			       err))
+		return NULL;
+	return s;
+}
+
+/* Records for a record set, borrowed from string literals. */
+static void recs_of(struct sk_hook_recs *rs, const char *const *values,
+		    size_t n)
+{
+	memset(rs, 0, sizeof(*rs));
+	rs->r = calloc(n ? n : 1, sizeof(*rs->r));
+	rs->n = rs->cap = n;
+	for (size_t i = 0; i < n; i++) {
+		rs->r[i].offset_delta = (int32_t)i;
+		rs->r[i].timestamp = 1000 + (int64_t)i;
+		rs->r[i].key = (const uint8_t *)"k";
+		rs->r[i].key_len = 1;
+		rs->r[i].value = (const uint8_t *)values[i];
+		rs->r[i].value_len = (int32_t)strlen(values[i]);
+	}
+}
+
+/*
+ * Run src's hook over one record "in"; the status, and the value it left
+ * (or "(dropped)") in out.
+ */
+static enum sk_hook_status run1(const char *src, const char *in, char *out,
+				size_t cap, struct sk_hook_res *res)
+{
+	struct sk_hook_call call = { .topic = "t", .hook = "h",
+				     .options_json = "{\"x\":[1,2]}" };
+	struct sk_hook_recs rs;
+	struct sk_hook_script *s;
+	struct sk_err err;
+	const char *vals[1] = { in };
+
+	s = compile(src, &err);
+	if (!s) {
+		snprintf(out, cap, "compile: %s", err.msg);
+		return SK_HOOK_ERROR;
+	}
+	recs_of(&rs, vals, 1);
+	sk_hook_run_records(s, 0, &call, &rs, res);
+	if (rs.r[0].dropped)
+		snprintf(out, cap, "(dropped)");
+	else
+		snprintf(out, cap, "%.*s", (int)rs.r[0].value_len,
+			 (const char *)rs.r[0].value);
+	sk_hook_recs_free(&rs);
+	sk_hook_script_unref(s);
+	return res->status;
+}
+
+/* A script whose on_record evaluates expr and stores tostring() of it. */
+static void expect_value(const char *expr, const char *want, const char *desc)
+{
+	char src[1024], out[600];
+	struct sk_hook_res res;
+
+	snprintf(src, sizeof(src),
+		 "return { on_record = function(rec, ctx)\n"
+		 "  local ok, v = pcall(function() return %s end)\n"
+		 "  rec.value = ok and tostring(v) or 'error'\n"
+		 "  return rec end }\n",
+		 expr);
+	run1(src, "v", out, sizeof(out), &res);
+	is_str(out, want, "%s", desc);
+}
+
+static void test_sandbox(void)
+{
+	static const char *const absent[] = {
+		"load", "loadstring", "dofile", "loadfile", "getfenv",
+		"setfenv", "rawset", "newproxy", "collectgarbage", "require",
+		"package", "io", "debug", "ffi", "jit", "module", "print",
+		"string.dump", "os.execute", "os.getenv", "os.exit",
+		"os.remove", "coroutine",
+	};
+	char expr[100], out[600];
+	struct sk_hook_res res;
+	struct sk_err err;
+
+	for (size_t i = 0; i < SK_ARRAY_SIZE(absent); i++) {
+		snprintf(expr, sizeof(expr), "%s == nil", absent[i]);
+		expect_value(expr, "true", absent[i]);
+	}
+	expect_value("('').dump == nil", "true",
+		     "string.dump is gone from the strings' own table too");
+	expect_value("getmetatable('')", "false",
+		     "the string metatable is locked");
+	expect_value("setmetatable(_G, nil)", "error",
+		     "setmetatable(_G, nil) fails (redis#2854)");
+	expect_value("setmetatable(string, nil)", "error",
+		     "shared tables cannot lose their metatable");
+	expect_value("rawget(_G, 'string')", "nil",
+		     "rawget reads the empty proxy, not the real globals");
+	expect_value("(function() string.upper = nil end)() or 1", "error",
+		     "shared tables are read-only");
+	expect_value("(function() x = 1 end)() or 1", "error",
+		     "globals cannot be created");
+	expect_value("#skald.json.encode({a = 1})", "7",
+		     "the skald module is there");
+	expect_value("skald.json.encode(skald.json.decode('[]'))", "[]",
+		     "json keeps empty arrays");
+	expect_value("skald.json.encode(1234567890123456)",
+		     "1234567890123456", "json keeps 16-digit integers");
+	expect_value("ctx.options.x[2]", "2", "ctx.options from JSON");
+	expect_value("os.time() > 0 and math.floor(1.5) == 1 and "
+		     "bit.band(3, 1) == 1 and table.concat({'a'}) == 'a'",
+		     "true", "the allowed libraries work");
+
+	/* State persisting across calls through the shared tables. */
+	run1("return { on_record = function(rec)\n"
+	     "  pcall(function() skald.json.x = 1 end)\n"
+	     "  pcall(function() ctx_leak = 1 end)\n"
+	     "  rec.value = tostring(skald.json.x) .. tostring(rawget(_G, "
+	     "'ctx_leak'))\n"
+	     "  return rec end }\n",
+	     "v", out, sizeof(out), &res);
+	is_str(out, "nilnil", "nothing written persists across calls");
+
+	/* Bytecode: refused, whatever it holds. */
+	ok(!compile("\033LJ\002\000\000", &err) &&
+		   strstr(err.msg, "mode"),
+	   "a bytecode chunk is refused (%s)", err.msg);
+	ok(!compile("return {}", &err) &&
+		   strstr(err.msg, "no on_record"),
+	   "a script without hooks is refused (%s)", err.msg);
+	ok(!compile("return {\n on_record = function( end }", &err) &&
+		   strstr(err.msg, "t/test.lua:2:"),
+	   "a syntax error names file:line (%s)", err.msg);
+	ok(!compile("x = 1 return {}", &err) &&
+		   strstr(err.msg, "t/test.lua:1:"),
+	   "top-level globals fail at compile time (%s)", err.msg);
+}
+
+static void test_errors_and_bounds(void)
+{
+	struct sk_hook_res res;
+	char out[600];
+	int64_t t0;
+
+	is(run1("return { on_record = function(rec)\n"
+		"  error('boom') end }\n",
+		"v", out, sizeof(out), &res),
+	   SK_HOOK_ERROR, "an error is an error");
+	ok(strstr(res.msg, "t/test.lua:2: boom") != NULL,
+	   "it names the script's file:line (%s)", res.msg);
+	is_str(out, "v", "and the record is untouched");
+
+	is(run1("return { on_record = function(rec)\n"
+		"  return 42 end }\n",
+		"v", out, sizeof(out), &res),
+	   SK_HOOK_ERROR, "a bad return value is an error");
+
+	t0 = sk_mono_ms();
+	is(run1("return { on_record = function(rec)\n"
+		"  while true do end end }\n",
+		"v", out, sizeof(out), &res),
+	   SK_HOOK_TIMEOUT, "while true do end is cut off");
+	ok(sk_mono_ms() - t0 < 1000 + 100, "within its budget (%lld ms)",
+	   (long long)(sk_mono_ms() - t0));
+	is(run1("return { on_record = function(rec)\n"
+		"  for i = 1, 10 do pcall(function() while true do end end) "
+		"end\n"
+		"  rec.value = 'escaped' return rec end }\n",
+		"v", out, sizeof(out), &res),
+	   SK_HOOK_TIMEOUT, "pcall cannot swallow the timeout");
+	is_str(out, "v", "and nothing is applied");
+	/* Memory first, whatever the machine's speed (sanitizers, load). */
+	lim.timeout_ms = 20000;
+	is(run1("return { on_record = function(rec)\n"
+		"  local t = {} while true do t[#t + 1] = "
+		"string.rep('x', 4096) .. #t end end }\n",
+		"v", out, sizeof(out), &res),
+	   SK_HOOK_MEMORY, "unbounded allocation is cut off");
+	ok(res.memory <= lim.memory_bytes, "within memory.mb (%zu bytes)",
+	   res.memory);
+	is(run1("return { on_record = function(rec)\n"
+		"  local ok = pcall(string.rep, 'x', 1e9)\n"
+		"  rec.value = tostring(ok) return rec end }\n",
+		"v", out, sizeof(out), &res),
+	   SK_HOOK_OK, "one huge allocation fails inside the script");
+	is_str(out, "false", "as an error pcall can catch");
+	lim.timeout_ms = 100;
+}
+
+/* The same state over several calls: bounds do not break it. */
+static void test_state_reuse(void)
+{
+	struct sk_hook_call call = { .topic = "t", .hook = "h" };
+	struct sk_hook_res res;
+	struct sk_hook_recs rs;
+	struct sk_err err;
+	const char *loop[1] = { "loop" }, *grow[1] = { "grow" },
+		   *fine[1] = { "fine" };
+	struct sk_hook_script *s;
+
+	lim.timeout_ms = 2000; /* the memory case must not time out */
+	s = compile(
+		"local n = 0\n"
+		"return { on_record = function(rec)\n"
+		"  if rec.value == 'loop' then while true do end end\n"
+		"  if rec.value == 'grow' then local t = {} while true do "
+		"t[#t + 1] = {} end end\n"
+		"  n = n + 1 rec.value = 'ok' .. n return rec end }\n",
+		&err);
+
+	ok(s != NULL, "compiled (%s)", err.msg);
+	recs_of(&rs, loop, 1);
+	sk_hook_run_records(s, 0, &call, &rs, &res);
+	is(res.status, SK_HOOK_TIMEOUT, "first call times out");
+	sk_hook_recs_free(&rs);
+	recs_of(&rs, fine, 1);
+	sk_hook_run_records(s, 0, &call, &rs, &res);
+	is(res.status, SK_HOOK_OK, "the next call works");
+	is(rs.r[0].value_len, 3, "module locals live on (ok1)");
+	sk_hook_recs_free(&rs);
+	recs_of(&rs, grow, 1);
+	sk_hook_run_records(s, 0, &call, &rs, &res);
+	is(res.status, SK_HOOK_MEMORY, "a call runs out of memory");
+	sk_hook_recs_free(&rs);
+	recs_of(&rs, fine, 1);
+	sk_hook_run_records(s, 0, &call, &rs, &res);
+	is(res.status, SK_HOOK_OK, "the next call works on a new state");
+	sk_hook_recs_free(&rs);
+	sk_hook_script_unref(s);
+	lim.timeout_ms = 100;
+}
+
+static void test_batch_api(void)
+{
+	struct sk_hook_call call = { .topic = "t", .hook = "h" };
+	const char *vals[3] = { "a", "b", "c" };
+	struct sk_hook_res res;
+	struct sk_hook_recs rs;
+	struct sk_err err;
+	struct sk_hook_script *s = compile(
+		"local keep\n"
+		"return { on_batch = function(b, ctx)\n"
+		"  keep = b\n"
+		"  assert(b:count() == 3 and b:value(2) == 'b' and "
+		"b:key(1) == 'k' and b:timestamp(3) == 1002)\n"
+		"  b:drop(2)\n"
+		"  b:set_value(1, 'A')\n"
+		"  b:set_header(3, 'h', 'x')\n"
+		"  assert(b:header(3, 'h') == 'x' and b:dropped(2))\n"
+		"  ctx.emit('copies', { key = 'e', value = b:value(3) })\n"
+		"  if b:value(3) == 'c' and ctx.options.fail then "
+		"error('late') end\n"
+		"end }\n",
+		&err);
+
+	ok(s != NULL, "on_batch compiled (%s)", err.msg);
+	recs_of(&rs, vals, 3);
+	sk_hook_run_records(s, 0, &call, &rs, &res);
+	is(res.status, SK_HOOK_OK, "on_batch ran (%s)", res.msg);
+	ok(rs.r[1].dropped && !rs.r[0].dropped, "drop(2)");
+	ok(rs.r[0].changed && rs.r[0].value_len == 1 &&
+		   rs.r[0].value[0] == 'A',
+	   "set_value(1)");
+	is(rs.r[2].n_hdrs, 1, "set_header(3)");
+	is(rs.n_emits, 1, "emit staged");
+	is(res.in, 3, "3 in");
+	is(res.dropped, 1, "1 dropped");
+	sk_hook_recs_free(&rs);
+
+	/* A failing call leaves nothing behind. */
+	call.options_json = "{\"fail\": true}";
+	recs_of(&rs, vals, 3);
+	sk_hook_run_records(s, 0, &call, &rs, &res);
+	is(res.status, SK_HOOK_ERROR, "a late error");
+	ok(!rs.r[1].dropped && !rs.r[0].changed && rs.n_emits == 0,
+	   "effects are transactional");
+	sk_hook_recs_free(&rs);
+	sk_hook_script_unref(s);
+
+	s = compile("local saved\n"
+		    "return { on_batch = function(b)\n"
+		    "  if saved then saved:drop(1) end\n"
+		    "  saved = b end }\n",
+		    &err);
+	recs_of(&rs, vals, 1);
+	sk_hook_run_records(s, 0, &call, &rs, &res);
+	sk_hook_run_records(s, 0, &call, &rs, &res);
+	ok(res.status == SK_HOOK_ERROR && strstr(res.msg, "outside"),
+	   "a batch kept past its call is dead (%s)", res.msg);
+	sk_hook_recs_free(&rs);
+	sk_hook_script_unref(s);
+}
+
+/* A chain of one hook from src with policy on_error. */
+static struct sk_hook_chain *chain_of(const char *src, int on_error)
+{
+	struct sk_hook_chain *c = calloc(1, sizeof(*c));
+	struct sk_hook *h = calloc(1, sizeof(*h));
+	struct sk_err err;
+
+	h->name = strdup("h");
+	h->script = compile(src, &err);
+	if (!h->script)
+		diag("compile: %s", err.msg);
+	h->on_error = on_error;
+	h->dead_letter_topic = strdup("dlq");
+	h->options_json = strdup("{}");
+	c->refs = 1;
+	c->topic = strdup("t");
+	c->n = 1;
+	c->hooks = calloc(1, sizeof(*c->hooks));
+	c->hooks[0] = h;
+	return c;
+}
+
+/* A batch of n records "v0".."vN" with producer fields. */
+static void make_batch(struct sk_buf *b, size_t n, int64_t pid,
+		       int16_t attributes)
+{
+	struct sk_record_in in[8];
+	char vals[8][4];
+
+	for (size_t i = 0; i < n; i++) {
+		snprintf(vals[i], sizeof(vals[i]), "v%d", (int)(i % 8));
+		in[i] = (struct sk_record_in){ .key = "k", .key_len = 1,
+					       .value = vals[i],
+					       .value_len = 2,
+					       .timestamp = 5000 + (int64_t)i };
+	}
+	sk_batch_build(b, 0, in, n, attributes, pid, pid >= 0 ? 3 : -1,
+		       pid >= 0 ? 100 : -1);
+}
+
+static void test_chain(void)
+{
+	const char *drop_v1 = "return { on_record = function(rec)\n"
+			      "  if rec.value == 'v1' then return nil end\n"
+			      "  return rec end }\n";
+	struct sk_hook_batch_out out;
+	struct sk_batch_hdr h;
+	struct sk_buf b = { 0 }, gz = { 0 }, dec = { 0 };
+	struct sk_hook_chain *c;
+	struct sk_err err;
+
+	/* Untouched: the original bytes. */
+	c = chain_of("return { on_record = function(rec) return rec end }",
+		     SK_HOOK_ON_ERROR_REJECT);
+	make_batch(&b, 3, -1, 0);
+	sk_hook_chain_process(c, 0, NULL, "t", 0, b.data, b.len, 1 << 20,
+			      &out);
+	is(out.what, SK_HOOK_OUT_ORIGINAL, "an untouched batch is written "
+					   "as it came");
+	sk_hook_batch_out_free(&out);
+	sk_hook_chain_unref(c);
+
+	/* Dropping keeps the producer's fields and the offset range. */
+	c = chain_of(drop_v1, SK_HOOK_ON_ERROR_REJECT);
+	b.len = 0;
+	make_batch(&b, 3, 7, 0);
+	sk_hook_chain_process(c, 0, NULL, "t", 0, b.data, b.len, 1 << 20,
+			      &out);
+	is(out.what, SK_HOOK_OUT_REBUILT, "a drop rebuilds the batch");
+	ok(sk_batch_parse_header(out.batch.data, out.batch.len, &h) == 0 &&
+		   sk_batch_crc_ok(out.batch.data, out.batch.len),
+	   "with a valid CRC");
+	ok(h.records_count == 2 && h.last_offset_delta == 2 &&
+		   h.producer_id == 7 && h.producer_epoch == 3 &&
+		   h.base_sequence == 100,
+	   "2 records, lastOffsetDelta 2, producer id/epoch/sequence kept");
+	{
+		struct sk_rd r;
+		struct sk_record rec;
+		int deltas[4], n = 0;
+
+		sk_rd_init(&r, out.batch.data + SK_BATCH_HEADER_SIZE,
+			   out.batch.len - SK_BATCH_HEADER_SIZE);
+		while (n < 4 && sk_batch_record_next(&r, &rec))
+			deltas[n++] = rec.offset_delta;
+		ok(n == 2 && deltas[0] == 0 && deltas[1] == 2,
+		   "kept records keep their offset deltas (a gap at 1)");
+	}
+	sk_hook_batch_out_free(&out);
+
+	/* Compressed: re-encoded with the same codec. */
+	b.len = 0;
+	make_batch(&b, 3, -1, 0);
+	sk_codec_compress(SK_CODEC_GZIP, b.data + SK_BATCH_HEADER_SIZE,
+			  b.len - SK_BATCH_HEADER_SIZE, &gz, 0, &err);
+	sk_batch_parse_header(b.data, b.len, &h);
+	h.attributes = SK_CODEC_GZIP;
+	b.len = 0;
+	sk_batch_frame(&b, &h, gz.data, gz.len);
+	sk_hook_chain_process(c, 0, NULL, "t", 0, b.data, b.len, 1 << 20,
+			      &out);
+	ok(out.what == SK_HOOK_OUT_REBUILT &&
+		   sk_batch_parse_header(out.batch.data, out.batch.len,
+					 &h) == 0 &&
+		   (h.attributes & SK_BATCH_ATTR_CODEC_MASK) == SK_CODEC_GZIP &&
+		   h.records_count == 2 &&
+		   sk_batch_crc_ok(out.batch.data, out.batch.len) &&
+		   sk_codec_decompress(SK_CODEC_GZIP,
+				       out.batch.data + SK_BATCH_HEADER_SIZE,
+				       out.batch.len - SK_BATCH_HEADER_SIZE,
+				       &dec, 1 << 20, &err) == 0,
+	   "a gzip batch is re-encoded as gzip");
+	sk_hook_batch_out_free(&out);
+	sk_hook_chain_unref(c);
+
+	/* Everything dropped. */
+	c = chain_of("return { on_record = function() return nil end }",
+		     SK_HOOK_ON_ERROR_REJECT);
+	b.len = 0;
+	make_batch(&b, 2, -1, 0);
+	sk_hook_chain_process(c, 0, NULL, "t", 0, b.data, b.len, 1 << 20,
+			      &out);
+	is(out.what, SK_HOOK_OUT_NOTHING, "all dropped: nothing written");
+	sk_hook_batch_out_free(&out);
+	b.len = 0;
+	make_batch(&b, 2, 9, 0);
+	sk_hook_chain_process(c, 0, NULL, "t", 0, b.data, b.len, 1 << 20,
+			      &out);
+	ok(out.what == SK_HOOK_OUT_REBUILT &&
+		   sk_batch_parse_header(out.batch.data, out.batch.len,
+					 &h) == 0 &&
+		   h.records_count == 0 && h.last_offset_delta == 1 &&
+		   h.producer_id == 9,
+	   "all dropped with a producer id: an empty batch keeps the "
+	   "sequence range");
+	sk_hook_batch_out_free(&out);
+	sk_hook_chain_unref(c);
+
+	/* The policies. */
+	b.len = 0;
+	make_batch(&b, 2, -1, 0);
+	{
+		static const struct {
+			int policy;
+			enum sk_hook_out what;
+			const char *name;
+		} p[] = {
+			{ SK_HOOK_ON_ERROR_REJECT, SK_HOOK_OUT_REJECT,
+			  "reject" },
+			{ SK_HOOK_ON_ERROR_PASS, SK_HOOK_OUT_ORIGINAL, "pass" },
+			{ SK_HOOK_ON_ERROR_DROP, SK_HOOK_OUT_NOTHING, "drop" },
+			{ SK_HOOK_ON_ERROR_DEAD_LETTER, SK_HOOK_OUT_NOTHING,
+			  "dead-letter" },
+		};
+
+		for (size_t i = 0; i < SK_ARRAY_SIZE(p); i++) {
+			c = chain_of("return { on_record = function(rec)\n"
+				     "  rec.value = 'x'\n"
+				     "  error('bad record') end }\n",
+				     p[i].policy);
+			sk_hook_chain_process(c, 0, NULL, "t", 0, b.data,
+					      b.len, 1 << 20, &out);
+			is(out.what, p[i].what, "on_error: %s", p[i].name);
+			if (p[i].policy == SK_HOOK_ON_ERROR_REJECT)
+				is(out.kerr, SK_KERR_POLICY_VIOLATION,
+				   "reject answers POLICY_VIOLATION");
+			if (p[i].policy == SK_HOOK_ON_ERROR_DEAD_LETTER) {
+				ok(out.n_extra == 1 &&
+					   strcmp(out.extra[0].topic,
+						  "dlq") == 0 &&
+					   memmem(out.extra[0].batch.data,
+						  out.extra[0].batch.len,
+						  "bad record", 10) &&
+					   memmem(out.extra[0].batch.data,
+						  out.extra[0].batch.len,
+						  "v1", 2),
+				   "dead letters carry the originals and why");
+			}
+			sk_hook_batch_out_free(&out);
+			sk_hook_chain_unref(c);
+		}
+	}
+	sk_buf_free(&b);
+	sk_buf_free(&gz);
+	sk_buf_free(&dec);
+}
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	fputs(text, f);
+	fclose(f);
+}
+
+static void test_reload(void)
+{
+	char dir[] = "/tmp/skald-hook-XXXXXX", path[100], yaml[400];
+	struct sk_hooks hs;
+	struct sk_config cfg;
+	struct sk_err err;
+	struct sk_hook *h;
+	uint64_t v1;
+
+	ok(mkdtemp(dir) != NULL, "temp dir");
+	snprintf(path, sizeof(path), "%s/h.lua", dir);
+	write_file(path, "return { on_record = function(r) return r end }");
+	snprintf(yaml, sizeof(yaml),
+		 "topics:\n"
+		 "  \"t.*\":\n"
+		 "    hooks:\n"
+		 "      - name: h\n"
+		 "        script: %s\n",
+		 path);
+	sk_config_init(&cfg);
+	ok(sk_config_load_string(&cfg, "t.yaml", yaml, strlen(yaml), &err) ==
+		   0,
+	   "config (%s)", err.msg);
+	ok(sk_hooks_init(&hs, NULL, &cfg, &err) == 0, "hooks init (%s)",
+	   err.msg);
+	h = sk_hooks_find(&hs, "t.one", "h");
+	ok(h != NULL && sk_hooks_chain(&hs, "other") == NULL,
+	   "a glob gives matching topics their hooks, and only them");
+	v1 = h ? h->script->version : 0;
+
+	write_file(path, "return { on_record = function(r) return r end");
+	ok(sk_hooks_reload(&hs, &cfg, &err) != 0 &&
+		   strstr(err.msg, "previous version keeps running"),
+	   "a failed compile is reported (%s)", err.msg);
+	h = sk_hooks_find(&hs, "t.one", "h");
+	ok(h && h->script->version == v1, "and the old version stays");
+
+	write_file(path, "return { on_batch = function(b) end }");
+	ok(sk_hooks_reload(&hs, &cfg, &err) == 0, "a good reload (%s)",
+	   err.msg);
+	h = sk_hooks_find(&hs, "t.one", "h");
+	ok(h && h->script->version != v1 &&
+		   (h->script->has & SK_HOOK_HAS_BATCH),
+	   "takes the new version");
+	sk_hooks_fini(&hs);
+	sk_config_free(&cfg);
+	unlink(path);
+	rmdir(dir);
+}
+
+/*
+ * The probe behind the design: with the JIT on, a count hook does not
+ * interrupt a compiled loop on Debian's LuaJIT. Run in a child that is
+ * killed after a second; either outcome passes, and is reported.
+ */
+static void test_jit_probe(void)
+{
+	struct sk_hook_limits jit = lim;
+	pid_t pid;
+	int status = 0;
+
+	jit.jit = true;
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0) {
+		struct sk_hook_call call = { .topic = "t", .hook = "h" };
+		struct sk_hook_script *s = NULL;
+		struct sk_hook_recs rs;
+		struct sk_hook_res res;
+		struct sk_err err;
+		const char *v[1] = { "x" };
+		const char *src = "return { on_record = function(rec)\n"
+				  "  while true do end end }\n";
+
+		if (sk_hook_script_new(&s, "probe.lua", src, strlen(src),
+				       &jit, 1, &err))
+			_exit(3);
+		recs_of(&rs, v, 1);
+		sk_hook_run_records(s, 0, &call, &rs, &res);
+		_exit(res.status == SK_HOOK_TIMEOUT ? 0 : 4);
+	}
+	for (int i = 0; i < 100; i++) {
+		if (waitpid(pid, &status, WNOHANG) == pid)
+			break;
+		usleep(10000);
+	}
+	if (waitpid(pid, &status, WNOHANG) == 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+		ok(1, "probe: with the JIT on, while true do end is NOT "
+		      "interrupted by the count hook (hence the interpreter)");
+	} else {
+		ok(1, "probe: with the JIT on the loop was interrupted "
+		      "(exit %d): this LuaJIT has CHECKHOOK",
+		   WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	}
+}
+
+int main(void)
+{
+	plan(92);
+	test_jit_probe();
+	test_sandbox();
+	test_errors_and_bounds();
+	test_state_reuse();
+	test_batch_api();
+	test_chain();
+	test_reload();
+	return check_status();
+}
