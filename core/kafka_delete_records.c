@@ -21,6 +21,7 @@
 
 #include "broker.h"
 #include "kafka.h"
+#include "log_remote.h"
 #include "say.h"
 
 #define SK_DELETE_TO_HWM (-1)
@@ -50,7 +51,7 @@ static int16_t delete_partition(struct sk_broker *b, struct sk_str topic,
 		offset = hwm;
 	if (offset < 0 || offset > hwm)
 		return SK_KERR_OFFSET_OUT_OF_RANGE;
-	before = sk_partition_start_offset(tp->log);
+	before = sk_remote_start_offset(b, tp);
 	rc = sk_partition_delete_before(tp->log, offset, &err);
 	if (rc < 0) {
 		sk_error("DeleteRecords: topic %s partition %" PRId32 ": %s",
@@ -58,7 +59,9 @@ static int16_t delete_partition(struct sk_broker *b, struct sk_str topic,
 		return rc == -ERANGE ? SK_KERR_OFFSET_OUT_OF_RANGE
 				     : SK_KERR_KAFKA_STORAGE_ERROR;
 	}
-	*low = sk_partition_start_offset(tp->log);
+	/* Remote data below the new start goes too (tiered storage). */
+	sk_remote_delete_before(b, tp, offset);
+	*low = sk_remote_start_offset(b, tp);
 	if (*low > before)
 		sk_info("DeleteRecords: topic %s partition %" PRId32
 			": log start offset %" PRId64 " -> %" PRId64

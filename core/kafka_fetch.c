@@ -15,6 +15,7 @@
 
 #include "broker.h"
 #include "kafka.h"
+#include "log_remote.h"
 #include "say.h"
 
 struct fetch_part {
@@ -91,10 +92,14 @@ static int64_t available(struct sk_fetch *f)
 			struct sk_tpart *p = lookup(f->b, ft->name,
 						    ft->parts[i].partition);
 			struct sk_log_slice s;
-
-			if (!p || sk_partition_read(p->log, ft->parts[i].offset,
+			int rc = p ? sk_remote_read(f->b, p, ft->parts[i].offset,
 						    (size_t)SK_MAX(ft->parts[i].max_bytes, 0),
-						    true, &s))
+						    true, &s) : -ENOENT;
+
+			/* Being read from the storage tier: wait for it. */
+			if (rc == -EAGAIN)
+				continue;
+			if (rc)
 				return -1;
 			total += (int64_t)s.len;
 			sk_log_slice_release(&s);
@@ -139,12 +144,13 @@ static void respond(struct sk_fetch *f)
 			} else {
 				size_t limit = SK_MIN(budget,
 						      (size_t)SK_MAX(fp->max_bytes, 0));
-				int rc = sk_partition_read(p->log, fp->offset,
-							   limit, !got_data,
-							   &s);
+				int rc = sk_remote_read(f->b, p, fp->offset,
+							limit, !got_data, &s);
 
 				hwm = sk_partition_end_offset(p->log);
-				start = sk_partition_start_offset(p->log);
+				start = sk_remote_start_offset(f->b, p);
+				if (rc == -EAGAIN)
+					rc = 0; /* not here yet: no records */
 				if (rc == -ERANGE)
 					kerr = SK_KERR_OFFSET_OUT_OF_RANGE;
 				else if (rc)

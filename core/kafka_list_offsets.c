@@ -7,6 +7,7 @@
 
 #include "broker.h"
 #include "kafka.h"
+#include "log_remote.h"
 
 #define SK_LATEST_TIMESTAMP (-1)
 #define SK_EARLIEST_TIMESTAMP (-2)
@@ -27,12 +28,11 @@ static int16_t lookup_offset(struct sk_broker *b, struct sk_str topic,
 	if (ts == SK_LATEST_TIMESTAMP) {
 		*out_off = sk_partition_end_offset(p->log);
 	} else if (ts == SK_EARLIEST_TIMESTAMP) {
-		*out_off = sk_partition_start_offset(p->log);
+		*out_off = sk_remote_start_offset(b, p);
 	} else if (ts < 0) {
 		return SK_KERR_INVALID_REQUEST;
 	} else {
-		int rc = sk_partition_offset_for_time(p->log, ts, out_off,
-						      out_ts);
+		int rc = sk_remote_offset_for_time(b, p, ts, out_off, out_ts);
 		if (rc) {
 			*out_ts = -1;
 			*out_off = -1;

@@ -403,16 +403,8 @@ static int recover_segment(struct sk_partition *p, struct recovery *r,
 	int rc;
 
 	*cut = false;
-	if (trusted == SK_TRUST_ALL) {
+	if (trusted == SK_TRUST_ALL)
 		trusted = file_size;
-	} else if (trusted > file_size) {
-		sk_warn("partition %s: segment %" PRId64 " has %" PRId64
-			" bytes where the recovery checkpoint recorded %" PRId64
-			"; checking all of it",
-			p->dir, seg->base_offset, file_size, trusted);
-		r->contradicted = true;
-		trusted = last ? 0 : file_size;
-	}
 
 	rc = sk_log_index_load(&seg->idx, seg->stem, file_size, &why);
 	if (rc < 0 && trusted > 0 && trusted < file_size) {
@@ -1056,6 +1048,18 @@ int sk_partition_open(struct sk_partition **out, const char *dir,
 		if (rc < 0)
 			goto fail;
 		push_segment(p, seg);
+		if (trusted != SK_TRUST_ALL && trusted > file_size) {
+			/*
+			 * Synced bytes are gone: damage in a closed segment;
+			 * the active one is checked and cut as ever.
+			 */
+			sk_warn("partition %s: segment %" PRId64 " has %" PRId64
+				" bytes where the recovery checkpoint recorded "
+				"%" PRId64,
+				dir, seg->base_offset, file_size, trusted);
+			r.contradicted = true;
+			trusted = i + 1 == n ? 0 : SK_TRUST_ALL;
+		}
 		rc = recover_segment(p, &r, seg, file_size, trusted, i + 1 == n,
 				     &cut, err);
 		if (rc < 0)

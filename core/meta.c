@@ -21,6 +21,9 @@ static const char schema_v1[] =
 	"  topic TEXT NOT NULL REFERENCES topics(name) ON DELETE CASCADE,"
 	"  key TEXT NOT NULL, value TEXT NOT NULL,"
 	"  PRIMARY KEY (topic, key));"
+	"CREATE TABLE IF NOT EXISTS plugin_kv ("
+	"  plugin TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,"
+	"  PRIMARY KEY (plugin, key));"
 	"PRAGMA user_version = 1;";
 
 static int db_fail(struct sk_meta *m, struct sk_err *err, const char *what)
@@ -275,6 +278,98 @@ int sk_meta_topics_load(struct sk_meta *m, sk_meta_topic_fn fn, void *arg,
 	}
 	if (rc == 0 && step != SQLITE_DONE)
 		rc = db_fail(m, err, "load topics");
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Plugin key/value store */
+
+int sk_meta_kv_put(struct sk_meta *m, const char *ns, const char *key,
+		   const void *value, size_t len, struct sk_err *err)
+{
+	sqlite3_stmt *st;
+
+	if (sqlite3_prepare_v2(m->db,
+			       "INSERT OR REPLACE INTO plugin_kv VALUES "
+			       "(?, ?, ?)",
+			       -1, &st, NULL) != SQLITE_OK)
+		return db_fail(m, err, "store plugin value");
+	sqlite3_bind_text(st, 1, ns, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+	/* A zero-length blob must not be bound as NULL (NOT NULL column). */
+	sqlite3_bind_blob(st, 3, len ? value : "", (int)len, SQLITE_STATIC);
+	return step_done(m, st, err, "store plugin value");
+}
+
+int sk_meta_kv_get(struct sk_meta *m, const char *ns, const char *key,
+		   void *buf, size_t cap, size_t *len, struct sk_err *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_prepare_v2(m->db,
+			       "SELECT value FROM plugin_kv WHERE plugin = ? "
+			       "AND key = ?",
+			       -1, &st, NULL) != SQLITE_OK)
+		return db_fail(m, err, "read plugin value");
+	sqlite3_bind_text(st, 1, ns, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		size_t n = (size_t)sqlite3_column_bytes(st, 0);
+
+		*len = n;
+		if (n > cap) {
+			rc = -ENOBUFS;
+		} else {
+			if (n)
+				memcpy(buf, sqlite3_column_blob(st, 0), n);
+			rc = 0;
+		}
+	} else {
+		rc = rc == SQLITE_DONE ? -ENOENT :
+					 db_fail(m, err, "read plugin value");
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int sk_meta_kv_del(struct sk_meta *m, const char *ns, const char *key,
+		   struct sk_err *err)
+{
+	sqlite3_stmt *st;
+
+	if (sqlite3_prepare_v2(m->db,
+			       "DELETE FROM plugin_kv WHERE plugin = ? AND "
+			       "key = ?",
+			       -1, &st, NULL) != SQLITE_OK)
+		return db_fail(m, err, "delete plugin value");
+	sqlite3_bind_text(st, 1, ns, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+	return step_done(m, st, err, "delete plugin value");
+}
+
+int sk_meta_kv_list(struct sk_meta *m, const char *ns, const char *prefix,
+		    sk_meta_kv_fn fn, void *arg, struct sk_err *err)
+{
+	sqlite3_stmt *st;
+	int rc = 0, step = SQLITE_DONE;
+
+	if (sqlite3_prepare_v2(m->db,
+			       "SELECT key, value FROM plugin_kv WHERE "
+			       "plugin = ?1 AND substr(key, 1, length(?2)) = "
+			       "?2 ORDER BY key",
+			       -1, &st, NULL) != SQLITE_OK)
+		return db_fail(m, err, "list plugin values");
+	sqlite3_bind_text(st, 1, ns, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, prefix, -1, SQLITE_STATIC);
+	while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW)
+		rc = fn(arg, (const char *)sqlite3_column_text(st, 0),
+			sqlite3_column_blob(st, 1),
+			(size_t)sqlite3_column_bytes(st, 1));
+	if (rc == 0 && step != SQLITE_DONE)
+		rc = db_fail(m, err, "list plugin values");
 	sqlite3_finalize(st);
 	return rc;
 }

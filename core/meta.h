@@ -36,4 +36,23 @@ typedef int (*sk_meta_topic_fn)(void *arg, const char *name,
 int sk_meta_topics_load(struct sk_meta *m, sk_meta_topic_fn fn, void *arg,
 			struct sk_err *err);
 
+/*
+ * Plugins' key/value store: values (blobs) under a namespace, the plugin's
+ * name. kv_get copies the value into buf: -ENOENT when absent, -ENOBUFS
+ * when longer than cap (*len says how long). kv_list calls fn for each
+ * key starting with prefix, in key order, and stops at fn's first
+ * non-zero result, which it returns. A database failure is -EIO with err
+ * set.
+ */
+int sk_meta_kv_put(struct sk_meta *m, const char *ns, const char *key,
+		   const void *value, size_t len, struct sk_err *err);
+int sk_meta_kv_get(struct sk_meta *m, const char *ns, const char *key,
+		   void *buf, size_t cap, size_t *len, struct sk_err *err);
+int sk_meta_kv_del(struct sk_meta *m, const char *ns, const char *key,
+		   struct sk_err *err);
+typedef int (*sk_meta_kv_fn)(void *arg, const char *key, const void *value,
+			     size_t len);
+int sk_meta_kv_list(struct sk_meta *m, const char *ns, const char *prefix,
+		    sk_meta_kv_fn fn, void *arg, struct sk_err *err);
+
 #endif
