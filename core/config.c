@@ -247,6 +247,13 @@ static const struct cfg_key broker_keys[] = {
 	  .max = INT32_MAX,
 	  .doc = "Largest request accepted; a larger one closes the "
 		 "connection." },
+	{ .name = "fetch.max.bytes", .type = CFG_INT,
+	  BROKER(fetch_max_bytes), .def = "4194304", .min = 1024,
+	  .max = INT32_MAX,
+	  .doc = "Most record bytes one Fetch response carries, whatever the "
+		 "client asks (at least one batch is always sent). Smaller "
+		 "responses let a consumer parse one while the next is on "
+		 "the way." },
 	{ .name = "connection.output.max.bytes", .type = CFG_INT,
 	  BROKER(connection_output_max_bytes), .def = "16777216",
 	  .min = 65536, .max = INT64_MAX,

@@ -154,6 +154,7 @@ struct sk_config {
 	bool delete_topic_enable;   /* delete.topic.enable */
 	int64_t message_max_bytes;  /* message.max.bytes (default max.message.bytes) */
 	int64_t socket_request_max_bytes; /* socket.request.max.bytes */
+	int64_t fetch_max_bytes;    /* fetch.max.bytes: cap per response */
 	int64_t connection_output_max_bytes; /* connection.output.max.bytes: backpressure */
 	int64_t connections_max_idle_ms;  /* connections.max.idle.ms */
 	int32_t max_connections;    /* max.connections */

@@ -115,7 +115,8 @@ static void respond(struct sk_fetch *f)
 {
 	struct sk_resp *resp = f->resp;
 	struct sk_wr w = sk_resp_writer(resp);
-	size_t budget = (size_t)SK_MAX(f->max_bytes, 0);
+	size_t budget = (size_t)SK_MIN(SK_MAX(f->max_bytes, 0),
+				       f->b->cfg.fetch_max_bytes);
 	bool got_data = false;
 	bool flex = f->flex;
 

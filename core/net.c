@@ -20,6 +20,8 @@
 /* Read at most this much per read(2) while no large frame is pending. */
 #define SK_READ_CHUNK 65536
 #define SK_MAX_IOV 64
+/* Input buffer a connection keeps between requests. */
+#define SK_KEEP_INPUT (2 * 1024 * 1024)
 
 struct sk_conn {
 	struct sk_server *srv;
@@ -346,8 +348,12 @@ static void dispatch_frames(struct sk_conn *c)
 		memmove(c->in.data, c->in.data + pos, c->in.len - pos);
 		c->in.len -= pos;
 	}
-	/* Give back the memory of one large request. */
-	if (c->in.cap > 4 * SK_READ_CHUNK && c->in.len < SK_READ_CHUNK) {
+	/*
+	 * Give back the memory of an unusually large request. Typical
+	 * produce requests (up to ~1 MiB) keep their buffer: shrinking and
+	 * regrowing it for every request costs page faults.
+	 */
+	if (c->in.cap > SK_KEEP_INPUT && c->in.len < SK_READ_CHUNK) {
 		c->in.data = sk_xrealloc(c->in.data, SK_READ_CHUNK);
 		c->in.cap = SK_READ_CHUNK;
 	}

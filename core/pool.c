@@ -104,8 +104,10 @@ void sk_pool_submit(struct sk_pool *p, struct sk_job *job)
 	p->pending++;
 	pthread_mutex_lock(&p->mu);
 	sk_list_add_tail(&p->todo, &job->link);
-	pthread_cond_signal(&p->cv);
 	pthread_mutex_unlock(&p->mu);
+	/* Signalled after unlocking, so the woken worker does not block on
+	 * the mutex we still hold. */
+	pthread_cond_signal(&p->cv);
 }
 
 size_t sk_pool_pending(const struct sk_pool *p)
