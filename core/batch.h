@@ -28,6 +28,12 @@
 #define SK_BATCH_ATTR_LOG_APPEND_TIME 0x08
 #define SK_BATCH_ATTR_TRANSACTIONAL 0x10
 #define SK_BATCH_ATTR_CONTROL 0x20
+/*
+ * Set by compaction (KIP-534): baseTimestamp holds the delete horizon,
+ * the time after which the cleaner may drop the batch's tombstones;
+ * record timestamps stay baseTimestamp + timestampDelta.
+ */
+#define SK_BATCH_ATTR_DELETE_HORIZON 0x40
 
 enum sk_codec {
 	SK_CODEC_NONE = 0,
@@ -165,5 +171,25 @@ void sk_batch_build(struct sk_buf *out, int64_t base_offset,
 		    const struct sk_record_in *recs, size_t n,
 		    int16_t attributes, int64_t producer_id,
 		    int16_t producer_epoch, int32_t base_sequence);
+
+/*
+ * Append one record in wire form with the given deltas, and rec's key,
+ * value and raw headers as sk_batch_record_next found them: how the
+ * cleaner re-encodes the records it keeps when a batch's baseTimestamp
+ * changes.
+ */
+void sk_batch_record_write(struct sk_buf *out, const struct sk_record *rec,
+			   int64_t timestamp_delta, int32_t offset_delta);
+
+/*
+ * Append a whole batch: a header with h's base offset, leader epoch,
+ * attributes, lastOffsetDelta, timestamps, producer fields and
+ * recordsCount (batchLength, magic and CRC are computed), then len bytes
+ * of records, already compressed when the codec bits say so. Unlike
+ * sk_batch_build, nothing ties lastOffsetDelta to recordsCount: a
+ * compacted batch keeps its original offset range with fewer records.
+ */
+void sk_batch_frame(struct sk_buf *out, const struct sk_batch_hdr *h,
+		    const uint8_t *records, size_t len);
 
 #endif

@@ -134,3 +134,52 @@ void sk_batch_build(struct sk_buf *out, int64_t base_offset,
 		    sk_crc32c(0, out->data + start + SK_BATCH_ATTR_OFFSET,
 			      total - SK_BATCH_ATTR_OFFSET));
 }
+
+void sk_batch_record_write(struct sk_buf *out, const struct sk_record *rec,
+			   int64_t timestamp_delta, int32_t offset_delta)
+{
+	struct sk_wr w = { out };
+	size_t body = 1; /* attributes */
+
+	body += varlong_size(timestamp_delta) + varint_size(offset_delta);
+	body += field_size(rec->key.len) + field_size(rec->value.len);
+	body += varint_size(rec->header_count) + rec->headers_len;
+	assert(body <= INT32_MAX);
+	sk_wr_varint(&w, (int32_t)body);
+	sk_wr_i8(&w, 0);
+	sk_wr_varlong(&w, timestamp_delta);
+	sk_wr_varint(&w, offset_delta);
+	wr_field(&w, rec->key.p, rec->key.len);
+	wr_field(&w, rec->value.p, rec->value.len);
+	sk_wr_varint(&w, rec->header_count);
+	if (rec->headers_len)
+		sk_wr_raw(&w, rec->headers, rec->headers_len);
+}
+
+void sk_batch_frame(struct sk_buf *out, const struct sk_batch_hdr *h,
+		    const uint8_t *records, size_t len)
+{
+	struct sk_wr w = { out };
+	size_t start = out->len, total;
+
+	assert(len <= INT32_MAX - SK_BATCH_HEADER_SIZE);
+	total = SK_BATCH_HEADER_SIZE + len;
+	sk_wr_i64(&w, h->base_offset);
+	sk_wr_i32(&w, (int32_t)(total - SK_BATCH_LOG_OVERHEAD));
+	sk_wr_i32(&w, h->leader_epoch);
+	sk_wr_i8(&w, 2);  /* magic */
+	sk_wr_i32(&w, 0); /* crc, patched below */
+	sk_wr_i16(&w, h->attributes);
+	sk_wr_i32(&w, h->last_offset_delta);
+	sk_wr_i64(&w, h->base_timestamp);
+	sk_wr_i64(&w, h->max_timestamp);
+	sk_wr_i64(&w, h->producer_id);
+	sk_wr_i16(&w, h->producer_epoch);
+	sk_wr_i32(&w, h->base_sequence);
+	sk_wr_i32(&w, h->records_count);
+	if (len)
+		sk_wr_raw(&w, records, len);
+	sk_put_be32(out->data + start + SK_BATCH_CRC_OFFSET,
+		    sk_crc32c(0, out->data + start + SK_BATCH_ATTR_OFFSET,
+			      total - SK_BATCH_ATTR_OFFSET));
+}

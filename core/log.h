@@ -105,6 +105,9 @@ void sk_partition_set_config(struct sk_partition *p,
  * active segment, then a recovery checkpoint marked clean, so the next
  * open scans nothing (skipped when a sync fails: the next open recovers);
  * close fds (segments stay alive while referenced), free. Safe with NULL.
+ * The index files and the checkpoint are written, not synced: the caller
+ * syncs the file system after closing all its partitions (one syncfs
+ * rather than an fsync per file).
  */
 void sk_partition_close(struct sk_partition *p);
 

@@ -7,6 +7,7 @@
 #include "log_internal.h"
 
 #include "crc32c.h"
+#include "io.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -175,7 +176,7 @@ static int write_all(int fd, const void *p, size_t n)
 	const uint8_t *c = p;
 
 	while (n > 0) {
-		ssize_t w = write(fd, c, n);
+		ssize_t w = sk_io_write(fd, c, n);
 
 		if (w < 0) {
 			if (errno == EINTR)
@@ -205,7 +206,7 @@ static int save_one(const struct sk_log_index_buf *b, size_t esize,
 	/* b->data is NULL when empty: hash zero bytes of hdr instead. */
 	sk_put_be32(hdr + 20, sk_crc32c(0, bytes ? b->data : hdr, bytes));
 
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	fd = sk_io_open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0) {
 		rc = sk_err_setc(err, -errno, "cannot create %s: %s", tmp,
 				 strerror(errno));
@@ -214,13 +215,13 @@ static int save_one(const struct sk_log_index_buf *b, size_t esize,
 	rc = write_all(fd, hdr, sizeof(hdr));
 	if (rc == 0 && bytes)
 		rc = write_all(fd, b->data, bytes);
-	if (close(fd) < 0 && rc == 0)
+	if (sk_io_close(fd) < 0 && rc == 0)
 		rc = -errno;
 	if (rc < 0) {
 		sk_err_setc(err, rc, "cannot write %s: %s", tmp, strerror(-rc));
 		goto unlink_tmp;
 	}
-	if (rename(tmp, path) < 0) {
+	if (sk_io_rename(tmp, path) < 0) {
 		rc = sk_err_setc(err, -errno, "cannot rename %s to %s: %s",
 				 tmp, path, strerror(errno));
 		goto unlink_tmp;
@@ -228,7 +229,7 @@ static int save_one(const struct sk_log_index_buf *b, size_t esize,
 	goto out;
 
 unlink_tmp:
-	unlink(tmp);
+	sk_io_unlink(tmp);
 out:
 	free(tmp);
 	free(path);
@@ -326,7 +327,8 @@ static bool entries_sane(const struct sk_log_index *idx, int64_t log_size)
 		return false;
 	for (size_t i = 0; i < idx->off.n; i++) {
 		sk_log_index_offset_at(idx, i, &rel, &pos);
-		if (i == 0 ? rel != 0 || pos != 0 : rel <= prel || pos <= ppos)
+		/* Compaction may leave a segment's first offsets out. */
+		if (i == 0 ? pos != 0 : rel <= prel || pos <= ppos)
 			return false;
 		if ((int64_t)pos >= log_size)
 			return false;
@@ -373,7 +375,7 @@ void sk_log_index_unlink(const char *stem)
 	for (size_t i = 0; i < SK_ARRAY_SIZE(exts); i++) {
 		char *path = sk_xasprintf("%s.%s", stem, exts[i]);
 
-		unlink(path);
+		sk_io_unlink(path);
 		free(path);
 	}
 }

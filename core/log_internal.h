@@ -1,6 +1,7 @@
 /*
  * Internals of the partition log shared by log_segment.c, log_index.c and
- * log_partition.c. Nothing outside core/log_*.c includes this.
+ * log_partition.c, and with the log cleaner (compact*.c), which rewrites
+ * closed segments. Nothing else includes this.
  *
  * Index files (<base>.index, <base>.timeindex), version 1, big-endian:
  *   0 magic u32 ("SKOI" offset index, "SKTI" time index)
@@ -203,6 +204,12 @@ struct sk_seg_scan {
 /* Scan flags. */
 #define SK_SCAN_CRC 0x1   /* verify every batch's CRC (reads whole file) */
 #define SK_SCAN_INDEX 0x2 /* note_batch each good batch (pos == size) */
+/*
+ * Base offsets may jump forward between batches: compaction removed whole
+ * batches from a closed segment. Never for the active segment, whose torn
+ * tail the strict chain helps to find.
+ */
+#define SK_SCAN_GAPS 0x4
 
 /*
  * Walk the batches of seg from pos (where offset next is expected) to
@@ -228,7 +235,9 @@ int sk_segment_locate(struct sk_segment *seg, int64_t offset, int64_t *pos,
  * sk_partition_read within one segment: the batch containing offset and
  * the whole batches after it up to max_bytes (see log.h). Returns 0 (an
  * empty slice when the first batch alone is over max_bytes and !min_one),
- * -ENOENT if no batch holds offset, -EIO on a read error.
+ * -ENOENT if no batch holds offset, -ENODATA if that batch is the
+ * segment's last and holds no record (left by compaction: read on in the
+ * next segment), -EIO on a read error.
  */
 int sk_segment_read(struct sk_segment *seg, int64_t offset, size_t max_bytes,
 		    bool min_one, struct sk_log_slice *out);
@@ -242,5 +251,33 @@ int sk_segment_read(struct sk_segment *seg, int64_t offset, size_t max_bytes,
  */
 int sk_segment_find_time(struct sk_segment *seg, int64_t ts, int64_t from,
 			 int64_t *offset, int64_t *timestamp);
+
+/*
+ * A segment object for a .log file the caller opened under another name
+ * (the cleaner's rewritten segment, "<base>.log.cleaned"): takes fd; the
+ * stem is the one of base in dir, which the file is renamed to later.
+ * Empty, one reference.
+ */
+struct sk_segment *sk_segment_adopt(int fd, const char *dir, int64_t base);
+
+/*
+ * For the cleaner, loop thread only. The directory, and segment i
+ * (borrowed; i < sk_partition_segment_count, the last is active).
+ */
+const char *sk_partition_dir(const struct sk_partition *p);
+struct sk_segment *sk_partition_segment(const struct sk_partition *p,
+					size_t i);
+/*
+ * Replace the closed segments i..i+n-1 by seg, taking the caller's
+ * reference to seg and dropping the partition's to the old ones (readers
+ * holding them keep reading the old files). seg must hold no offset
+ * outside theirs, and be synced. Directory changes are left to the caller, which
+ * then calls sk_partition_dir_changed. Returns -EINVAL if the range is
+ * not closed segments of p.
+ */
+int sk_partition_replace(struct sk_partition *p, size_t i, size_t n,
+			 struct sk_segment *seg);
+/* An entry of the directory changed: the next sync fsyncs it. */
+void sk_partition_dir_changed(struct sk_partition *p);
 
 #endif

@@ -745,9 +745,12 @@ static void ckpt_encode(const struct sk_partition *p, bool clean,
 
 /*
  * Write recovery.checkpoint into dir: .tmp, fdatasync, rename, directory
- * fsync. Any thread (it touches no partition). Returns 0 or -errno.
+ * fsync; without durable, only the .tmp and the rename (a clean close:
+ * the broker syncs the file system once at the end, see broker.c; a
+ * checkpoint lost or torn meanwhile costs a scan, nothing else). Any
+ * thread (it touches no partition). Returns 0 or -errno.
  */
-static int ckpt_write(const char *dir, const uint8_t *buf)
+static int ckpt_write(const char *dir, const uint8_t *buf, bool durable)
 {
 	char *path = sk_xasprintf("%s/%s", dir, SK_RECOVERY_CKPT);
 	char *tmp = sk_xasprintf("%s.tmp", path);
@@ -764,7 +767,7 @@ static int ckpt_write(const char *dir, const uint8_t *buf)
 	while (w < 0 && errno == EINTR);
 	if (w != SK_LOG_CKPT_SIZE)
 		rc = w < 0 ? -errno : -ENOSPC;
-	else if (sk_io_fdatasync(fd) < 0)
+	else if (durable && sk_io_fdatasync(fd) < 0)
 		rc = -errno;
 	if (sk_io_close(fd) < 0 && rc == 0)
 		rc = -errno;
@@ -772,7 +775,7 @@ static int ckpt_write(const char *dir, const uint8_t *buf)
 		rc = -errno;
 	if (rc < 0)
 		sk_io_unlink(tmp);
-	else
+	else if (durable)
 		rc = fsync_dir(dir);
 out:
 	free(tmp);
@@ -880,14 +883,17 @@ static int sync_dirs(const char *dir, const char *parent)
 }
 
 /*
- * Drop the partition's references. With save (a clean close): sync
- * everything first, write the index files, and then the clean recovery
- * checkpoint, which the next open trusts; an index file is written after
- * the bytes it describes were synced.
+ * Drop the partition's references. With save (a clean close): sync the
+ * segments and the directory first, write the index files, and then the
+ * clean recovery checkpoint, which the next open trusts; an index file is
+ * written after the bytes it describes were synced. Index files and
+ * checkpoint are not synced one by one: the broker syncs the file system
+ * once after closing every partition (a power cut before that leaves an
+ * older checkpoint or none, which costs a scan at the next start).
  */
 static void release(struct sk_partition *p, bool save)
 {
-	bool ckpt = save && !p->damaged && !p->sync_failed;
+	bool ckpt = save && !p->damaged && !p->sync_failed, synced = save;
 	uint8_t buf[SK_LOG_CKPT_SIZE];
 	struct sk_err e;
 	int rc;
@@ -900,7 +906,7 @@ static void release(struct sk_partition *p, bool save)
 			if (rc < 0)
 				sk_warn("partition %s: cannot sync %s.log: %s",
 					p->dir, seg->stem, strerror(-rc));
-			ckpt = false;
+			ckpt = synced = false;
 			continue;
 		}
 		if (seg->index_saved || seg->corrupt)
@@ -909,14 +915,9 @@ static void release(struct sk_partition *p, bool save)
 			sk_warn("partition %s: %s", p->dir, e.msg);
 			if (i + 1 == p->nsegs)
 				ckpt = false;
-		} else if (ckpt && (rc = sync_index_files(seg->stem)) < 0) {
-			sk_warn("partition %s: cannot sync the index of %s: "
-				"%s",
-				p->dir, seg->stem, strerror(-rc));
-			ckpt = false;
 		}
 	}
-	if (ckpt && (p->dir_dirty || p->parent_dirty)) {
+	if (synced && (p->dir_dirty || p->parent_dirty)) {
 		char *parent = p->parent_dirty ? parent_of(p->dir) : NULL;
 
 		rc = sync_dirs(p->dir, parent);
@@ -929,7 +930,7 @@ static void release(struct sk_partition *p, bool save)
 	}
 	if (ckpt) {
 		ckpt_encode(p, true, buf);
-		rc = ckpt_write(p->dir, buf);
+		rc = ckpt_write(p->dir, buf, false);
 		if (rc < 0)
 			sk_warn("partition %s: cannot write %s: %s; the next "
 				"start will scan what the last one did not "
@@ -1591,7 +1592,7 @@ int sk_log_sync_run(struct sk_log_sync *s)
 	     i++)
 		s->ckpt_rc = sync_index_files(s->idx_stems[i]);
 	if (s->rc == 0 && s->ckpt_dir && s->ckpt_rc == 0)
-		s->ckpt_rc = ckpt_write(s->ckpt_dir, s->ckpt);
+		s->ckpt_rc = ckpt_write(s->ckpt_dir, s->ckpt, true);
 	if (s->ckpt_rc < 0)
 		sk_warn("partition %s: cannot write %s: %s", s->ckpt_dir,
 			SK_RECOVERY_CKPT, strerror(-s->ckpt_rc));

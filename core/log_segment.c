@@ -9,6 +9,7 @@
  */
 #include "log_internal.h"
 
+#include "io.h"
 #include "say.h"
 
 #include <errno.h>
@@ -36,7 +37,7 @@ int sk_segment_open(struct sk_segment **out, const char *dir, int64_t base,
 
 	seg->stem = sk_xasprintf("%s/%020" PRId64, dir, base);
 	path = sk_xasprintf("%s.log", seg->stem);
-	seg->fd = open(path, flags, 0644);
+	seg->fd = sk_io_open(path, flags, 0644);
 	if (seg->fd < 0) {
 		rc = sk_err_setc(err, -errno, "cannot %s segment %s: %s",
 				 create ? "create" : "open", path,
@@ -46,7 +47,7 @@ int sk_segment_open(struct sk_segment **out, const char *dir, int64_t base,
 	if (fstat(seg->fd, &st) < 0) {
 		rc = sk_err_setc(err, -errno, "cannot stat segment %s: %s",
 				 path, strerror(errno));
-		close(seg->fd);
+		sk_io_close(seg->fd);
 		goto fail;
 	}
 	free(path);
@@ -92,7 +93,7 @@ void sk_segment_unref(struct sk_segment *seg)
 	/* acq_rel: the freeing thread must see every other holder's work. */
 	if (atomic_fetch_sub_explicit(&seg->refs, 1, memory_order_acq_rel) != 1)
 		return;
-	close(seg->fd);
+	sk_io_close(seg->fd);
 	sk_log_index_free(&seg->idx);
 	free(seg->stem);
 	free(seg);
@@ -142,7 +143,7 @@ int sk_segment_write(struct sk_segment *seg, const uint8_t *buf, size_t len,
 	int rc;
 
 	while (done < len) {
-		ssize_t w = pwrite(seg->fd, buf + done, len - done,
+		ssize_t w = sk_io_pwrite(seg->fd, buf + done, len - done,
 				   (off_t)(seg->size + (int64_t)done));
 
 		if (w < 0 && errno == EINTR)
@@ -164,7 +165,7 @@ undo:
 	 * acknowledged. If even that fails, the bytes stay past seg->size,
 	 * where nothing reads them and the next append overwrites them.
 	 */
-	if (done > 0 && ftruncate(seg->fd, (off_t)seg->size) < 0)
+	if (done > 0 && sk_io_ftruncate(seg->fd, (off_t)seg->size) < 0)
 		sk_error("cannot truncate %s.log back to %" PRId64
 			 " bytes after a failed append: %s",
 			 seg->stem, seg->size, strerror(errno));
@@ -209,7 +210,7 @@ int sk_segment_sync(struct sk_segment *seg)
 {
 	if (!seg->dirty)
 		return 0;
-	if (fdatasync(seg->fd) < 0)
+	if (sk_io_fdatasync(seg->fd) < 0)
 		return -errno;
 	seg->dirty = false;
 	return 0;
@@ -350,12 +351,14 @@ int sk_segment_scan(struct sk_segment *seg, int64_t pos, int64_t next,
 				 (int64_t)size - (file_size - pos));
 			break;
 		}
-		if (h.base_offset != next) {
+		if (h.base_offset != next &&
+		    !((flags & SK_SCAN_GAPS) && h.base_offset > next)) {
 			scan_bad(res, "batch has base offset %" PRId64
 				 " where %" PRId64 " was expected",
 				 h.base_offset, next);
 			break;
 		}
+		next = h.base_offset;
 		if (h.last_offset_delta < 0) {
 			scan_bad(res, "negative lastOffsetDelta %d",
 				 h.last_offset_delta);
@@ -447,6 +450,14 @@ int sk_segment_read(struct sk_segment *seg, int64_t offset, size_t max_bytes,
 	if (rc < 0)
 		return rc;
 	end = pos + (int64_t)sk_batch_size(&h);
+	/*
+	 * A compacted segment may end in an empty batch that only keeps
+	 * its last offset (compact.h). Served alone it would make
+	 * librdkafka grow its fetch size for nothing (for good, and fail
+	 * after ten): the caller moves on, as Kafka's read does.
+	 */
+	if (h.records_count == 0 && end == seg->size)
+		return -ENODATA;
 	if (sk_batch_size(&h) > max_bytes && !min_one)
 		return 0;
 	if ((uint64_t)max_bytes >= (uint64_t)(seg->size - pos))
@@ -559,4 +570,19 @@ int sk_segment_find_time(struct sk_segment *seg, int64_t ts, int64_t from,
 	}
 	sk_seg_reader_done(&r);
 	return rc;
+}
+
+struct sk_segment *sk_segment_adopt(int fd, const char *dir, int64_t base)
+{
+	struct sk_segment *seg = sk_xcalloc(1, sizeof(*seg));
+
+	atomic_init(&seg->refs, 1);
+	atomic_init(&seg->sync_failed, false);
+	seg->fd = fd;
+	seg->stem = sk_xasprintf("%s/%020" PRId64, dir, base);
+	seg->base_offset = base;
+	seg->end_offset = base;
+	seg->max_timestamp = SK_LOG_NO_TIMESTAMP;
+	sk_log_index_init(&seg->idx);
+	return seg;
 }

@@ -251,12 +251,14 @@ class Broker:
     config: YAML text written to <tmp>/skald.yaml and passed as --config.
     env: extra environment variables (e.g. {"SKALD_NUM_PARTITIONS": "5"}).
     nofile: a soft limit on open files for the broker (the hard one stays).
+    data_dir: the data directory, when not <tmp>/data (a mount point, say;
+    it is not removed at exit, only the broker's own tmp directory is).
     """
 
     def __init__(self, args=(), config=None, env=None, start=True,
-                 ready_timeout=10.0, nofile=None):
+                 ready_timeout=10.0, nofile=None, data_dir=None):
         self.tmp = tempfile.mkdtemp(prefix="skald-test-")
-        self.data_dir = os.path.join(self.tmp, "data")
+        self.data_dir = data_dir or os.path.join(self.tmp, "data")
         self.args = list(args)
         self.env = dict(env or {})
         self.config_path = None

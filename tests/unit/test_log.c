@@ -989,7 +989,7 @@ static void test_delete_before(void)
 {
 	char *dir = new_dir();
 	struct sk_partition *p = open_p(dir, &small_cfg);
-	char *ckpt = sk_xasprintf("%s/" CKPT_NAME, dir);
+	char *ckpt = sk_xasprintf("%s/" CKPT_NAME, dir), *rckpt;
 	int64_t bases[256], start, end, off, ts;
 	struct sk_log_slice s, held;
 	struct model m = { 0 };
@@ -1052,9 +1052,19 @@ static void test_delete_before(void)
 		   consume_all(p, &m, k + 1, 1000),
 	   "the start survives a reopen");
 
-	/* A damaged checkpoint falls back to the first segment. */
+	/*
+	 * A damaged checkpoint falls back to the first segment, unless the
+	 * recovery checkpoint (written by the close) recorded the start.
+	 */
 	sk_partition_close(p);
 	flip_byte(ckpt, 10);
+	p = open_p(dir, &small_cfg);
+	ok(p && sk_partition_start_offset(p) == start,
+	   "a checkpoint failing its CRC: the recovery checkpoint's start");
+	sk_partition_close(p);
+	rckpt = sk_xasprintf("%s/recovery.checkpoint", dir);
+	unlink(rckpt);
+	free(rckpt);
 	p = open_p(dir, &small_cfg);
 	ok(p && sk_partition_start_offset(p) == bases[2] &&
 		   reads_batch(p, &m, bases[2], model_find(&m, bases[2])),
@@ -1255,7 +1265,7 @@ static void test_retention(void)
 
 int main(void)
 {
-	plan(101);
+	plan(102);
 	test_fresh_and_basic();
 	test_roll_and_reopen();
 	test_torn_tail();
