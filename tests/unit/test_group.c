@@ -467,15 +467,88 @@ static void test_many(void)
 	cli_free(cs[1]);
 }
 
+/* Collects the lag view's rows for one group. */
+struct lag_seen {
+	int rows;
+	struct sk_offset_lag last;
+};
+
+static void on_lag(void *arg, const struct sk_offset_lag *v)
+{
+	struct lag_seen *seen = arg;
+
+	if (strcmp(v->group, "lagg") != 0)
+		return;
+	seen->rows++;
+	seen->last = *v;
+}
+
+/* The internal lag view: committed offset, log end and their distance. */
+static void test_lag_view(void)
+{
+	struct cli *cs[1] = { cli_new() };
+	struct sk_record_in recs[5];
+	struct sk_buf batch = { 0 }, tmp = { 0 };
+	struct sk_err err = { "" };
+	struct lag_seen seen = { 0 };
+	struct sk_topic *tp;
+	struct sk_wr w;
+	int64_t base;
+	uint8_t *f;
+	size_t len;
+
+	is(sk_topic_create(&b, "lagt", 1, NULL, 0, false, &err), SK_KERR_NONE,
+	   "lag: topic created");
+	tp = sk_topics_find(&b.topics, "lagt", 4);
+	memset(recs, 0, sizeof(recs));
+	for (int i = 0; i < 5; i++) {
+		recs[i].key_len = -1;
+		recs[i].value = "v";
+		recs[i].value_len = 1;
+		recs[i].timestamp = 1000 + i;
+	}
+	sk_batch_build(&batch, 0, recs, 5, 0, -1, -1, -1);
+	is(sk_partition_append(tp->parts[0]->log, batch.data, batch.len, &base,
+			       &err),
+	   0, "lag: five records appended");
+
+	/* A simple consumer's commit (generation -1) of offset 2. */
+	w = frame_start(cs[0], &tmp, 8, 2);
+	sk_wr_str(&w, "lagg", false);
+	sk_wr_i32(&w, -1);
+	sk_wr_str(&w, "", false);
+	sk_wr_i64(&w, -1);
+	sk_wr_array(&w, 1, false);
+	sk_wr_str(&w, "lagt", false);
+	sk_wr_array(&w, 1, false);
+	sk_wr_i32(&w, 0);
+	sk_wr_i64(&w, 2);
+	sk_wr_str(&w, "", false);
+	frame_end(cs[0], &tmp);
+	f = recv_frame(cs[0], cs, 1, 5000, &len);
+	ok(f != NULL, "lag: the commit was answered");
+	free(f);
+
+	sk_groups_lag_foreach(b.groups, on_lag, &seen);
+	is(seen.rows, 1, "lag: one row for the group");
+	is(seen.last.committed, 2, "lag: committed offset");
+	is(seen.last.log_end, 5, "lag: log end offset");
+	is(seen.last.lag, 3, "lag: lag is log end minus committed");
+	sk_buf_free(&batch);
+	sk_buf_free(&tmp);
+	cli_free(cs[0]);
+}
+
 int main(void)
 {
-	plan(24);
+	plan(31);
 	setup();
 	test_pending();
 	test_cancel();
 	test_leader_leaves();
 	test_session_expiry();
 	test_many();
+	test_lag_view();
 	teardown();
 	return tap_failed != 0;
 }
