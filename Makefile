@@ -5,7 +5,8 @@
 #   make test       build, run every test, then the same suite under ASan+UBSan
 #   make test-asan  only the sanitizer run
 #   make fuzz       run the request-decoder fuzzer for FUZZ_SECONDS
-#   make style      check formatting with clang-format
+#   make style      check formatting with clang-format (part of make test)
+#   make format     apply it
 #   make bench      run the benchmark matrix, write bench/RESULTS.md
 #   make plugins    build plugins/*/ and the test plugins as .so files
 #   make install    install the broker, the plugin headers, skald-plugin.pc
@@ -38,7 +39,7 @@ $(BUILD)/core/hook_prelude.o: scripts/skald/prelude.lua scripts/skald/skald.lua
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run test test-asan check unit-bins fuzz style clean \
+.PHONY: all deps run test test-asan check unit-bins fuzz style format clean \
 	plugins install
 all: deps $(BUILD)/skald $(UNIT_BINS) plugins
 
@@ -189,6 +190,7 @@ check: unit-bins
 		$(sort $(wildcard tests/integration/*.t))
 
 test: deps
+	$(MAKE) style
 	$(MAKE) check
 	$(MAKE) test-asan
 
@@ -219,8 +221,14 @@ fuzz: deps
 		-max_len=8192 -artifact_prefix=$(FUZZ_BUILD)/ \
 		$(FUZZ_BUILD)/corpus tests/fuzz/corpus tests/fuzz/regress
 
+# The format is checked by `make test`; `make format` applies it.
+STYLE_SRCS = core/*.c core/*.h tests/unit/*.c plugins/*/*.c bench/*.c
+
 style:
-	@clang-format --dry-run --Werror core/*.c core/*.h tests/unit/*.c
+	@clang-format --dry-run --Werror $(STYLE_SRCS)
+
+format:
+	clang-format -i $(STYLE_SRCS)
 
 # Benchmarks (issue 7), never part of `make test`: the load generator,
 # librdkafka's mock cluster as a peer broker, and the matrix that runs

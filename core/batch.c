@@ -19,15 +19,15 @@
 #include <string.h>
 
 /* Offsets of the header fields not already named in batch.h. */
-#define SK_BATCH_LENGTH_OFFSET 8
-#define SK_BATCH_EPOCH_OFFSET 12
+#define SK_BATCH_LENGTH_OFFSET	   8
+#define SK_BATCH_EPOCH_OFFSET	   12
 #define SK_BATCH_LAST_DELTA_OFFSET 23
-#define SK_BATCH_BASE_TS_OFFSET 27
-#define SK_BATCH_MAX_TS_OFFSET 35
-#define SK_BATCH_PID_OFFSET 43
-#define SK_BATCH_PEPOCH_OFFSET 51
-#define SK_BATCH_SEQ_OFFSET 53
-#define SK_BATCH_COUNT_OFFSET 57
+#define SK_BATCH_BASE_TS_OFFSET	   27
+#define SK_BATCH_MAX_TS_OFFSET	   35
+#define SK_BATCH_PID_OFFSET	   43
+#define SK_BATCH_PEPOCH_OFFSET	   51
+#define SK_BATCH_SEQ_OFFSET	   53
+#define SK_BATCH_COUNT_OFFSET	   57
 
 /*
  * Smallest legacy (magic 0) message after its offset and size fields:
@@ -57,8 +57,7 @@
  */
 #define SK_BATCH_SCRATCH_KEEP ((size_t)8 << 20)
 
-int sk_batch_parse_header(const uint8_t *p, size_t len,
-			  struct sk_batch_hdr *h)
+int sk_batch_parse_header(const uint8_t *p, size_t len, struct sk_batch_hdr *h)
 {
 	if (len < SK_BATCH_HEADER_SIZE)
 		return -EINVAL;

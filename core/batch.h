@@ -21,13 +21,13 @@
 /* Bytes needed to learn a batch's total size: baseOffset + batchLength. */
 #define SK_BATCH_LOG_OVERHEAD 12
 #define SK_BATCH_MAGIC_OFFSET 16
-#define SK_BATCH_CRC_OFFSET 17
-#define SK_BATCH_ATTR_OFFSET 21
+#define SK_BATCH_CRC_OFFSET   17
+#define SK_BATCH_ATTR_OFFSET  21
 
-#define SK_BATCH_ATTR_CODEC_MASK 0x07
+#define SK_BATCH_ATTR_CODEC_MASK      0x07
 #define SK_BATCH_ATTR_LOG_APPEND_TIME 0x08
-#define SK_BATCH_ATTR_TRANSACTIONAL 0x10
-#define SK_BATCH_ATTR_CONTROL 0x20
+#define SK_BATCH_ATTR_TRANSACTIONAL   0x10
+#define SK_BATCH_ATTR_CONTROL	      0x20
 /*
  * Set by compaction (KIP-534): baseTimestamp holds the delete horizon,
  * the time after which the cleaner may drop the batch's tombstones;
@@ -72,8 +72,7 @@ static inline size_t sk_batch_size(const struct sk_batch_hdr *h)
  * small to hold a header. Does not check the CRC or that the whole batch
  * is present.
  */
-int sk_batch_parse_header(const uint8_t *p, size_t len,
-			  struct sk_batch_hdr *h);
+int sk_batch_parse_header(const uint8_t *p, size_t len, struct sk_batch_hdr *h);
 
 /* True if the stored CRC matches bytes 21..len of a whole batch. */
 bool sk_batch_crc_ok(const uint8_t *p, size_t len);
@@ -133,7 +132,6 @@ struct sk_record {
  * A malformed record sets r->err and returns false.
  */
 bool sk_batch_record_next(struct sk_rd *r, struct sk_record *rec);
-
 
 /* One record header for sk_batch_build; the key may not be null. */
 struct sk_record_header_in {

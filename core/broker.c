@@ -34,8 +34,8 @@ static void sync_log_dir(const struct sk_broker *b)
 	if (fd < 0)
 		return;
 	if (syncfs(fd) < 0)
-		sk_warn("cannot sync the file system of %s: %s",
-			b->cfg.log_dir, strerror(errno));
+		sk_warn("cannot sync the file system of %s: %s", b->cfg.log_dir,
+			strerror(errno));
 	close(fd);
 }
 
@@ -95,7 +95,8 @@ static void on_stop_timer(struct ev_loop *loop, ev_timer *w, int revents)
 				pending);
 		if (busy)
 			sk_warn("shutdown: %zu plugin operations still in "
-				"flight", busy);
+				"flight",
+				busy);
 		ev_timer_stop(loop, w);
 		ev_break(loop, EVBREAK_ALL);
 	}
@@ -139,7 +140,8 @@ static int plugins_init(struct sk_broker *b, struct sk_err *err)
 	b->tier = sk_plugins_tier(b->plugins, b->cfg.storage_tier, tiers,
 				  sizeof(tiers));
 	if (!b->tier)
-		return sk_err_set(err, "%s: storage.tier: expected the name of "
+		return sk_err_set(err,
+				  "%s: storage.tier: expected the name of "
 				  "a loaded plugin that provides a storage "
 				  "tier (%s), found '%s'",
 				  b->cfg.storage_tier_where,
@@ -213,7 +215,8 @@ int sk_broker_init(struct sk_broker *b, struct ev_loop *loop,
 	sk_info("skald %s listening on %s (advertised as %s:%d), data in %s, "
 		"cluster id %s, %zu topics",
 		SKALD_VERSION, b->cfg.listeners, b->adv_host, b->adv_port,
-		b->cfg.log_dir, sk_meta_cluster_id(b->meta), b->topics.map.count);
+		b->cfg.log_dir, sk_meta_cluster_id(b->meta),
+		b->topics.map.count);
 	return 0;
 fail:
 	sk_broker_fini(b);

@@ -33,9 +33,11 @@
 #define SK_CODEC_MAX_INPUT ((size_t)INT32_MAX)
 
 /* xerial (snappy-java SnappyOutputStream) framing. */
+/* clang-format off */
 static const uint8_t xerial_magic[8] = {
 	0x82, 'S', 'N', 'A', 'P', 'P', 'Y', 0
 };
+/* clang-format on */
 #define SK_XERIAL_HEADER_SIZE 16 /* magic, version i32, compat i32 */
 
 /* zstd's own default window limit (ZSTD_WINDOWLOG_LIMIT_DEFAULT). */

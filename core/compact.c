@@ -74,10 +74,10 @@ struct kept_rec {
 /* The output of the group being written. */
 struct group_out {
 	struct clean_group *grp;
-	struct sk_segment *seg; /* NULL until started */
-	int64_t written;	/* bytes of buf already in the file */
-	bool changed;		/* differs from the old segments */
-	bool pending;		/* the last batch so far went entirely */
+	struct sk_segment *seg;	     /* NULL until started */
+	int64_t written;	     /* bytes of buf already in the file */
+	bool changed;		     /* differs from the old segments */
+	bool pending;		     /* the last batch so far went entirely */
 	struct sk_batch_hdr dropped; /* that batch's header */
 };
 

@@ -48,10 +48,10 @@ struct cfg_choice {
 struct cfg_key {
 	const char *name;
 	enum cfg_type type;
-	size_t offset;     /* of the member in the table's struct */
-	size_t size;       /* of the member (CFG_INT: 4 or 8) */
-	const char *def;   /* default, parsed like any other value */
-	int64_t min, max;  /* CFG_INT: bounds; CFG_STRING: length bounds */
+	size_t offset;	  /* of the member in the table's struct */
+	size_t size;	  /* of the member (CFG_INT: 4 or 8) */
+	const char *def;  /* default, parsed like any other value */
+	int64_t min, max; /* CFG_INT: bounds; CFG_STRING: length bounds */
 	/* CFG_ENUM, CFG_STRING: the allowed values, ended by a NULL name */
 	const struct cfg_choice *choices;
 	/*
@@ -65,20 +65,23 @@ struct cfg_key {
 
 #define FIELD(type, m) \
 	.offset = offsetof(type, m), .size = sizeof(((type *)0)->m)
-#define BROKER(m) FIELD(struct sk_config, m)
-#define TOPIC(m) FIELD(struct sk_topic_config, m)
+#define BROKER(m)     FIELD(struct sk_config, m)
+#define TOPIC(m)      FIELD(struct sk_topic_config, m)
 #define INT64_MAX_STR "9223372036854775807"
 
 static int check_listener(const char *in, char **out, struct sk_err *why);
 static int check_advertised(const char *in, char **out, struct sk_err *why);
 
+/* clang-format off */
 static const struct cfg_choice timestamp_choices[] = {
 	{ "CreateTime", SK_TS_CREATE_TIME },
 	{ "LogAppendTime", SK_TS_LOG_APPEND_TIME },
 	{ NULL, 0 },
 };
+/* clang-format on */
 
 /* A value prints as its first name: Kafka spells both "compact,delete". */
+/* clang-format off */
 static const struct cfg_choice cleanup_choices[] = {
 	{ "delete", SK_CLEANUP_DELETE },
 	{ "compact", SK_CLEANUP_COMPACT },
@@ -86,13 +89,17 @@ static const struct cfg_choice cleanup_choices[] = {
 	{ "delete,compact", SK_CLEANUP_COMPACT | SK_CLEANUP_DELETE },
 	{ NULL, 0 },
 };
+/* clang-format on */
 
+/* clang-format off */
 static const struct cfg_choice log_format_choices[] = {
 	{ "text", 0 },
 	{ "json", 0 },
 	{ NULL, 0 },
 };
+/* clang-format on */
 
+/* clang-format off */
 static const struct cfg_choice log_level_choices[] = {
 	{ "debug", 0 },
 	{ "info", 0 },
@@ -100,8 +107,10 @@ static const struct cfg_choice log_level_choices[] = {
 	{ "error", 0 },
 	{ NULL, 0 },
 };
+/* clang-format on */
 
 /* Topic-level keys, Kafka's names and defaults. */
+/* clang-format off */
 static const struct cfg_key topic_keys[] = {
 	{ .name = "retention.ms", .type = CFG_INT, TOPIC(retention_ms),
 	  .def = "604800000", .min = -1, .max = INT64_MAX,
@@ -193,11 +202,13 @@ static const struct cfg_key topic_keys[] = {
 		 "its oldest segments copied to the tier are removed from the "
 		 "local disk; -2 = retention.bytes, -1 = unlimited." },
 };
+/* clang-format on */
 
 _Static_assert(SK_ARRAY_SIZE(topic_keys) <= 64,
 	       "set_mask has one bit per topic key");
 
 /* Broker keys; the log.* topic defaults come from topic_keys[]. */
+/* clang-format off */
 static const struct cfg_key broker_keys[] = {
 	{ .name = "listeners", .type = CFG_STRING, BROKER(listeners),
 	  .def = "127.0.0.1:9092", .min = 1, .max = 300,
@@ -339,16 +350,19 @@ static const struct cfg_key broker_keys[] = {
 	  .doc = "Disk space for segments read back from the storage tier "
 		 "(in log.dir/remote-cache), least recently used first out." },
 };
+/* clang-format on */
 
 /* Keys of one entry of the topics: section ("configs" is a sub-mapping). */
+/* clang-format off */
 static const struct cfg_key topic_decl_keys[] = {
 	{ .name = "partitions", .type = CFG_INT,
 	  FIELD(struct sk_topic_decl, partitions), .def = "-1", .min = 1,
 	  .max = 10000, .doc = "Partitions; default num.partitions." },
 };
+/* clang-format on */
 
 #define N_BROKER SK_ARRAY_SIZE(broker_keys)
-#define N_TOPIC SK_ARRAY_SIZE(topic_keys)
+#define N_TOPIC	 SK_ARRAY_SIZE(topic_keys)
 
 static int key_err(struct sk_err *err, const char *where, const char *key,
 		   const char *fmt, ...) SK_PRINTF(4, 5);
@@ -528,8 +542,7 @@ static int key_apply(const struct cfg_key *k, const char *name, void *base,
 			goto bad_choice;
 		if (k->check) {
 			if (k->check(value, &s, &why))
-				return key_err(err, where, name, "%s",
-					       why.msg);
+				return key_err(err, where, name, "%s", why.msg);
 		} else {
 			s = sk_xstrdup(value);
 		}
@@ -605,8 +618,8 @@ static void key_constraint(const struct cfg_key *k, char *buf, size_t cap)
 			choices_text(k->choices, " | ", false, buf + n,
 				     cap - n);
 		} else {
-			snprintf(buf, cap, "%s", k->min ? "string" :
-				 "string, may be empty");
+			snprintf(buf, cap, "%s",
+				 k->min ? "string" : "string, may be empty");
 		}
 		return;
 	}
@@ -690,10 +703,12 @@ static int parse_listener(const char *in, char **out, struct sk_err *why)
 		goto bad_host;
 	port = colon + 1;
 	if (*port == '-' || !parse_int(port, &p) || p < 1 || p > 65535)
-		return sk_err_set(why, "port must be in [1, 65535], got "
-				  "'%.100s'", port);
-	*out = sk_xasprintf(v6 ? "[%.*s]:%d" : "%.*s:%d", (int)host_len,
-			    host, (int)p);
+		return sk_err_set(why,
+				  "port must be in [1, 65535], got "
+				  "'%.100s'",
+				  port);
+	*out = sk_xasprintf(v6 ? "[%.*s]:%d" : "%.*s:%d", (int)host_len, host,
+			    (int)p);
 	return 0;
 
 bad_form:
@@ -799,8 +814,7 @@ static int broker_apply(struct sk_config *c, const struct broker_ref *r,
 			const char *value, const char *where,
 			struct sk_err *err)
 {
-	int rc = key_apply(r->k, r->name, broker_base(c, r), value, where,
-			   err);
+	int rc = key_apply(r->k, r->name, broker_base(c, r), value, where, err);
 
 	if (rc || r->topic_default)
 		return rc;
@@ -811,14 +825,12 @@ static int broker_apply(struct sk_config *c, const struct broker_ref *r,
 	for (size_t i = 0; i < N_TOPIC; i++)
 		if (strcmp(topic_keys[i].broker_key, r->name) == 0)
 			return key_apply(&topic_keys[i], r->name,
-					 &c->topic_defaults, value, where,
-					 err);
+					 &c->topic_defaults, value, where, err);
 	return 0;
 }
 
 /* Unknown key; a topic key given as a broker key gets a pointer. */
-static int unknown_key(struct sk_err *err, const char *where,
-		       const char *key)
+static int unknown_key(struct sk_err *err, const char *where, const char *key)
 {
 	int i = sk_topic_config_find(key);
 
@@ -856,8 +868,9 @@ static void decl_clone(struct sk_topic_decl *dst,
 	*dst = *src;
 	dst->name = sk_xstrdup(src->name);
 	dst->where = sk_xstrdup(src->where);
-	dst->configs = src->n_configs ?
-		sk_xcalloc(src->n_configs, sizeof(*dst->configs)) : NULL;
+	dst->configs = src->n_configs ? sk_xcalloc(src->n_configs,
+						   sizeof(*dst->configs))
+				      : NULL;
 	for (size_t i = 0; i < src->n_configs; i++) {
 		dst->configs[i].key = sk_xstrdup(src->configs[i].key);
 		dst->configs[i].value = sk_xstrdup(src->configs[i].value);
@@ -875,8 +888,8 @@ static void decl_take(struct sk_config *c, struct sk_topic_decl *d)
 			return;
 		}
 	}
-	c->topics = sk_xrealloc(c->topics,
-				(c->n_topics + 1) * sizeof(*c->topics));
+	c->topics =
+		sk_xrealloc(c->topics, (c->n_topics + 1) * sizeof(*c->topics));
 	c->topics[c->n_topics++] = *d;
 }
 
@@ -904,8 +917,9 @@ static void plugins_free(struct sk_config *c)
 
 static void plugins_clone(struct sk_config *dst, const struct sk_config *src)
 {
-	dst->plugins = src->n_plugins ?
-		sk_xcalloc(src->n_plugins, sizeof(*dst->plugins)) : NULL;
+	dst->plugins = src->n_plugins ? sk_xcalloc(src->n_plugins,
+						   sizeof(*dst->plugins))
+				      : NULL;
 	for (size_t i = 0; i < src->n_plugins; i++) {
 		const struct sk_plugin_decl *s = &src->plugins[i];
 		struct sk_plugin_decl *d = &dst->plugins[i];
@@ -913,20 +927,20 @@ static void plugins_clone(struct sk_config *dst, const struct sk_config *src)
 		d->path = sk_xstrdup(s->path);
 		d->where = sk_xstrdup(s->where);
 		d->n_settings = s->n_settings;
-		d->settings = s->n_settings ?
-			sk_xcalloc(s->n_settings, sizeof(*d->settings)) : NULL;
+		d->settings = s->n_settings ? sk_xcalloc(s->n_settings,
+							 sizeof(*d->settings))
+					    : NULL;
 		for (size_t j = 0; j < s->n_settings; j++) {
 			d->settings[j].key = sk_xstrdup(s->settings[j].key);
-			d->settings[j].value =
-				sk_xstrdup(s->settings[j].value);
-			d->settings[j].where =
-				sk_xstrdup(s->settings[j].where);
+			d->settings[j].value = sk_xstrdup(s->settings[j].value);
+			d->settings[j].where = sk_xstrdup(s->settings[j].where);
 		}
 	}
-	dst->storage_tier = src->storage_tier ?
-		sk_xstrdup(src->storage_tier) : NULL;
-	dst->storage_tier_where = src->storage_tier_where ?
-		sk_xstrdup(src->storage_tier_where) : NULL;
+	dst->storage_tier =
+		src->storage_tier ? sk_xstrdup(src->storage_tier) : NULL;
+	dst->storage_tier_where = src->storage_tier_where
+					  ? sk_xstrdup(src->storage_tier_where)
+					  : NULL;
 }
 
 static void config_clone(struct sk_config *dst, const struct sk_config *src)
@@ -940,8 +954,9 @@ static void config_clone(struct sk_config *dst, const struct sk_config *src)
 			*(char **)((char *)dst + k->offset) =
 				*s ? sk_xstrdup(*s) : NULL;
 	}
-	dst->topics = src->n_topics ?
-		sk_xcalloc(src->n_topics, sizeof(*dst->topics)) : NULL;
+	dst->topics = src->n_topics
+			      ? sk_xcalloc(src->n_topics, sizeof(*dst->topics))
+			      : NULL;
 	for (size_t i = 0; i < src->n_topics; i++)
 		decl_clone(&dst->topics[i], &src->topics[i]);
 	plugins_clone(dst, src);
@@ -963,9 +978,8 @@ struct cfg_section {
 		    yaml_node_t *value, struct sk_err *err);
 };
 
-static int load_topics(struct sk_config *c, struct cfg_doc *d,
-		       yaml_node_t *key, yaml_node_t *value,
-		       struct sk_err *err);
+static int load_topics(struct sk_config *c, struct cfg_doc *d, yaml_node_t *key,
+		       yaml_node_t *value, struct sk_err *err);
 
 static int load_plugins(struct sk_config *c, struct cfg_doc *d,
 			yaml_node_t *key, yaml_node_t *value,
@@ -973,16 +987,17 @@ static int load_plugins(struct sk_config *c, struct cfg_doc *d,
 static int load_storage(struct sk_config *c, struct cfg_doc *d,
 			yaml_node_t *key, yaml_node_t *value,
 			struct sk_err *err);
-static int load_hooks(struct sk_config *c, struct cfg_doc *d,
-		      yaml_node_t *key, yaml_node_t *value,
-		      struct sk_err *err);
+static int load_hooks(struct sk_config *c, struct cfg_doc *d, yaml_node_t *key,
+		      yaml_node_t *value, struct sk_err *err);
 
+/* clang-format off */
 static const struct cfg_section sections[] = {
 	{ "topics", load_topics },
 	{ "hooks", load_hooks },
 	{ "plugins", load_plugins },
 	{ "storage", load_storage },
 };
+/* clang-format on */
 
 static const struct cfg_section *section_find(const char *name)
 {
@@ -1036,14 +1051,12 @@ static const char *scalar_text(const yaml_node_t *n)
 	return strlen(s) == n->data.scalar.length ? s : NULL;
 }
 
-static int node_err(struct sk_err *err, struct cfg_doc *d,
-		    const yaml_node_t *n, const char *key, const char *fmt,
-		    ...) SK_PRINTF(5, 6);
+static int node_err(struct sk_err *err, struct cfg_doc *d, const yaml_node_t *n,
+		    const char *key, const char *fmt, ...) SK_PRINTF(5, 6);
 
 /* "FILE:LINE: KEY: what" (or "FILE:LINE: what"), LINE being n's. */
-static int node_err(struct sk_err *err, struct cfg_doc *d,
-		    const yaml_node_t *n, const char *key, const char *fmt,
-		    ...)
+static int node_err(struct sk_err *err, struct cfg_doc *d, const yaml_node_t *n,
+		    const char *key, const char *fmt, ...)
 {
 	char what[400];
 	va_list ap;
@@ -1052,14 +1065,13 @@ static int node_err(struct sk_err *err, struct cfg_doc *d,
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
 	if (key)
-		return sk_err_set(err, "%s:%lu: %s: %s", d->name,
-				  node_line(n), key, what);
+		return sk_err_set(err, "%s:%lu: %s: %s", d->name, node_line(n),
+				  key, what);
 	return sk_err_set(err, "%s:%lu: %s", d->name, node_line(n), what);
 }
 
 /* "path.key", or key at the top level. */
-static void key_path(char *buf, size_t cap, const char *path,
-		     const char *key)
+static void key_path(char *buf, size_t cap, const char *path, const char *key)
 {
 	if (path)
 		snprintf(buf, cap, "%s.%s", path, key);
@@ -1078,8 +1090,8 @@ static char *node_where(struct cfg_doc *d, const yaml_node_t *n)
  * duplicate is an error, and libyaml leaves that check to us. Quadratic,
  * which is fine for a config file.
  */
-static int check_mapping(struct cfg_doc *d, yaml_node_t *map,
-			 const char *path, struct sk_err *err)
+static int check_mapping(struct cfg_doc *d, yaml_node_t *map, const char *path,
+			 struct sk_err *err)
 {
 	yaml_node_pair_t *start = map->data.mapping.pairs.start;
 	yaml_node_pair_t *top = map->data.mapping.pairs.top;
@@ -1090,8 +1102,7 @@ static int check_mapping(struct cfg_doc *d, yaml_node_t *map,
 
 		if (k->type != YAML_SCALAR_NODE)
 			return node_err(err, d, k, path,
-					"expected a key, got %s",
-					node_kind(k));
+					"expected a key, got %s", node_kind(k));
 		if (!scalar_text(k))
 			return node_err(err, d, k, path,
 					"key contains a NUL byte");
@@ -1138,6 +1149,7 @@ static const char *value_text(struct cfg_doc *d, yaml_node_t *key,
 
 #define HOOKS(m) FIELD(struct sk_hook_settings, m)
 
+/* clang-format off */
 static const struct cfg_key hook_keys[] = {
 	{ .name = "timeout.ms", .type = CFG_INT, HOOKS(timeout_ms),
 	  .def = "50", .min = 1, .max = 60000,
@@ -1159,7 +1171,9 @@ static const struct cfg_key hook_keys[] = {
 	  .doc = "How long a disabled hook stays off before one batch tries "
 		 "it again; a reload (SIGHUP) re-enables it at once." },
 };
+/* clang-format on */
 
+/* clang-format off */
 static const struct cfg_choice on_error_choices[] = {
 	{ "reject", SK_HOOK_ON_ERROR_REJECT },
 	{ "pass", SK_HOOK_ON_ERROR_PASS },
@@ -1167,6 +1181,7 @@ static const struct cfg_choice on_error_choices[] = {
 	{ "dead-letter", SK_HOOK_ON_ERROR_DEAD_LETTER },
 	{ NULL, 0 },
 };
+/* clang-format on */
 
 static void hook_settings_defaults(struct sk_hook_settings *h)
 {
@@ -1177,9 +1192,8 @@ static void hook_settings_defaults(struct sk_hook_settings *h)
 }
 
 /* hooks: {timeout.ms: N, memory.mb: N, workers: N, ...} */
-static int load_hooks(struct sk_config *c, struct cfg_doc *d,
-		      yaml_node_t *key, yaml_node_t *value,
-		      struct sk_err *err)
+static int load_hooks(struct sk_config *c, struct cfg_doc *d, yaml_node_t *key,
+		      yaml_node_t *value, struct sk_err *err)
 {
 	char kp[400];
 	int rc;
@@ -1247,8 +1261,9 @@ static char *dup_or_null(const char *s)
 static void hook_decls_clone(struct sk_topic_decl *dst,
 			     const struct sk_topic_decl *src)
 {
-	dst->hooks = src->n_hooks ?
-		sk_xcalloc(src->n_hooks, sizeof(*dst->hooks)) : NULL;
+	dst->hooks = src->n_hooks
+			     ? sk_xcalloc(src->n_hooks, sizeof(*dst->hooks))
+			     : NULL;
 	for (size_t i = 0; i < src->n_hooks; i++) {
 		const struct sk_hook_decl *h = &src->hooks[i];
 
@@ -1482,16 +1497,15 @@ static int load_hook_entry(struct cfg_doc *d, struct sk_hook_decl *h,
 	if (!h->name)
 		return node_err(err, d, item, path, "a hook needs a name");
 	if (!h->script)
-		return node_err(err, d, item, path,
-				"hook '%s' needs a script", h->name);
+		return node_err(err, d, item, path, "hook '%s' needs a script",
+				h->name);
 	if (h->on_error == SK_HOOK_ON_ERROR_DEAD_LETTER &&
 	    !h->dead_letter_topic)
 		return node_err(err, d, item, path,
 				"hook '%s': on_error: dead-letter needs "
 				"dead_letter_topic",
 				h->name);
-	if (h->on_error != SK_HOOK_ON_ERROR_DEAD_LETTER &&
-	    h->dead_letter_topic)
+	if (h->on_error != SK_HOOK_ON_ERROR_DEAD_LETTER && h->dead_letter_topic)
 		return node_err(err, d, item, path,
 				"hook '%s': dead_letter_topic is only used "
 				"with on_error: dead-letter",
@@ -1527,8 +1541,8 @@ static int load_topic_hooks(struct cfg_doc *d, struct sk_topic_decl *decl,
 		if (rc)
 			return rc;
 		for (size_t j = 0; j < i; j++)
-			if (strcmp(decl->hooks[j].name,
-				   decl->hooks[i].name) == 0)
+			if (strcmp(decl->hooks[j].name, decl->hooks[i].name) ==
+			    0)
 				return node_err(err, d, item, path,
 						"hook name '%s' used twice",
 						decl->hooks[i].name);
@@ -1537,10 +1551,9 @@ static int load_topic_hooks(struct cfg_doc *d, struct sk_topic_decl *decl,
 }
 
 /* topics.NAME.retention: {script: PATH} */
-static int load_topic_retention(struct cfg_doc *d,
-				struct sk_topic_decl *decl, const char *path,
-				yaml_node_t *key, yaml_node_t *value,
-				struct sk_err *err)
+static int load_topic_retention(struct cfg_doc *d, struct sk_topic_decl *decl,
+				const char *path, yaml_node_t *key,
+				yaml_node_t *value, struct sk_err *err)
 {
 	char kp[800];
 	int rc;
@@ -1603,11 +1616,15 @@ static bool topic_glob_valid(const char *name, struct sk_err *why)
 {
 	if (strlen(name) > 249)
 		return sk_err_set(why, "topic glob is longer than 249 "
-				  "characters"), false;
+				       "characters"),
+		       false;
 	for (const char *p = name; *p; p++)
 		if (!host_char(*p) && !strchr("*?[]!", *p))
-			return sk_err_set(why, "topic glob '%s' contains "
-					  "'%c'", name, *p), false;
+			return sk_err_set(why,
+					  "topic glob '%s' contains "
+					  "'%c'",
+					  name, *p),
+			       false;
 	return true;
 }
 
@@ -1675,9 +1692,8 @@ static int load_topic_configs(struct cfg_doc *d, struct sk_topic_decl *decl,
 }
 
 /* One entry of topics:, NAME: {partitions: N, configs: {...}}. */
-static int load_topic(struct sk_config *c, struct cfg_doc *d,
-		      const char *name, yaml_node_t *key, yaml_node_t *value,
-		      struct sk_err *err)
+static int load_topic(struct sk_config *c, struct cfg_doc *d, const char *name,
+		      yaml_node_t *key, yaml_node_t *value, struct sk_err *err)
 {
 	struct sk_topic_decl decl = { .partitions = -1 };
 	char path[300], kp[400];
@@ -1706,9 +1722,10 @@ static int load_topic(struct sk_config *c, struct cfg_doc *d,
 		key_path(kp, sizeof(kp), path, kname);
 		if (strcmp(kname, "hooks") == 0 ||
 		    strcmp(kname, "retention") == 0) {
-			rc = kname[0] == 'h' ?
-				load_topic_hooks(d, &decl, kp, k, v, err) :
-				load_topic_retention(d, &decl, kp, k, v, err);
+			rc = kname[0] == 'h'
+				     ? load_topic_hooks(d, &decl, kp, k, v, err)
+				     : load_topic_retention(d, &decl, kp, k, v,
+							    err);
 			if (rc)
 				goto out_free;
 			continue;
@@ -1756,9 +1773,8 @@ out_free:
 }
 
 /* topics: NAME: {...}, ... */
-static int load_topics(struct sk_config *c, struct cfg_doc *d,
-		       yaml_node_t *key, yaml_node_t *value,
-		       struct sk_err *err)
+static int load_topics(struct sk_config *c, struct cfg_doc *d, yaml_node_t *key,
+		       yaml_node_t *value, struct sk_err *err)
 {
 	struct sk_err why;
 	int rc;
@@ -1779,8 +1795,8 @@ static int load_topics(struct sk_config *c, struct cfg_doc *d,
 		yaml_node_t *v = doc_node(d, pr->value);
 		const char *name = (const char *)k->data.scalar.value;
 
-		if (topic_glob(name) ? !topic_glob_valid(name, &why) :
-				       !sk_topic_name_valid(name, &why))
+		if (topic_glob(name) ? !topic_glob_valid(name, &why)
+				     : !sk_topic_name_valid(name, &why))
 			return node_err(err, d, k, "topics", "%s", why.msg);
 		rc = load_topic(c, d, name, k, v, err);
 		if (rc)
@@ -1846,13 +1862,13 @@ static int load_plugins(struct sk_config *c, struct cfg_doc *d,
 				"expected a list of {path, config} entries, "
 				"got %s",
 				node_kind(value));
-	cap = node_is_null(value) ? 0 :
-		(size_t)(value->data.sequence.items.top -
-			 value->data.sequence.items.start);
+	cap = node_is_null(value) ? 0
+				  : (size_t)(value->data.sequence.items.top -
+					     value->data.sequence.items.start);
 	list = cap ? sk_xcalloc(cap, sizeof(*list)) : NULL;
 	for (size_t i = 0; i < cap; i++) {
-		yaml_node_t *e = doc_node(
-			d, value->data.sequence.items.start[i]);
+		yaml_node_t *e =
+			doc_node(d, value->data.sequence.items.start[i]);
 		struct sk_plugin_decl *p = &list[n++];
 
 		snprintf(path, sizeof(path), "plugins[%zu]", i);
@@ -1936,8 +1952,9 @@ static int load_storage(struct sk_config *c, struct cfg_doc *d,
 		if (rc)
 			return rc;
 	}
-	for (yaml_node_pair_t *pr = node_is_null(value) ? NULL :
-				    value->data.mapping.pairs.start;
+	for (yaml_node_pair_t *pr = node_is_null(value)
+					    ? NULL
+					    : value->data.mapping.pairs.start;
 	     pr && pr < value->data.mapping.pairs.top; pr++) {
 		yaml_node_t *k = doc_node(d, pr->key);
 		yaml_node_t *v = doc_node(d, pr->value);
@@ -2017,8 +2034,8 @@ static int load_document(struct sk_config *c, struct cfg_doc *d,
 			rc = unknown_key(err, where, name);
 		} else {
 			text = value_text(d, k, v, name, err);
-			rc = text ? broker_apply(c, &r, text, where, err) :
-				    -EINVAL;
+			rc = text ? broker_apply(c, &r, text, where, err)
+				  : -EINVAL;
 		}
 		free(where);
 		if (rc)
@@ -2034,8 +2051,10 @@ static int yaml_err(const yaml_parser_t *p, const char *name,
 
 	switch (p->error) {
 	case YAML_MEMORY_ERROR:
-		return sk_err_setc(err, -ENOMEM, "%s: out of memory reading "
-				   "YAML", name);
+		return sk_err_setc(err, -ENOMEM,
+				   "%s: out of memory reading "
+				   "YAML",
+				   name);
 	case YAML_READER_ERROR:
 		return sk_err_set(err, "%s: invalid YAML input: %s at byte %zu",
 				  name, problem, p->problem_offset);
@@ -2058,8 +2077,8 @@ static int yaml_err(const yaml_parser_t *p, const char *name,
  * Apply the stream of p to a copy of c, and replace c by the copy only if
  * the whole stream was accepted.
  */
-static int config_load(struct sk_config *c, const char *name,
-		       yaml_parser_t *p, struct sk_err *err)
+static int config_load(struct sk_config *c, const char *name, yaml_parser_t *p,
+		       struct sk_err *err)
 {
 	struct cfg_doc d = { .name = name };
 	struct sk_config tmp;
@@ -2190,9 +2209,9 @@ static void env_name(const char *key, char *buf, size_t cap)
 
 	buf_add(buf, cap, &n, "SKALD_");
 	for (; *key && n + 1 < cap; key++)
-		buf[n++] = *key == '.' ? '_' :
-			   (*key >= 'a' && *key <= 'z') ? *key - 'a' + 'A' :
-			   *key;
+		buf[n++] = *key == '.'			  ? '_'
+			   : (*key >= 'a' && *key <= 'z') ? *key - 'a' + 'A'
+							  : *key;
 	buf[n] = '\0';
 }
 
@@ -2273,8 +2292,8 @@ int sk_topic_config_set(struct sk_topic_config *tc, const char *key,
 	return rc;
 }
 
-int sk_topic_config_unset(struct sk_topic_config *tc,
-			  const struct sk_config *c, const char *key)
+int sk_topic_config_unset(struct sk_topic_config *tc, const struct sk_config *c,
+			  const char *key)
 {
 	int i = sk_topic_config_find(key);
 	const struct cfg_key *k;
@@ -2337,8 +2356,10 @@ bool sk_topic_name_valid(const char *name, struct sk_err *err)
 		return false;
 	}
 	if (len > 249) {
-		sk_err_set(err, "topic name is %zu characters long, at most "
-			   "249 are allowed", len);
+		sk_err_set(err,
+			   "topic name is %zu characters long, at most "
+			   "249 are allowed",
+			   len);
 		return false;
 	}
 	if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
@@ -2351,13 +2372,17 @@ bool sk_topic_name_valid(const char *name, struct sk_err *err)
 		if (host_char((char)ch))
 			continue;
 		if (ch >= 0x20 && ch < 0x7f)
-			sk_err_set(err, "topic name '%s' contains '%c'; only "
+			sk_err_set(err,
+				   "topic name '%s' contains '%c'; only "
 				   "ASCII letters, digits, '.', '_' and '-' "
-				   "are allowed", name, ch);
+				   "are allowed",
+				   name, ch);
 		else
-			sk_err_set(err, "topic name contains byte 0x%02x; "
+			sk_err_set(err,
+				   "topic name contains byte 0x%02x; "
 				   "only ASCII letters, digits, '.', '_' and "
-				   "'-' are allowed", ch);
+				   "'-' are allowed",
+				   ch);
 		return false;
 	}
 	return true;

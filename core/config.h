@@ -48,25 +48,25 @@ enum sk_cleanup_policy {
  * reports as non-default.
  */
 struct sk_topic_config {
-	int64_t retention_ms;         /* retention.ms; -1 = unlimited */
-	int64_t retention_bytes;      /* retention.bytes; -1 = unlimited */
-	int64_t segment_bytes;        /* segment.bytes */
-	int64_t segment_ms;           /* segment.ms */
-	int64_t max_message_bytes;    /* max.message.bytes */
-	int64_t index_interval_bytes; /* index.interval.bytes */
-	int64_t flush_messages;       /* flush.messages */
-	int64_t flush_ms;             /* flush.ms */
-	int64_t min_insync_replicas;  /* min.insync.replicas */
-	int timestamp_type;           /* message.timestamp.type */
-	int cleanup_policy;           /* cleanup.policy, SK_CLEANUP_* bits */
-	int64_t delete_retention_ms;  /* delete.retention.ms: tombstones */
-	double min_cleanable_ratio;   /* min.cleanable.dirty.ratio, [0, 1] */
+	int64_t retention_ms;	       /* retention.ms; -1 = unlimited */
+	int64_t retention_bytes;       /* retention.bytes; -1 = unlimited */
+	int64_t segment_bytes;	       /* segment.bytes */
+	int64_t segment_ms;	       /* segment.ms */
+	int64_t max_message_bytes;     /* max.message.bytes */
+	int64_t index_interval_bytes;  /* index.interval.bytes */
+	int64_t flush_messages;	       /* flush.messages */
+	int64_t flush_ms;	       /* flush.ms */
+	int64_t min_insync_replicas;   /* min.insync.replicas */
+	int timestamp_type;	       /* message.timestamp.type */
+	int cleanup_policy;	       /* cleanup.policy, SK_CLEANUP_* bits */
+	int64_t delete_retention_ms;   /* delete.retention.ms: tombstones */
+	double min_cleanable_ratio;    /* min.cleanable.dirty.ratio, [0, 1] */
 	int64_t min_compaction_lag_ms; /* min.compaction.lag.ms */
 	int64_t max_compaction_lag_ms; /* max.compaction.lag.ms */
-	bool remote_storage_enable;   /* remote.storage.enable: tiering */
-	int64_t local_retention_ms;   /* local.retention.ms; -2 = retention.ms */
+	bool remote_storage_enable;    /* remote.storage.enable: tiering */
+	int64_t local_retention_ms; /* local.retention.ms; -2 = retention.ms */
 	int64_t local_retention_bytes; /* local.retention.bytes; -2 = retention.bytes */
-	uint64_t set_mask;            /* explicitly set keys */
+	uint64_t set_mask;	       /* explicitly set keys */
 };
 
 /* One key = value pair, owned strings. */
@@ -77,9 +77,9 @@ struct sk_config_kv {
 
 /* The broker-wide `hooks:` section (Lua topic hooks, core/hook.h). */
 struct sk_hook_settings {
-	int64_t timeout_ms;       /* timeout.ms: CPU budget per batch */
-	int64_t memory_mb;        /* memory.mb: heap of one hook state */
-	int32_t workers;          /* workers: hook threads */
+	int64_t timeout_ms;	  /* timeout.ms: CPU budget per batch */
+	int64_t memory_mb;	  /* memory.mb: heap of one hook state */
+	int32_t workers;	  /* workers: hook threads */
 	int32_t breaker_failures; /* breaker.failures: consecutive, to trip */
 	int64_t breaker_reset_ms; /* breaker.reset.ms: open before a retry */
 };
@@ -95,30 +95,30 @@ enum sk_hook_on_error {
 /* One entry of a topic's `hooks:` list. */
 struct sk_hook_decl {
 	char *name;
-	char *script;            /* path, relative to the working directory */
-	int on_error;            /* enum sk_hook_on_error */
+	char *script;		 /* path, relative to the working directory */
+	int on_error;		 /* enum sk_hook_on_error */
 	char *dead_letter_topic; /* required for dead-letter, else NULL */
-	char *options_json;      /* `options`, converted to JSON ("{}") */
-	char *where;             /* "FILE:LINE" of the entry */
+	char *options_json;	 /* `options`, converted to JSON ("{}") */
+	char *where;		 /* "FILE:LINE" of the entry */
 };
 
 /* A topic declared in the YAML `topics:` section. */
 struct sk_topic_decl {
 	char *name;
-	int32_t partitions;          /* -1 = num.partitions */
+	int32_t partitions;	      /* -1 = num.partitions */
 	struct sk_config_kv *configs; /* topic-level keys as given */
 	size_t n_configs;
-	char *where;                 /* "FILE:LINE" of the declaration */
+	char *where; /* "FILE:LINE" of the declaration */
 	/*
 	 * A glob ("logs.*", fnmatch rules): applies its hooks and retention
 	 * script to every matching topic, existing or created later, and
 	 * creates none.
 	 */
 	bool glob;
-	struct sk_hook_decl *hooks;  /* hooks: the produce chain, in order */
+	struct sk_hook_decl *hooks; /* hooks: the produce chain, in order */
 	size_t n_hooks;
-	char *retention_script;      /* retention: {script: PATH}, or NULL */
-	char *retention_where;       /* "FILE:LINE" of that script */
+	char *retention_script;	      /* retention: {script: PATH}, or NULL */
+	char *retention_where;	      /* "FILE:LINE" of that script */
 	char *retention_options_json; /* retention: options, as JSON */
 };
 
@@ -143,43 +143,43 @@ struct sk_plugin_decl {
 
 /* The broker's configuration; owned by struct sk_broker. */
 struct sk_config {
-	char *listeners;            /* listeners: HOST:PORT to bind */
+	char *listeners;	    /* listeners: HOST:PORT to bind */
 	char *advertised_listeners; /* advertised.listeners: HOST:PORT; "" = listeners */
-	char *log_dir;              /* log.dir: data directory */
+	char *log_dir;		    /* log.dir: data directory */
 	int64_t log_retention_check_interval_ms; /* log.retention.check.interval.ms */
 	int64_t log_flush_checkpoint_ms; /* log.flush.offset.checkpoint.interval.ms */
-	int32_t node_id;            /* node.id */
-	int32_t num_partitions;     /* num.partitions */
-	bool auto_create_topics;    /* auto.create.topics.enable */
-	bool delete_topic_enable;   /* delete.topic.enable */
-	int64_t message_max_bytes;  /* message.max.bytes (default max.message.bytes) */
+	int32_t node_id;		 /* node.id */
+	int32_t num_partitions;		 /* num.partitions */
+	bool auto_create_topics;	 /* auto.create.topics.enable */
+	bool delete_topic_enable;	 /* delete.topic.enable */
+	int64_t message_max_bytes; /* message.max.bytes (default max.message.bytes) */
 	int64_t socket_request_max_bytes; /* socket.request.max.bytes */
-	int64_t fetch_max_bytes;    /* fetch.max.bytes: cap per response */
+	int64_t fetch_max_bytes; /* fetch.max.bytes: cap per response */
 	int64_t connection_output_max_bytes; /* connection.output.max.bytes: backpressure */
-	int64_t connections_max_idle_ms;  /* connections.max.idle.ms */
-	int32_t max_connections;    /* max.connections */
+	int64_t connections_max_idle_ms; /* connections.max.idle.ms */
+	int32_t max_connections;	 /* max.connections */
 	int32_t queued_max_requests; /* queued.max.requests: per connection */
-	char *log_format;           /* log.format: text | json */
-	char *log_level;            /* log.level: debug | info | warn | error */
+	char *log_format;	     /* log.format: text | json */
+	char *log_level; /* log.level: debug | info | warn | error */
 	int32_t group_initial_rebalance_delay_ms; /* group.initial.rebalance.delay.ms */
 	int32_t group_min_session_timeout_ms; /* group.min.session.timeout.ms */
 	int32_t group_max_session_timeout_ms; /* group.max.session.timeout.ms */
-	int32_t group_max_size;     /* group.max.size: members per group */
+	int32_t group_max_size; /* group.max.size: members per group */
 	int32_t offsets_retention_minutes; /* offsets.retention.minutes */
 	int64_t offsets_retention_check_interval_ms; /* offsets.retention.check.interval.ms */
 	int32_t offset_metadata_max_bytes; /* offset.metadata.max.bytes */
-	bool log_cleaner_enable;    /* log.cleaner.enable: run compaction */
+	bool log_cleaner_enable;	/* log.cleaner.enable: run compaction */
 	int64_t log_cleaner_backoff_ms; /* log.cleaner.backoff.ms */
 	int64_t log_cleaner_dedupe_buffer_size; /* log.cleaner.dedupe.buffer.size */
 	int64_t remote_task_interval_ms; /* remote.log.manager.task.interval.ms */
-	int64_t remote_cache_bytes; /* remote.log.cache.bytes */
+	int64_t remote_cache_bytes;	 /* remote.log.cache.bytes */
 	struct sk_topic_config topic_defaults; /* from the log.* keys */
-	struct sk_topic_decl *topics; /* the topics: section */
+	struct sk_topic_decl *topics;	       /* the topics: section */
 	size_t n_topics;
-	struct sk_hook_settings hooks; /* the hooks: section */
+	struct sk_hook_settings hooks;	/* the hooks: section */
 	struct sk_plugin_decl *plugins; /* the plugins: section, in order */
 	size_t n_plugins;
-	char *storage_tier;       /* storage: {tier: NAME}; NULL: none */
+	char *storage_tier;	  /* storage: {tier: NAME}; NULL: none */
 	char *storage_tier_where; /* "FILE:LINE" of tier */
 };
 
@@ -216,8 +216,8 @@ void sk_topic_config_defaults(const struct sk_config *c,
 int sk_topic_config_set(struct sk_topic_config *tc, const char *key,
 			const char *value, struct sk_err *err);
 /* Reset one key to the broker default; -ENOENT for an unknown key. */
-int sk_topic_config_unset(struct sk_topic_config *tc,
-			  const struct sk_config *c, const char *key);
+int sk_topic_config_unset(struct sk_topic_config *tc, const struct sk_config *c,
+			  const char *key);
 
 /* Iteration over the topic-level keys, for DescribeConfigs. */
 size_t sk_topic_config_count(void);

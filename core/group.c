@@ -76,6 +76,7 @@ static struct groups_priv *priv(struct sk_groups *gs)
 	return sk_container_of(gs, struct groups_priv, pub);
 }
 
+/* clang-format off */
 static const char *const state_names[] = {
 	[SK_GROUP_EMPTY] = "Empty",
 	[SK_GROUP_PREPARING] = "PreparingRebalance",
@@ -83,6 +84,7 @@ static const char *const state_names[] = {
 	[SK_GROUP_STABLE] = "Stable",
 	[SK_GROUP_DEAD] = "Dead",
 };
+/* clang-format on */
 
 const char *sk_group_state_name(enum sk_group_state s)
 {
@@ -194,8 +196,7 @@ static void join_error(struct sk_groups *gs, struct sk_resp *resp, int16_t v,
 }
 
 static void sync_write(struct sk_groups *gs, struct sk_resp *resp, int16_t v,
-		       enum sk_kerr ec, const uint8_t *assignment,
-		       int32_t len)
+		       enum sk_kerr ec, const uint8_t *assignment, int32_t len)
 {
 	bool flex = v >= 4;
 	struct sk_wr w = sk_resp_writer(resp);
@@ -375,8 +376,8 @@ static void protos_count(struct sk_group *g, const struct sk_member *m,
 
 	for (int32_t i = 0; i < m->n_protos; i++) {
 		const char *name = m->protos[i].name;
-		struct sk_hnode *n = sk_hmap_find(&g->protos, name,
-						  strlen(name));
+		struct sk_hnode *n =
+			sk_hmap_find(&g->protos, name, strlen(name));
 		struct proto_count *pc;
 
 		if (!n) {
@@ -442,14 +443,13 @@ static const char *select_protocol(const struct sk_group *g)
 
 	for (struct sk_list *it = g->member_list.next; it != &g->member_list;
 	     it = it->next) {
-		struct sk_member *m = sk_container_of(it, struct sk_member,
-						      link);
+		struct sk_member *m =
+			sk_container_of(it, struct sk_member, link);
 		const char *vote = NULL;
 		size_t k;
 
 		for (int32_t i = 0; i < m->n_protos && !vote; i++)
-			if (proto_support(g, m->protos[i].name) ==
-			    g->n_members)
+			if (proto_support(g, m->protos[i].name) == g->n_members)
 				vote = m->protos[i].name;
 		if (!vote)
 			continue;
@@ -483,8 +483,8 @@ static void subscribed_clear(struct sk_group *g)
 
 	while (n) {
 		struct sk_hnode *next = sk_hmap_next(&g->subscribed, n);
-		struct topic_name *t = sk_container_of(n, struct topic_name,
-						       node);
+		struct topic_name *t =
+			sk_container_of(n, struct topic_name, node);
 
 		sk_hmap_remove(&g->subscribed, n);
 		free(t->name);
@@ -506,8 +506,8 @@ static void compute_subscribed(struct sk_group *g)
 		return;
 	for (struct sk_list *it = g->member_list.next; it != &g->member_list;
 	     it = it->next) {
-		struct sk_member *m = sk_container_of(it, struct sk_member,
-						      link);
+		struct sk_member *m =
+			sk_container_of(it, struct sk_member, link);
 		const struct sk_group_proto *p =
 			sk_member_proto(m, g->protocol);
 		struct sk_rd r;
@@ -549,8 +549,7 @@ bool sk_group_subscribed(const struct sk_group *g, const char *topic,
 
 /* --- members ------------------------------------------------------ */
 
-static void on_session_timer(struct ev_loop *loop, ev_timer *w,
-			     int revents);
+static void on_session_timer(struct ev_loop *loop, ev_timer *w, int revents);
 
 static void protos_free(struct sk_group_proto *p, int32_t n)
 {
@@ -577,8 +576,8 @@ static char *member_id_new(const char *prefix)
 	return sk_xasprintf("%s-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
 			    "%02x%02x%02x%02x%02x%02x",
 			    prefix, u[0], u[1], u[2], u[3], u[4], u[5], u[6],
-			    u[7], u[8], u[9], u[10], u[11], u[12], u[13],
-			    u[14], u[15]);
+			    u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14],
+			    u[15]);
 }
 
 /* "/1.2.3.4" from "1.2.3.4:5678", "/::1" from "[::1]:5678". */
@@ -645,8 +644,7 @@ static void pending_remove(struct pending_member *pm)
 
 /* Kafka's group.add: a new member, its join held. */
 static struct sk_member *member_add(struct sk_group *g, char *id,
-				    struct sk_req *req,
-				    struct sk_join_args *a)
+				    struct sk_req *req, struct sk_join_args *a)
 {
 	struct sk_member *m = sk_xcalloc(1, sizeof(*m));
 	struct pending_member *pm;
@@ -721,8 +719,8 @@ static void member_remove(struct sk_member *m)
 
 static bool can_rebalance(const struct sk_group *g)
 {
-	return g->state == SK_GROUP_STABLE ||
-	       g->state == SK_GROUP_COMPLETING || g->state == SK_GROUP_EMPTY;
+	return g->state == SK_GROUP_STABLE || g->state == SK_GROUP_COMPLETING ||
+	       g->state == SK_GROUP_EMPTY;
 }
 
 static void maybe_prepare_rebalance(struct sk_group *g, const char *why)
@@ -811,8 +809,8 @@ static void on_session_timer(struct ev_loop *loop, ev_timer *w, int revents)
 
 static void on_pending_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	struct pending_member *pm = sk_container_of(w, struct pending_member,
-						    timer);
+	struct pending_member *pm =
+		sk_container_of(w, struct pending_member, timer);
 	struct sk_group *g = pm->g;
 
 	(void)loop;
@@ -830,8 +828,8 @@ static void pending_add(struct sk_group *g, char *id, int32_t session_ms)
 	pm->g = g;
 	pm->id = id;
 	sk_hmap_insert(&g->pending, &pm->node, pm->id, strlen(pm->id));
-	ev_timer_init(&pm->timer, on_pending_timer,
-		      (double)session_ms / 1000.0, 0.0);
+	ev_timer_init(&pm->timer, on_pending_timer, (double)session_ms / 1000.0,
+		      0.0);
 	ev_timer_start(g->gs->loop, &pm->timer);
 }
 
@@ -889,10 +887,9 @@ static void complete_join(struct sk_group *g)
 	const char *winner;
 
 	ev_timer_stop(g->gs->loop, &g->timer);
-	for (struct sk_list *it = g->member_list.next;
-	     it != &g->member_list;) {
-		struct sk_member *m = sk_container_of(it, struct sk_member,
-						      link);
+	for (struct sk_list *it = g->member_list.next; it != &g->member_list;) {
+		struct sk_member *m =
+			sk_container_of(it, struct sk_member, link);
 
 		it = it->next;
 		if (m->join_resp)
@@ -937,12 +934,11 @@ static void complete_join(struct sk_group *g)
 	set_state(g, SK_GROUP_COMPLETING);
 	sk_info("group %s: generation %d with %d members, protocol %s, "
 		"leader %s",
-		g->id, g->generation, g->n_members, g->protocol,
-		g->leader->id);
+		g->id, g->generation, g->n_members, g->protocol, g->leader->id);
 	for (struct sk_list *it = g->member_list.next; it != &g->member_list;
 	     it = it->next) {
-		struct sk_member *m = sk_container_of(it, struct sk_member,
-						      link);
+		struct sk_member *m =
+			sk_container_of(it, struct sk_member, link);
 
 		member_join_answer(m, SK_KERR_NONE, true);
 		member_touch(m);
@@ -1062,8 +1058,7 @@ static enum sk_kerr validate_member(const struct sk_group *g,
 }
 
 static void add_member_and_rebalance(struct sk_group *g, char *id,
-				     struct sk_req *req,
-				     struct sk_join_args *a)
+				     struct sk_req *req, struct sk_join_args *a)
 {
 	if (g->state == SK_GROUP_PREPARING && g->generation == 0)
 		g->new_member_added = true;
@@ -1071,10 +1066,8 @@ static void add_member_and_rebalance(struct sk_group *g, char *id,
 	maybe_prepare_rebalance(g, "a new member joined");
 }
 
-static void update_member_and_rebalance(struct sk_member *m,
-					struct sk_req *req,
-					struct sk_join_args *a,
-					const char *why)
+static void update_member_and_rebalance(struct sk_member *m, struct sk_req *req,
+					struct sk_join_args *a, const char *why)
 {
 	member_set_protos(m, a);
 	m->rebalance_ms = a->rebalance_ms;
@@ -1150,8 +1143,7 @@ static void join_new_member(struct sk_group *g, struct sk_req *req,
 	struct sk_groups *gs = g->gs;
 	char *id;
 
-	if (!supports_protocols(g, a->protocol_type, a->protos,
-				a->n_protos)) {
+	if (!supports_protocols(g, a->protocol_type, a->protos, a->n_protos)) {
 		join_error(gs, req->resp, req->api_version,
 			   SK_KERR_INCONSISTENT_GROUP_PROTOCOL, "");
 		return;
@@ -1193,8 +1185,7 @@ static void join_current_member(struct sk_group *g, struct sk_req *req,
 	struct sk_member *m;
 	enum sk_kerr ec;
 
-	if (!supports_protocols(g, a->protocol_type, a->protos,
-				a->n_protos)) {
+	if (!supports_protocols(g, a->protocol_type, a->protos, a->n_protos)) {
 		join_error(gs, req->resp, req->api_version,
 			   SK_KERR_INCONSISTENT_GROUP_PROTOCOL, mid);
 		goto out;
@@ -1279,8 +1270,7 @@ void sk_group_join(struct sk_groups *gs, struct sk_req *req,
 		g = group_new(gs, (const char *)a->group_id.p,
 			      (size_t)a->group_id.len);
 	}
-	m = unknown ? NULL
-		    : sk_group_member(g, mid, (size_t)a->member_id.len);
+	m = unknown ? NULL : sk_group_member(g, mid, (size_t)a->member_id.len);
 	if (!accept_member(g, m)) {
 		sk_info("group %s: refusing a member: group.max.size (%d) "
 			"reached",
@@ -1367,8 +1357,8 @@ void sk_group_sync(struct sk_groups *gs, struct sk_req *req,
 			t->assignment = NULL;
 			t->assignment_len = SK_MAX(bytes.len, 0);
 			if (t->assignment_len > 0) {
-				t->assignment = sk_xmalloc(
-					(size_t)t->assignment_len);
+				t->assignment =
+					sk_xmalloc((size_t)t->assignment_len);
 				memcpy(t->assignment, bytes.p,
 				       (size_t)t->assignment_len);
 			}
@@ -1378,9 +1368,9 @@ void sk_group_sync(struct sk_groups *gs, struct sk_req *req,
 			g->generation);
 		for (struct sk_list *it = g->member_list.next;
 		     it != &g->member_list; it = it->next)
-			member_sync_answer(sk_container_of(it, struct sk_member,
-							   link),
-					   SK_KERR_NONE);
+			member_sync_answer(
+				sk_container_of(it, struct sk_member, link),
+				SK_KERR_NONE);
 	}
 done:
 	if (g->n_pending_sync == 0)
@@ -1400,8 +1390,7 @@ enum sk_kerr sk_group_heartbeat(struct sk_groups *gs, struct sk_str group_id,
 
 	if (ec)
 		return ec;
-	g = sk_groups_find(gs, (const char *)group_id.p,
-			   (size_t)group_id.len);
+	g = sk_groups_find(gs, (const char *)group_id.p, (size_t)group_id.len);
 	if (!g)
 		return SK_KERR_UNKNOWN_MEMBER_ID;
 	ec = validate_member(g, member_id, instance_id, &m);
@@ -1538,9 +1527,9 @@ struct sk_offset *sk_group_offset(const struct sk_group *g, const char *topic,
 
 	if (tlen + 5 > sizeof(key))
 		return NULL;
-	n = sk_hmap_find(&g->offsets, key,
-			 sk_offset_key(key, sizeof(key), topic, tlen,
-				       partition));
+	n = sk_hmap_find(
+		&g->offsets, key,
+		sk_offset_key(key, sizeof(key), topic, tlen, partition));
 	return n ? sk_container_of(n, struct sk_offset, node) : NULL;
 }
 
@@ -1641,14 +1630,12 @@ static void load(void *arg, struct sk_offset_rec *r)
 void sk_groups_expire_offsets(struct sk_groups *gs)
 {
 	int64_t now = sk_now_ms();
-	int64_t retention = (int64_t)cfg(gs)->offsets_retention_minutes *
-			    60000;
+	int64_t retention = (int64_t)cfg(gs)->offsets_retention_minutes * 60000;
 	size_t n_expired = 0;
 
 	for (struct sk_hnode *gn = sk_hmap_first(&gs->map); gn;
 	     gn = sk_hmap_next(&gs->map, gn)) {
-		struct sk_group *g = sk_container_of(gn, struct sk_group,
-						     node);
+		struct sk_group *g = sk_container_of(gn, struct sk_group, node);
 		bool stable_consumer = false;
 
 		if (g->protocol_type) {
@@ -1659,8 +1646,8 @@ void sk_groups_expire_offsets(struct sk_groups *gs)
 		}
 		for (struct sk_hnode *n = sk_hmap_first(&g->offsets); n;
 		     n = sk_hmap_next(&g->offsets, n)) {
-			struct sk_offset *o = sk_container_of(
-				n, struct sk_offset, node);
+			struct sk_offset *o =
+				sk_container_of(n, struct sk_offset, node);
 			int64_t base = o->commit_ms;
 			bool expired;
 
@@ -1699,13 +1686,12 @@ void sk_groups_expire_offsets(struct sk_groups *gs)
 			n_expired);
 }
 
-static void on_retention_timer(struct ev_loop *loop, ev_timer *w,
-			       int revents)
+static void on_retention_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	(void)loop;
 	(void)revents;
-	sk_groups_expire_offsets(sk_container_of(w, struct sk_groups,
-						 retention));
+	sk_groups_expire_offsets(
+		sk_container_of(w, struct sk_groups, retention));
 }
 
 enum sk_kerr sk_group_delete(struct sk_groups *gs, struct sk_str id)
@@ -1728,18 +1714,16 @@ enum sk_kerr sk_group_delete(struct sk_groups *gs, struct sk_str id)
 	return SK_KERR_NONE;
 }
 
-void sk_groups_lag_foreach(struct sk_groups *gs, sk_offset_lag_fn fn,
-			   void *arg)
+void sk_groups_lag_foreach(struct sk_groups *gs, sk_offset_lag_fn fn, void *arg)
 {
 	for (struct sk_hnode *gn = sk_hmap_first(&gs->map); gn;
 	     gn = sk_hmap_next(&gs->map, gn)) {
-		struct sk_group *g = sk_container_of(gn, struct sk_group,
-						     node);
+		struct sk_group *g = sk_container_of(gn, struct sk_group, node);
 
 		for (struct sk_hnode *n = sk_hmap_first(&g->offsets); n;
 		     n = sk_hmap_next(&g->offsets, n)) {
-			struct sk_offset *o = sk_container_of(
-				n, struct sk_offset, node);
+			struct sk_offset *o =
+				sk_container_of(n, struct sk_offset, node);
 			struct sk_topic *t = sk_topics_find(
 				&gs->b->topics, o->key, strlen(o->key));
 			struct sk_tpart *tp =
@@ -1754,9 +1738,9 @@ void sk_groups_lag_foreach(struct sk_groups *gs, sk_offset_lag_fn fn,
 				.state = sk_group_state_name(g->state),
 			};
 
-			v.lag = v.log_end < 0 ? -1
-					      : SK_MAX(v.log_end - o->offset,
-						       0);
+			v.lag = v.log_end < 0
+					? -1
+					: SK_MAX(v.log_end - o->offset, 0);
 			fn(arg, &v);
 		}
 	}
@@ -1769,8 +1753,8 @@ static void group_free(struct sk_group *g)
 	struct sk_groups *gs = g->gs;
 
 	while (!sk_list_empty(&g->member_list))
-		member_remove(sk_list_first(&g->member_list, struct sk_member,
-					    link));
+		member_remove(
+			sk_list_first(&g->member_list, struct sk_member, link));
 	while (g->pending.count)
 		pending_remove(sk_container_of(sk_hmap_first(&g->pending),
 					       struct pending_member, node));
@@ -1827,8 +1811,7 @@ void sk_groups_stop(struct sk_groups *gs)
 	gs->stopping = true;
 	for (struct sk_hnode *gn = sk_hmap_first(&gs->map); gn;
 	     gn = sk_hmap_next(&gs->map, gn)) {
-		struct sk_group *g = sk_container_of(gn, struct sk_group,
-						     node);
+		struct sk_group *g = sk_container_of(gn, struct sk_group, node);
 
 		for (struct sk_list *it = g->member_list.next;
 		     it != &g->member_list; it = it->next) {

@@ -82,19 +82,19 @@ struct sk_member {
 	struct sk_list link;   /* in group->member_list, oldest first */
 	struct sk_group *g;
 	char *id;
-	char *instance_id;     /* group.instance.id; NULL for dynamic */
+	char *instance_id; /* group.instance.id; NULL for dynamic */
 	char *client_id;
-	char *client_host;     /* "/1.2.3.4", as Kafka reports it */
+	char *client_host; /* "/1.2.3.4", as Kafka reports it */
 	int32_t session_ms;
 	int32_t rebalance_ms;
 	struct sk_group_proto *protos;
 	int32_t n_protos;
-	uint8_t *assignment;   /* from the leader's SyncGroup */
+	uint8_t *assignment; /* from the leader's SyncGroup */
 	int32_t assignment_len;
 	ev_timer session;
-	int64_t last_seen;     /* monotonic ms of the last sign of life */
-	bool is_new;           /* joined in this rebalance */
-	bool pending_sync;     /* owes a SyncGroup for this generation */
+	int64_t last_seen;	   /* monotonic ms of the last sign of life */
+	bool is_new;		   /* joined in this rebalance */
+	bool pending_sync;	   /* owes a SyncGroup for this generation */
 	struct sk_resp *join_resp; /* held JoinGroup, if any */
 	struct sk_resp *sync_resp; /* held SyncGroup, if any */
 	int16_t join_version, sync_version;
@@ -108,36 +108,36 @@ struct sk_group {
 	char *id;
 	size_t id_len;
 	enum sk_group_state state;
-	int64_t state_ms;     /* wall clock of the last state change */
+	int64_t state_ms; /* wall clock of the last state change */
 	int32_t generation;
-	char *protocol_type;  /* NULL: never had members (standalone) */
-	char *protocol;       /* of this generation; NULL while Empty */
+	char *protocol_type; /* NULL: never had members (standalone) */
+	char *protocol;	     /* of this generation; NULL while Empty */
 	struct sk_member *leader;
 	struct sk_list member_list;
-	struct sk_hmap members;    /* struct sk_member by id */
-	struct sk_hmap statics;    /* struct sk_member by instance id */
-	struct sk_hmap pending;    /* KIP-394 pending member ids */
-	struct sk_hmap protos;     /* protocol name -> supporting members */
+	struct sk_hmap members;	   /* struct sk_member by id */
+	struct sk_hmap statics;	   /* struct sk_member by instance id */
+	struct sk_hmap pending;	   /* KIP-394 pending member ids */
+	struct sk_hmap protos;	   /* protocol name -> supporting members */
 	struct sk_hmap subscribed; /* topics of a "consumer" generation */
 	bool subscribed_known;
 	int32_t n_members;
-	int32_t n_awaiting_join;   /* members with a held JoinGroup */
+	int32_t n_awaiting_join; /* members with a held JoinGroup */
 	int32_t n_pending_sync;
-	uint64_t proto_stamp;      /* counting passes over protocols */
-	ev_timer timer;            /* join, initial delay or sync deadline */
-	bool initial_delay;        /* the timer is the initial delay */
-	bool new_member_added;     /* during the initial delay */
-	int64_t initial_left_ms;   /* rebalance time left after the delay */
-	struct sk_hmap offsets;    /* struct sk_offset by topic+partition */
+	uint64_t proto_stamp;	 /* counting passes over protocols */
+	ev_timer timer;		 /* join, initial delay or sync deadline */
+	bool initial_delay;	 /* the timer is the initial delay */
+	bool new_member_added;	 /* during the initial delay */
+	int64_t initial_left_ms; /* rebalance time left after the delay */
+	struct sk_hmap offsets;	 /* struct sk_offset by topic+partition */
 };
 
 /* The coordinator: every group of this broker. */
 struct sk_groups {
 	struct sk_broker *b;
 	struct ev_loop *loop;
-	struct sk_hmap map;      /* struct sk_group by id */
+	struct sk_hmap map; /* struct sk_group by id */
 	struct sk_offsets *store;
-	ev_timer retention;      /* offsets.retention.check.interval.ms */
+	ev_timer retention; /* offsets.retention.check.interval.ms */
 	bool stopping;
 };
 
@@ -197,8 +197,7 @@ void sk_group_sync(struct sk_groups *gs, struct sk_req *req,
 
 enum sk_kerr sk_group_heartbeat(struct sk_groups *gs, struct sk_str group_id,
 				struct sk_str member_id,
-				struct sk_str instance_id,
-				int32_t generation);
+				struct sk_str instance_id, int32_t generation);
 
 /*
  * One member of a LeaveGroup (the group was found): by member id, or by

@@ -65,7 +65,7 @@ struct sk_tpart;
 struct sk_hook_limits {
 	int64_t timeout_ms;  /* CPU budget of one hook on one batch */
 	size_t memory_bytes; /* heap of one Lua state */
-	bool jit;            /* JIT on: the CPU bound does NOT hold (bench) */
+	bool jit;	     /* JIT on: the CPU bound does NOT hold (bench) */
 };
 
 /* ------------------------------------------------------------------ */
@@ -73,20 +73,20 @@ struct sk_hook_limits {
 
 /* One compiled version of a script file; immutable once made. */
 struct sk_hook_script {
-	char *path;        /* as configured; also the Lua chunk name */
-	char *source;      /* the text it was compiled from; owned */
+	char *path;   /* as configured; also the Lua chunk name */
+	char *source; /* the text it was compiled from; owned */
 	size_t len;
-	uint64_t version;  /* distinct per compile, for logs */
-	unsigned has;      /* SK_HOOK_HAS_* */
+	uint64_t version; /* distinct per compile, for logs */
+	unsigned has;	  /* SK_HOOK_HAS_* */
 	struct sk_hook_limits lim;
-	int refs;          /* loop thread */
+	int refs; /* loop thread */
 	int n_slots;
 	/* per worker slot, created lazily by that worker; opaque */
 	struct hk_state *states[SK_HOOK_MAX_WORKERS];
 };
 
 #define SK_HOOK_HAS_RECORD 0x1u
-#define SK_HOOK_HAS_BATCH 0x2u
+#define SK_HOOK_HAS_BATCH  0x2u
 #define SK_HOOK_HAS_RETAIN 0x4u
 
 /*
@@ -116,11 +116,11 @@ size_t sk_hook_script_memory(const struct sk_hook_script *s);
 struct sk_hook_rec {
 	int32_t offset_delta;
 	int64_t timestamp;
-	const uint8_t *key;   /* NULL when key_len is -1 */
+	const uint8_t *key; /* NULL when key_len is -1 */
 	int32_t key_len;
 	const uint8_t *value; /* NULL when value_len is -1 */
 	int32_t value_len;
-	const uint8_t *hdrs;  /* headers in wire form */
+	const uint8_t *hdrs; /* headers in wire form */
 	size_t hdrs_len;
 	int32_t n_hdrs;
 	bool dropped;
@@ -139,7 +139,7 @@ struct sk_hook_recs {
 	size_t n, cap;
 	struct sk_hook_emit *emits;
 	size_t n_emits, cap_emits;
-	void **arena;            /* blocks freed with the set */
+	void **arena; /* blocks freed with the set */
 	size_t n_arena, cap_arena;
 };
 
@@ -152,23 +152,23 @@ const uint8_t *sk_hook_recs_keep(struct sk_hook_recs *rs, const void *p,
 struct sk_hook_call {
 	const char *topic;
 	int32_t partition;
-	const char *hook;         /* hook name, for logs */
+	const char *hook;	  /* hook name, for logs */
 	const char *options_json; /* ctx.options, as JSON */
 };
 
 enum sk_hook_status {
 	SK_HOOK_OK = 0,
-	SK_HOOK_ERROR,   /* the script raised (or returned nonsense) */
+	SK_HOOK_ERROR,	 /* the script raised (or returned nonsense) */
 	SK_HOOK_TIMEOUT, /* past timeout.ms */
-	SK_HOOK_MEMORY,  /* past memory.mb */
+	SK_HOOK_MEMORY,	 /* past memory.mb */
 };
 
 /* The outcome of one call. */
 struct sk_hook_res {
 	enum sk_hook_status status;
-	char msg[512];   /* error with the script's file:line, or "" */
-	int64_t ns;      /* time spent */
-	size_t memory;   /* the state's heap after the call */
+	char msg[512]; /* error with the script's file:line, or "" */
+	int64_t ns;    /* time spent */
+	size_t memory; /* the state's heap after the call */
 	uint32_t in, out, dropped; /* records */
 };
 
@@ -209,23 +209,23 @@ struct sk_hook_metrics {
 	uint64_t errors;
 	uint64_t timeouts;
 	uint64_t time_ns;
-	uint64_t memory;      /* Lua heap of the script's states, bytes */
+	uint64_t memory; /* Lua heap of the script's states, bytes */
 	uint64_t breaker_trips;
-	uint64_t skipped;     /* batches the open breaker answered */
+	uint64_t skipped; /* batches the open breaker answered */
 };
 
 /* One hook of a topic's chain. */
 struct sk_hook {
 	char *name;
 	struct sk_hook_script *script; /* referenced */
-	int on_error;                  /* SK_HOOK_ON_ERROR_* */
+	int on_error;		       /* SK_HOOK_ON_ERROR_* */
 	char *dead_letter_topic;       /* NULL unless dead-letter */
 	char *options_json;
-	char *where;                   /* FILE:LINE of the declaration */
+	char *where; /* FILE:LINE of the declaration */
 	struct sk_hook_metrics m;
-	int fails;            /* consecutive failed batches */
-	bool open;            /* breaker open: not run, on_error applies */
-	int64_t open_until;   /* monotonic ms: next trial */
+	int fails;	    /* consecutive failed batches */
+	bool open;	    /* breaker open: not run, on_error applies */
+	int64_t open_until; /* monotonic ms: next trial */
 };
 
 /* A topic's hooks, shared by its in-flight jobs (loop-thread refs). */
@@ -236,8 +236,8 @@ struct sk_hook_chain {
 	struct sk_hook **hooks;
 	struct sk_hook_script *retention; /* retain script, or NULL */
 	char *retention_where;
-	char *retention_options;          /* JSON */
-	bool retention_busy;              /* a pass is on the pool */
+	char *retention_options; /* JSON */
+	bool retention_busy;	 /* a pass is on the pool */
 };
 
 void sk_hook_chain_ref(struct sk_hook_chain *c);
@@ -246,17 +246,17 @@ void sk_hook_chain_unref(struct sk_hook_chain *c);
 /* The broker's hooks; embedded in struct sk_broker. */
 struct sk_hooks {
 	struct sk_broker *b;
-	struct sk_hook_settings set;   /* the hooks: section in force */
+	struct sk_hook_settings set; /* the hooks: section in force */
 	struct sk_hook_limits lim;
-	struct sk_topic_decl *decls;   /* topics: entries with hooks */
+	struct sk_topic_decl *decls; /* topics: entries with hooks */
 	size_t n_decls;
-	struct sk_hmap scripts;        /* path -> struct hk_script_ent */
-	struct sk_hmap topics;         /* topic name -> struct hk_topic_ent */
-	struct sk_hmap parts;          /* "topic/partition" -> queue */
-	size_t inflight;               /* produce jobs queued or running */
-	struct sk_pool *pool;          /* hook workers; started lazily */
-	atomic_int next_slot;          /* worker slot numbering */
-	int64_t reloads;               /* successful reloads */
+	struct sk_hmap scripts;		/* path -> struct hk_script_ent */
+	struct sk_hmap topics;		/* topic name -> struct hk_topic_ent */
+	struct sk_hmap parts;		/* "topic/partition" -> queue */
+	size_t inflight;		/* produce jobs queued or running */
+	struct sk_pool *pool;		/* hook workers; started lazily */
+	atomic_int next_slot;		/* worker slot numbering */
+	int64_t reloads;		/* successful reloads */
 	struct sk_pool *retention_pool; /* retention scripts */
 	bool retention_running;
 };
@@ -314,12 +314,12 @@ struct sk_hook_extra {
 
 struct sk_hook_batch_out {
 	enum sk_hook_out what;
-	struct sk_buf batch;         /* SK_HOOK_OUT_REBUILT */
-	int16_t kerr;                /* SK_HOOK_OUT_REJECT */
+	struct sk_buf batch;	     /* SK_HOOK_OUT_REBUILT */
+	int16_t kerr;		     /* SK_HOOK_OUT_REJECT */
 	struct sk_hook_extra *extra; /* dead letters, emitted copies */
 	size_t n_extra;
-	struct sk_hook_delta *d;     /* [chain->n] */
-	char err[512];               /* the failure that decided, if any */
+	struct sk_hook_delta *d; /* [chain->n] */
+	char err[512];		 /* the failure that decided, if any */
 };
 
 /*
@@ -332,8 +332,8 @@ struct sk_hook_batch_out {
  */
 void sk_hook_chain_process(const struct sk_hook_chain *c, int slot,
 			   const bool *skip, const char *topic,
-			   int32_t partition, const uint8_t *batch,
-			   size_t len, int64_t max_message_bytes,
+			   int32_t partition, const uint8_t *batch, size_t len,
+			   int64_t max_message_bytes,
 			   struct sk_hook_batch_out *out);
 void sk_hook_batch_out_free(struct sk_hook_batch_out *out);
 
@@ -357,8 +357,8 @@ struct hk_job;
 /* A produce waiting for its batch to go through the hooks. */
 struct sk_hook_wait {
 	/* loop thread; the batch is appended (or not) when this runs */
-	void (*done)(struct sk_hook_wait *w, int16_t kerr,
-		     int64_t base_offset, int64_t append_time);
+	void (*done)(struct sk_hook_wait *w, int16_t kerr, int64_t base_offset,
+		     int64_t append_time);
 	void *arg;
 	struct hk_job *job; /* internal */
 };

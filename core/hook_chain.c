@@ -26,7 +26,7 @@ struct hk_script_ent {
 	struct sk_hnode node;
 	char *path;
 	struct sk_hook_script *cur; /* referenced */
-	bool used;                  /* named by the configuration in force */
+	bool used;		    /* named by the configuration in force */
 };
 
 /* A topic's cached chain (NULL: the topic has no hooks). */
@@ -36,8 +36,7 @@ struct hk_topic_ent {
 	struct sk_hook_chain *chain; /* referenced */
 };
 
-static struct hk_script_ent *script_find(struct sk_hooks *hs,
-					 const char *path)
+static struct hk_script_ent *script_find(struct sk_hooks *hs, const char *path)
 {
 	struct sk_hnode *n = sk_hmap_find(&hs->scripts, path, strlen(path));
 
@@ -87,8 +86,7 @@ static const struct sk_topic_decl *decl_for(const struct sk_hooks *hs,
 					    const char *topic)
 {
 	for (size_t i = 0; i < hs->n_decls; i++)
-		if (!hs->decls[i].glob &&
-		    strcmp(hs->decls[i].name, topic) == 0)
+		if (!hs->decls[i].glob && strcmp(hs->decls[i].name, topic) == 0)
 			return &hs->decls[i];
 	for (size_t i = 0; i < hs->n_decls; i++)
 		if (hs->decls[i].glob &&
@@ -97,8 +95,7 @@ static const struct sk_topic_decl *decl_for(const struct sk_hooks *hs,
 	return NULL;
 }
 
-static struct sk_hook_chain *chain_build(struct sk_hooks *hs,
-					 const char *topic,
+static struct sk_hook_chain *chain_build(struct sk_hooks *hs, const char *topic,
 					 const struct sk_topic_decl *d)
 {
 	struct sk_hook_chain *c = sk_xcalloc(1, sizeof(*c));
@@ -118,10 +115,12 @@ static struct sk_hook_chain *chain_build(struct sk_hooks *hs,
 		h->script = se->cur;
 		sk_hook_script_ref(h->script);
 		h->on_error = hd->on_error;
-		h->dead_letter_topic = hd->dead_letter_topic ?
-			sk_xstrdup(hd->dead_letter_topic) : NULL;
-		h->options_json = sk_xstrdup(hd->options_json ?
-					     hd->options_json : "{}");
+		h->dead_letter_topic =
+			hd->dead_letter_topic
+				? sk_xstrdup(hd->dead_letter_topic)
+				: NULL;
+		h->options_json =
+			sk_xstrdup(hd->options_json ? hd->options_json : "{}");
 		h->where = sk_xstrdup(hd->where ? hd->where : "");
 		c->hooks[c->n++] = h;
 	}
@@ -131,12 +130,12 @@ static struct sk_hook_chain *chain_build(struct sk_hooks *hs,
 		if (se && se->cur) {
 			c->retention = se->cur;
 			sk_hook_script_ref(c->retention);
-			c->retention_where = sk_xstrdup(d->retention_where ?
-							d->retention_where :
-							"");
-			c->retention_options = sk_xstrdup(
-				d->retention_options_json ?
-					d->retention_options_json : "{}");
+			c->retention_where = sk_xstrdup(
+				d->retention_where ? d->retention_where : "");
+			c->retention_options =
+				sk_xstrdup(d->retention_options_json
+						   ? d->retention_options_json
+						   : "{}");
 		}
 	}
 	return c;
@@ -389,11 +388,12 @@ static void compile_one(struct sk_hooks *hs, const char *path,
 					hs->set.workers, &err);
 		free(src);
 		if (rc == 0 && !(s->has & needs)) {
-			sk_err_set(&err, "%s: %s", path,
-				   needs == SK_HOOK_HAS_RETAIN ?
-				   "a retention script must define retain" :
-				   "a hook script must define on_record or "
-				   "on_batch");
+			sk_err_set(
+				&err, "%s: %s", path,
+				needs == SK_HOOK_HAS_RETAIN
+					? "a retention script must define retain"
+					: "a hook script must define on_record or "
+					  "on_batch");
 			sk_hook_script_unref(s);
 			s = NULL;
 			rc = -EINVAL;
@@ -405,7 +405,8 @@ static void compile_one(struct sk_hooks *hs, const char *path,
 		snprintf(errs + at, cap - at, "%s%s: %s%s", at ? "; " : "",
 			 where ? where : path, err.msg,
 			 se && se->cur ? " (the previous version keeps "
-					 "running)" : "");
+					 "running)"
+				       : "");
 		if (!se || !se->cur)
 			*fatal = true;
 		return;
@@ -447,10 +448,9 @@ static int hooks_apply(struct sk_hooks *hs, const struct sk_config *cfg,
 				    relimit, &pv, &np, &fatal, errs,
 				    sizeof(errs));
 		if (d->retention_script)
-			compile_one(hs, d->retention_script,
-				    d->retention_where, SK_HOOK_HAS_RETAIN,
-				    relimit, &pv, &np, &fatal, errs,
-				    sizeof(errs));
+			compile_one(hs, d->retention_script, d->retention_where,
+				    SK_HOOK_HAS_RETAIN, relimit, &pv, &np,
+				    &fatal, errs, sizeof(errs));
 	}
 	if (fatal) {
 		for (size_t i = 0; i < np; i++) {
@@ -538,8 +538,8 @@ int sk_hooks_init(struct sk_hooks *hs, struct sk_broker *b,
 	}
 	if (hs->n_decls)
 		sk_info("hooks: %zu topic entries with hooks, %zu scripts "
-			"(interpreter, timeout.ms %" PRId64 ", memory.mb %"
-			PRId64 ", %d workers)",
+			"(interpreter, timeout.ms %" PRId64
+			", memory.mb %" PRId64 ", %d workers)",
 			hs->n_decls, hs->scripts.count, hs->set.timeout_ms,
 			hs->set.memory_mb, hs->set.workers);
 	return 0;
@@ -594,7 +594,7 @@ struct hk_retain_part {
 	int32_t id;
 	struct sk_segment_info *segs;
 	size_t n;
-	size_t n_delete;   /* the oldest n_delete segments go */
+	size_t n_delete; /* the oldest n_delete segments go */
 };
 
 /* A retention pass of one topic, on the hook pool. */
@@ -604,7 +604,7 @@ struct hk_retain_job {
 	struct sk_hook_chain *chain; /* referenced */
 	struct hk_retain_part *parts;
 	int32_t n_parts;
-	struct sk_hook_res res;      /* the first failure, if any */
+	struct sk_hook_res res; /* the first failure, if any */
 };
 
 /* The first batch's baseTimestamp, read from the file; -1 if unknown. */
@@ -622,14 +622,15 @@ static int64_t first_timestamp(struct sk_segment *seg)
 
 static void retain_run(struct sk_job *j)
 {
-	struct hk_retain_job *job = sk_container_of(j, struct hk_retain_job,
-						    job);
+	struct hk_retain_job *job =
+		sk_container_of(j, struct hk_retain_job, job);
 	int slot = sk_hooks_slot(job->hs);
 
 	for (int32_t p = 0; p < job->n_parts; p++) {
 		struct hk_retain_part *rp = &job->parts[p];
 		struct sk_hook_call call = {
-			.topic = job->chain->topic, .partition = rp->id,
+			.topic = job->chain->topic,
+			.partition = rp->id,
 			.hook = "retention",
 			.options_json = job->chain->retention_options,
 		};
@@ -663,8 +664,8 @@ static void retain_run(struct sk_job *j)
 
 static void retain_done(struct sk_job *j)
 {
-	struct hk_retain_job *job = sk_container_of(j, struct hk_retain_job,
-						    job);
+	struct hk_retain_job *job =
+		sk_container_of(j, struct hk_retain_job, job);
 	struct sk_broker *b = job->hs->b;
 	struct sk_topic *t = sk_topics_find(&b->topics, job->chain->topic,
 					    strlen(job->chain->topic));
@@ -688,8 +689,7 @@ static void retain_done(struct sk_job *j)
 			else if (upto > 0)
 				sk_info("retention: topic %s partition %d: "
 					"the retention script deleted %zu "
-					"segments, log start offset now %"
-					PRId64,
+					"segments, log start offset now %" PRId64,
 					t->name, rp->id, rp->n_delete,
 					sk_partition_start_offset(tp->log));
 		}

@@ -95,8 +95,8 @@ static int parse_line(lua_State *L, const char *line, size_t len,
 	lua_getfield(L, -2, "value");
 	r->value = take_str(L, -1, &r->value_len);
 	lua_getfield(L, -3, "timestamp");
-	r->timestamp = lua_isnumber(L, -1) ? (int64_t)lua_tonumber(L, -1) :
-					     sk_now_ms();
+	r->timestamp = lua_isnumber(L, -1) ? (int64_t)lua_tonumber(L, -1)
+					   : sk_now_ms();
 	lua_getfield(L, -4, "headers");
 	if (lua_istable(L, -1)) {
 		int h = lua_gettop(L), n = 0;
@@ -126,8 +126,7 @@ static int parse_line(lua_State *L, const char *line, size_t len,
 	return 0;
 }
 
-static void set_bytes(lua_State *L, const char *k, const void *p,
-		      int32_t len)
+static void set_bytes(lua_State *L, const char *k, const void *p, int32_t len)
 {
 	if (len < 0)
 		lua_getfield(L, 1, "null");
@@ -284,8 +283,10 @@ int sk_hook_cli_main(int argc, char **argv)
 		case 'r':
 			if (!sk_parse_i64(optarg, &v) || v < 0 ||
 			    v > INT32_MAX) {
-				fprintf(stderr, "skald hook-test: bad number "
-						"'%s'\n", optarg);
+				fprintf(stderr,
+					"skald hook-test: bad number "
+					"'%s'\n",
+					optarg);
 				return 2;
 			}
 			if (opt == 'p')
@@ -317,8 +318,10 @@ int sk_hook_cli_main(int argc, char **argv)
 		return 1;
 	}
 	if (!(hook.script->has & (SK_HOOK_HAS_RECORD | SK_HOOK_HAS_BATCH))) {
-		fprintf(stderr, "skald hook-test: %s defines neither "
-				"on_record nor on_batch\n", argv[optind]);
+		fprintf(stderr,
+			"skald hook-test: %s defines neither "
+			"on_record nor on_batch\n",
+			argv[optind]);
 		sk_hook_script_unref(hook.script);
 		return 1;
 	}
@@ -358,17 +361,19 @@ int sk_hook_cli_main(int argc, char **argv)
 	}
 	in = sk_xcalloc(n ? n : 1, sizeof(*in));
 	for (size_t i = 0; i < n; i++)
-		in[i] = (struct sk_record_in){
-			.key = recs[i].key, .key_len = recs[i].key_len,
-			.value = recs[i].value, .value_len = recs[i].value_len,
-			.timestamp = recs[i].timestamp,
-			.headers = recs[i].hdrs, .n_headers = recs[i].n_hdrs };
+		in[i] = (struct sk_record_in){ .key = recs[i].key,
+					       .key_len = recs[i].key_len,
+					       .value = recs[i].value,
+					       .value_len = recs[i].value_len,
+					       .timestamp = recs[i].timestamp,
+					       .headers = recs[i].hdrs,
+					       .n_headers = recs[i].n_hdrs };
 	sk_batch_build(&batch, 0, in, n, 0, -1, -1, -1);
 
 	for (int64_t i = 1; i < repeat; i++) {
 		sk_hook_chain_process(&chain, 0, NULL, topic,
-				      (int32_t)partition, batch.data,
-				      batch.len, INT32_MAX, &out);
+				      (int32_t)partition, batch.data, batch.len,
+				      INT32_MAX, &out);
 		sk_hook_batch_out_free(&out);
 	}
 	{
@@ -377,14 +382,15 @@ int sk_hook_cli_main(int argc, char **argv)
 
 		clock_gettime(CLOCK_MONOTONIC, &t0);
 		sk_hook_chain_process(&chain, 0, NULL, topic,
-				      (int32_t)partition, batch.data,
-				      batch.len, INT32_MAX, &out);
+				      (int32_t)partition, batch.data, batch.len,
+				      INT32_MAX, &out);
 		clock_gettime(CLOCK_MONOTONIC, &t1);
 		secs = (double)(t1.tv_sec - t0.tv_sec) +
 		       (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
 		if (repeat > 1)
-			fprintf(stderr, "%zu records in %.6f s (last of %lld "
-					"runs)\n",
+			fprintf(stderr,
+				"%zu records in %.6f s (last of %lld "
+				"runs)\n",
 				n, secs, (long long)repeat);
 	}
 	switch (out.what) {
@@ -399,8 +405,7 @@ int sk_hook_cli_main(int argc, char **argv)
 		print_batch(L, batch.data, batch.len, NULL, (int32_t)n);
 		break;
 	case SK_HOOK_OUT_REBUILT:
-		print_batch(L, out.batch.data, out.batch.len, NULL,
-			    (int32_t)n);
+		print_batch(L, out.batch.data, out.batch.len, NULL, (int32_t)n);
 		break;
 	case SK_HOOK_OUT_NOTHING:
 		print_batch(L, NULL, 0, NULL, (int32_t)n);

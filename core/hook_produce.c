@@ -32,24 +32,24 @@
 /* One partition's queue of batches in the hooks. */
 struct hk_pq {
 	struct sk_hnode node;
-	char *key;          /* "topic/partition" */
+	char *key;	     /* "topic/partition" */
 	struct sk_list jobs; /* struct hk_job; the head is on the pool */
 };
 
 struct hk_job {
 	struct sk_job job;
-	struct sk_list link;  /* in pq->jobs */
+	struct sk_list link; /* in pq->jobs */
 	struct sk_hooks *hs;
 	struct hk_pq *pq;
 	struct sk_hook_chain *chain; /* referenced; NULL: pass through */
-	bool *skip;                  /* [chain->n]: breaker open */
+	bool *skip;		     /* [chain->n]: breaker open */
 	char *topic;
 	int32_t partition;
-	uint8_t *bytes;              /* the batch as produced */
+	uint8_t *bytes; /* the batch as produced */
 	size_t len;
 	int64_t max_message_bytes;
 	struct sk_hook_batch_out out;
-	struct sk_hook_wait *w;      /* NULL once the produce went away */
+	struct sk_hook_wait *w; /* NULL once the produce went away */
 };
 
 /* ------------------------------------------------------------------ */
@@ -59,9 +59,8 @@ struct hk_job {
 static struct sk_record_header_in *parse_headers(const struct sk_hook_rec *r,
 						 size_t extra, int32_t *n)
 {
-	struct sk_record_header_in *h =
-		sk_xcalloc((size_t)SK_MAX(r->n_hdrs, 0) + extra + 1,
-			   sizeof(*h));
+	struct sk_record_header_in *h = sk_xcalloc(
+		(size_t)SK_MAX(r->n_hdrs, 0) + extra + 1, sizeof(*h));
 	struct sk_rd rd;
 
 	*n = 0;
@@ -78,8 +77,8 @@ static struct sk_record_header_in *parse_headers(const struct sk_hook_rec *r,
 			v = sk_rd_raw(&rd, (size_t)vl);
 		if (!sk_rd_ok(&rd))
 			break;
-		h[*n] = (struct sk_record_header_in){ k, kl, v, vl < 0 ? -1 :
-								       vl };
+		h[*n] = (struct sk_record_header_in){ k, kl, v,
+						      vl < 0 ? -1 : vl };
 		(*n)++;
 	}
 	return h;
@@ -104,8 +103,8 @@ static int decode(const uint8_t *batch, size_t len,
 		size_t max = (size_t)SK_MIN(
 			SK_MAX(INT64_C(64) << 20, 16 * max_message_bytes),
 			INT64_C(1) << 30);
-		int rc = sk_codec_decompress(codec, p, n, records_buf, max,
-					     err);
+		int rc =
+			sk_codec_decompress(codec, p, n, records_buf, max, err);
 		if (rc)
 			return rc;
 		p = records_buf->data;
@@ -118,7 +117,8 @@ static int decode(const uint8_t *batch, size_t len,
 		struct sk_hook_rec *o;
 
 		if (rs->n == rs->cap)
-			return sk_err_set(err, "more records than recordsCount");
+			return sk_err_set(err,
+					  "more records than recordsCount");
 		o = &rs->r[rs->n++];
 		o->offset_delta = rec.offset_delta;
 		o->timestamp = (int64_t)((uint64_t)h->base_timestamp +
@@ -263,8 +263,8 @@ static const char *status_name(const struct sk_hook_delta *d)
  * skald.partition.
  */
 static void build_dead_letters(const struct sk_hook *hk,
-			       const struct sk_hook_delta *d,
-			       const char *topic, int32_t partition,
+			       const struct sk_hook_delta *d, const char *topic,
+			       int32_t partition,
 			       const struct sk_hook_rec *orig, size_t n,
 			       struct sk_hook_batch_out *out)
 {
@@ -274,8 +274,9 @@ static void build_dead_letters(const struct sk_hook *hk,
 	char msg[512], part[16];
 	size_t ml;
 
-	snprintf(msg, sizeof(msg), "%s", d->skipped ?
-		 "hook disabled by its circuit breaker" : d->res.msg);
+	snprintf(msg, sizeof(msg), "%s",
+		 d->skipped ? "hook disabled by its circuit breaker"
+			    : d->res.msg);
 	ml = strcspn(msg, "\n");
 	snprintf(part, sizeof(part), "%d", partition);
 	for (size_t i = 0; i < n; i++) {
@@ -284,20 +285,25 @@ static void build_dead_letters(const struct sk_hook *hk,
 
 		h = hs[i] = parse_headers(&orig[i], 5, &k);
 		h[k++] = (struct sk_record_header_in){
-			"skald.hook", 10, hk->name, (int32_t)strlen(hk->name) };
+			"skald.hook", 10, hk->name, (int32_t)strlen(hk->name)
+		};
 		h[k++] = (struct sk_record_header_in){
-			"skald.reason", 12, reason, (int32_t)strlen(reason) };
+			"skald.reason", 12, reason, (int32_t)strlen(reason)
+		};
 		h[k++] = (struct sk_record_header_in){ "skald.error", 11, msg,
-							(int32_t)ml };
-		h[k++] = (struct sk_record_header_in){
-			"skald.topic", 11, topic, (int32_t)strlen(topic) };
-		h[k++] = (struct sk_record_header_in){
-			"skald.partition", 15, part, (int32_t)strlen(part) };
-		in[i] = (struct sk_record_in){
-			.key = orig[i].key, .key_len = orig[i].key_len,
-			.value = orig[i].value, .value_len = orig[i].value_len,
-			.timestamp = orig[i].timestamp, .headers = h,
-			.n_headers = k };
+						       (int32_t)ml };
+		h[k++] = (struct sk_record_header_in){ "skald.topic", 11, topic,
+						       (int32_t)strlen(topic) };
+		h[k++] = (struct sk_record_header_in){ "skald.partition", 15,
+						       part,
+						       (int32_t)strlen(part) };
+		in[i] = (struct sk_record_in){ .key = orig[i].key,
+					       .key_len = orig[i].key_len,
+					       .value = orig[i].value,
+					       .value_len = orig[i].value_len,
+					       .timestamp = orig[i].timestamp,
+					       .headers = h,
+					       .n_headers = k };
 	}
 	sk_batch_build(&extra_add(out, hk->dead_letter_topic)->batch, 0, in, n,
 		       0, -1, -1, -1);
@@ -330,8 +336,8 @@ static void drop_extras(struct sk_hook_batch_out *out)
 
 void sk_hook_chain_process(const struct sk_hook_chain *c, int slot,
 			   const bool *skip, const char *topic,
-			   int32_t partition, const uint8_t *batch,
-			   size_t len, int64_t max_message_bytes,
+			   int32_t partition, const uint8_t *batch, size_t len,
+			   int64_t max_message_bytes,
 			   struct sk_hook_batch_out *out)
 {
 	struct sk_buf records = { 0 };
@@ -359,8 +365,10 @@ void sk_hook_chain_process(const struct sk_hook_chain *c, int slot,
 		const struct sk_hook *hk = c->hooks[i];
 		struct sk_hook_delta *d = &out->d[i];
 		struct sk_hook_call call = {
-			.topic = topic, .partition = partition,
-			.hook = hk->name, .options_json = hk->options_json,
+			.topic = topic,
+			.partition = partition,
+			.hook = hk->name,
+			.options_json = hk->options_json,
 		};
 
 		if (skip && skip[i]) {
@@ -373,8 +381,9 @@ void sk_hook_chain_process(const struct sk_hook_chain *c, int slot,
 				continue;
 		}
 		snprintf(out->err, sizeof(out->err), "hook %.100s: %.400s",
-			 hk->name, d->skipped ?
-			 "disabled by its circuit breaker" : d->res.msg);
+			 hk->name,
+			 d->skipped ? "disabled by its circuit breaker"
+				    : d->res.msg);
 		switch (hk->on_error) {
 		case SK_HOOK_ON_ERROR_PASS:
 			continue;
@@ -454,8 +463,8 @@ static void job_run(struct sk_job *j)
 		return;
 	}
 	sk_hook_chain_process(job->chain, sk_hooks_slot(job->hs), job->skip,
-			      job->topic, job->partition, job->bytes,
-			      job->len, job->max_message_bytes, &job->out);
+			      job->topic, job->partition, job->bytes, job->len,
+			      job->max_message_bytes, &job->out);
 }
 
 int sk_hook_append_extra(struct sk_broker *b, const char *topic,
@@ -476,8 +485,8 @@ int sk_hook_append_extra(struct sk_broker *b, const char *topic,
 	}
 	if (!tp)
 		return sk_err_set(err, "topic '%s' does not exist", topic);
-	part = sk_topic_part(tp, (int32_t)((uint32_t)part_hint %
-					   (uint32_t)tp->n_parts));
+	part = sk_topic_part(
+		tp, (int32_t)((uint32_t)part_hint % (uint32_t)tp->n_parts));
 	kerr = sk_produce_append(b, tp, part, batch->data, batch->len, &base,
 				 &at);
 	if (kerr)
@@ -503,8 +512,8 @@ static void job_done(struct sk_job *j)
 	struct hk_job *job = sk_container_of(j, struct hk_job, job);
 	struct sk_hooks *hs = job->hs;
 	struct sk_broker *b = hs->b;
-	struct sk_topic *tp = sk_topics_find(&b->topics, job->topic,
-					     strlen(job->topic));
+	struct sk_topic *tp =
+		sk_topics_find(&b->topics, job->topic, strlen(job->topic));
 	struct sk_tpart *part = tp ? sk_topic_part(tp, job->partition) : NULL;
 	struct hk_pq *pq = job->pq;
 	int64_t base = -1, at = -1;
@@ -520,10 +529,9 @@ static void job_done(struct sk_job *j)
 						 job->len, &base, &at);
 			break;
 		case SK_HOOK_OUT_REBUILT:
-			kerr = sk_produce_append(b, tp, part,
-						 job->out.batch.data,
-						 job->out.batch.len, &base,
-						 &at);
+			kerr = sk_produce_append(
+				b, tp, part, job->out.batch.data,
+				job->out.batch.len, &base, &at);
 			break;
 		case SK_HOOK_OUT_NOTHING:
 			break;
@@ -555,8 +563,8 @@ static void job_done(struct sk_job *j)
 		free(pq->key);
 		free(pq);
 	} else {
-		struct hk_job *next = sk_list_first(&pq->jobs, struct hk_job,
-						    link);
+		struct hk_job *next =
+			sk_list_first(&pq->jobs, struct hk_job, link);
 		sk_pool_submit(sk_hooks_pool(hs), &next->job);
 	}
 	job_free(job);

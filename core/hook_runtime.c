@@ -48,21 +48,21 @@ struct hk_call;
 /* One lua_State and its accounting; the allocator's userdata. */
 struct hk_state {
 	lua_State *L;
-	size_t used;          /* heap bytes */
-	size_t limit;         /* memory.mb */
-	bool oom;             /* an allocation was refused */
+	size_t used;  /* heap bytes */
+	size_t limit; /* memory.mb */
+	bool oom;     /* an allocation was refused */
 	bool timed_out;
-	int64_t deadline_ns;  /* monotonic */
+	int64_t deadline_ns; /* monotonic */
 	int check_insns;
-	int prelude_ref;      /* registry: the prelude's table */
-	int mod_ref;          /* registry: the script's module table */
-	int options_ref;      /* registry: options JSON -> decoded */
-	struct hk_call *cur;  /* the call running, for C functions */
-	uint64_t gen;         /* per call: stale batch objects fail */
-	int64_t log_sec;      /* rate limit of skald.log */
+	int prelude_ref;     /* registry: the prelude's table */
+	int mod_ref;	     /* registry: the script's module table */
+	int options_ref;     /* registry: options JSON -> decoded */
+	struct hk_call *cur; /* the call running, for C functions */
+	uint64_t gen;	     /* per call: stale batch objects fail */
+	int64_t log_sec;     /* rate limit of skald.log */
 	int log_lines;
 	int64_t log_dropped;
-	bool broken;          /* recreate before the next use */
+	bool broken; /* recreate before the next use */
 };
 
 /* One call in progress. */
@@ -71,7 +71,7 @@ struct hk_call {
 	const struct sk_hook_script *s;
 	const struct sk_hook_call *call;
 	struct sk_hook_recs *rs;
-	size_t *idx;  /* batch index i (1-based) -> rs->r[idx[i-1]] */
+	size_t *idx; /* batch index i (1-based) -> rs->r[idx[i-1]] */
 	size_t n;
 	const struct sk_hook_segment *seg;
 	bool keep;
@@ -250,8 +250,8 @@ static void push_headers(lua_State *L, const struct sk_hook_rec *rec)
 }
 
 /* Arena copy, counted against the call's budget. */
-static const uint8_t *call_keep(lua_State *L, struct hk_call *c,
-				const void *p, size_t n)
+static const uint8_t *call_keep(lua_State *L, struct hk_call *c, const void *p,
+				size_t n)
 {
 	c->arena_used += n;
 	if (c->arena_used > c->arena_limit) {
@@ -314,7 +314,8 @@ static void encode_headers(lua_State *L, int idx, struct sk_buf *out,
 	if (lua_isnil(L, idx))
 		return;
 	if (!lua_istable(L, idx))
-		luaL_error(L, "headers must be a table of name to value, got %s",
+		luaL_error(L,
+			   "headers must be a table of name to value, got %s",
 			   luaL_typename(L, idx));
 	lua_pushnil(L);
 	while (lua_next(L, idx)) {
@@ -328,8 +329,9 @@ static void encode_headers(lua_State *L, int idx, struct sk_buf *out,
 			wr_lua_str(&w, L, -2);
 			sk_wr_varint(&w, -1);
 		} else {
-			luaL_error(L, "header '%s' must be a string (or false "
-				      "for null), got %s",
+			luaL_error(L,
+				   "header '%s' must be a string (or false "
+				   "for null), got %s",
 				   lua_tostring(L, -2), luaL_typename(L, -1));
 		}
 		(*count)++;
@@ -369,10 +371,11 @@ static bool same_headers(lua_State *L, int idx, const struct sk_hook_rec *rec)
 			same = lua_type(L, -1) == LUA_TBOOLEAN &&
 			       !lua_toboolean(L, -1);
 		} else {
-			s = lua_type(L, -1) == LUA_TSTRING ?
-				    lua_tolstring(L, -1, &sl) : NULL;
-			same = s && same_bytes((const uint8_t *)s,
-					       (int32_t)sl, v.p, v.len);
+			s = lua_type(L, -1) == LUA_TSTRING
+				    ? lua_tolstring(L, -1, &sl)
+				    : NULL;
+			same = s && same_bytes((const uint8_t *)s, (int32_t)sl,
+					       v.p, v.len);
 		}
 		lua_pop(L, 1);
 		if (!same)
@@ -397,8 +400,8 @@ static void set_headers_from(lua_State *L, struct hk_call *c, int idx,
 }
 
 /* Push the record table on_record receives. */
-static void push_rec(lua_State *L, const struct sk_hook_rec *rec,
-		     int topic_idx, int32_t partition)
+static void push_rec(lua_State *L, const struct sk_hook_rec *rec, int topic_idx,
+		     int32_t partition)
 {
 	lua_createtable(L, 0, 6);
 	push_bytes(L, rec->key, rec->key_len);
@@ -442,18 +445,18 @@ static void apply_rec(lua_State *L, struct hk_call *c, int idx,
 	lua_getfield(L, idx, "value");
 	opt_bytes(L, -1, "rec.value", &v, &vl);
 	lua_getfield(L, idx, "timestamp");
-	ts = lua_isnil(L, -1) ? rec->timestamp :
-				check_ts(L, -1, "rec.timestamp");
+	ts = lua_isnil(L, -1) ? rec->timestamp
+			      : check_ts(L, -1, "rec.timestamp");
 	lua_getfield(L, idx, "headers");
 	if (!same_bytes(k, kl, rec->key, rec->key_len)) {
-		rec->key = kl > 0 ? call_keep(L, c, k, (size_t)kl) :
-				    (const uint8_t *)"";
+		rec->key = kl > 0 ? call_keep(L, c, k, (size_t)kl)
+				  : (const uint8_t *)"";
 		rec->key_len = kl;
 		rec->changed = true;
 	}
 	if (!same_bytes(v, vl, rec->value, rec->value_len)) {
-		rec->value = vl > 0 ? call_keep(L, c, v, (size_t)vl) :
-				      (const uint8_t *)"";
+		rec->value = vl > 0 ? call_keep(L, c, v, (size_t)vl)
+				    : (const uint8_t *)"";
 		rec->value_len = vl;
 		rec->changed = true;
 	}
@@ -480,8 +483,8 @@ static int hk_emit(lua_State *L)
 	const uint8_t *k, *v;
 	int32_t kl, vl;
 
-	if (!c || !c->rs || (uint64_t)lua_tonumber(L, lua_upvalueindex(1)) !=
-				    st->gen)
+	if (!c || !c->rs ||
+	    (uint64_t)lua_tonumber(L, lua_upvalueindex(1)) != st->gen)
 		return luaL_error(L, "ctx.emit used outside its call");
 	topic = luaL_checkstring(L, 1);
 	if (!sk_topic_name_valid(topic, &why))
@@ -502,8 +505,8 @@ static int hk_emit(lua_State *L)
 	lua_getfield(L, 2, "timestamp");
 	e = &rs->emits[rs->n_emits];
 	memset(e, 0, sizeof(*e));
-	e->rec.timestamp = lua_isnil(L, -1) ? sk_now_ms() :
-					      check_ts(L, -1, "rec.timestamp");
+	e->rec.timestamp = lua_isnil(L, -1) ? sk_now_ms()
+					    : check_ts(L, -1, "rec.timestamp");
 	lua_getfield(L, 2, "headers");
 	e->rec.key = kl > 0 ? call_keep(L, c, k, (size_t)kl) : NULL;
 	e->rec.key_len = kl;
@@ -656,6 +659,7 @@ static int b_set_header(lua_State *L)
 	return 0;
 }
 
+/* clang-format off */
 static const luaL_Reg batch_methods[] = {
 	{ "count", b_count },
 	{ "key", b_key },
@@ -671,6 +675,7 @@ static const luaL_Reg batch_methods[] = {
 	{ "set_header", b_set_header },
 	{ NULL, NULL },
 };
+/* clang-format on */
 
 /* ------------------------------------------------------------------ */
 /* State setup */
@@ -697,8 +702,7 @@ static int setup_c(lua_State *L)
 	lua_setfield(L, -2, "cpath");
 	lua_pop(L, 1);
 
-	if (luaL_loadbuffer(L, sk_hook_prelude_lua,
-			    strlen(sk_hook_prelude_lua),
+	if (luaL_loadbuffer(L, sk_hook_prelude_lua, strlen(sk_hook_prelude_lua),
 			    "@scripts/skald/prelude.lua"))
 		return lua_error(L);
 	if (luaL_loadbuffer(L, sk_hook_skald_lua, strlen(sk_hook_skald_lua),
@@ -799,8 +803,10 @@ static struct hk_state *state_new(const struct sk_hook_script *s,
 	st->prelude_ref = st->mod_ref = st->options_ref = LUA_NOREF;
 	L = lua_newstate(hk_alloc, st);
 	if (!L) {
-		sk_err_set(err, "%s: cannot create a Lua state (memory.mb "
-			   "too small?)", s->path);
+		sk_err_set(err,
+			   "%s: cannot create a Lua state (memory.mb "
+			   "too small?)",
+			   s->path);
 		free(st);
 		return NULL;
 	}
@@ -814,8 +820,8 @@ static struct hk_state *state_new(const struct sk_hook_script *s,
 		char m[sizeof(err->msg) - 16];
 
 		copy_error(L, s->path, m, sizeof(m));
-		sk_err_set(err, "%s%s", st->timed_out || !st->oom ? "" :
-			   "memory: ", m);
+		sk_err_set(err, "%s%s",
+			   st->timed_out || !st->oom ? "" : "memory: ", m);
 		state_close(st);
 		return NULL;
 	}
@@ -865,8 +871,10 @@ int sk_hook_read_file(const char *path, char **src, size_t *len,
 	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) ||
 	    (uint64_t)sb.st_size > HK_MAX_SCRIPT) {
 		close(fd);
-		return sk_err_setc(err, -EINVAL, "%s: not a regular file of "
-				   "at most %u bytes", path, HK_MAX_SCRIPT);
+		return sk_err_setc(err, -EINVAL,
+				   "%s: not a regular file of "
+				   "at most %u bytes",
+				   path, HK_MAX_SCRIPT);
 	}
 	buf = sk_xmalloc((size_t)sb.st_size + 1);
 	while (at < (size_t)sb.st_size &&
@@ -1070,8 +1078,9 @@ static int run_records_c(lua_State *L)
 		else if (lua_istable(L, -1))
 			apply_rec(L, c, lua_gettop(L), rec);
 		else
-			return luaL_error(L, "on_record must return the "
-					     "record (a table) or nil, got %s",
+			return luaL_error(L,
+					  "on_record must return the "
+					  "record (a table) or nil, got %s",
 					  luaL_typename(L, -1));
 		lua_settop(L, topic);
 		if ((i & 63) == 63)
@@ -1189,8 +1198,9 @@ static int run_retain_c(lua_State *L)
 	if (lua_type(L, -1) == LUA_TBOOLEAN)
 		c->keep = lua_toboolean(L, -1);
 	else if (!lua_isnil(L, -1))
-		return luaL_error(L, "retain must return true (keep) or false "
-				     "(delete), got %s",
+		return luaL_error(L,
+				  "retain must return true (keep) or false "
+				  "(delete), got %s",
 				  luaL_typename(L, -1));
 	return 0;
 }

@@ -44,7 +44,7 @@ struct sk_req {
 	int16_t api_version;
 	int32_t correlation_id;
 	struct sk_str client_id;
-	bool flexible;  /* this version uses compact/tagged encoding */
+	bool flexible;	 /* this version uses compact/tagged encoding */
 	struct sk_rd rd; /* the request body */
 };
 

@@ -21,7 +21,7 @@
 
 /* Flags set on request entries whose topic name occurs more than once. */
 enum {
-	NAME_DUP = 1,    /* the name occurs more than once */
+	NAME_DUP = 1,	 /* the name occurs more than once */
 	NAME_REPEAT = 2, /* not its first occurrence: no result of its own */
 };
 
@@ -200,8 +200,9 @@ static enum sk_kerr ct_check_assignment(struct sk_broker *b,
 	uint8_t *seen;
 
 	if (t->num_partitions != -1) {
-		sk_err_set(err, "num_partitions must be -1 when a replica "
-				"assignment is given (got %d)",
+		sk_err_set(err,
+			   "num_partitions must be -1 when a replica "
+			   "assignment is given (got %d)",
 			   t->num_partitions);
 		return SK_KERR_INVALID_REPLICA_ASSIGNMENT;
 	}
@@ -213,9 +214,10 @@ static enum sk_kerr ct_check_assignment(struct sk_broker *b,
 			sk_err_set(err,
 				   "partition %d %s: the assignment must "
 				   "list partitions 0 to %d, each once",
-				   p, p >= 0 && p < t->n_assign
-					      ? "is assigned twice"
-					      : "is out of range",
+				   p,
+				   p >= 0 && p < t->n_assign
+					   ? "is assigned twice"
+					   : "is out of range",
 				   t->n_assign - 1);
 			ec = SK_KERR_INVALID_REPLICA_ASSIGNMENT;
 			break;
@@ -266,8 +268,7 @@ static enum sk_kerr ct_configs(const struct ct_topic *t, bool flex,
 }
 
 static enum sk_kerr ct_create(struct sk_broker *b, const struct ct_topic *t,
-			      bool flex, bool validate_only,
-			      struct sk_err *err)
+			      bool flex, bool validate_only, struct sk_err *err)
 {
 	int32_t partitions = t->num_partitions;
 	struct sk_config_kv *kvs;
@@ -365,8 +366,7 @@ int sk_kafka_create_topics(struct sk_req *req)
 		sk_wr_strn(&w, (const char *)t->name.p, t->name.len, flex);
 		sk_wr_i16(&w, (int16_t)ec);
 		if (v >= 1)
-			sk_wr_str(&w, ec && err.msg[0] ? err.msg : NULL,
-				  flex);
+			sk_wr_str(&w, ec && err.msg[0] ? err.msg : NULL, flex);
 		sk_wr_tags(&w, flex);
 	}
 	sk_wr_tags(&w, flex);
@@ -391,8 +391,7 @@ static enum sk_kerr dt_delete(struct sk_broker *b, struct sk_str name,
 		return v >= 3 ? SK_KERR_TOPIC_DELETION_DISABLED
 			      : SK_KERR_INVALID_REQUEST;
 	}
-	t = sk_topics_find(&b->topics, (const char *)name.p,
-			   (size_t)name.len);
+	t = sk_topics_find(&b->topics, (const char *)name.p, (size_t)name.len);
 	if (!t) {
 		sk_err_set(err, "topic does not exist");
 		return SK_KERR_UNKNOWN_TOPIC_OR_PARTITION;
@@ -459,7 +458,7 @@ int sk_kafka_delete_topics(struct sk_req *req)
 struct cp_topic {
 	struct sk_str name;
 	int32_t count;
-	int32_t n_assign;       /* -1: null, the broker chooses */
+	int32_t n_assign;	/* -1: null, the broker chooses */
 	struct sk_rd assign_rd; /* at the first CreatePartitionsAssignment */
 };
 
@@ -477,8 +476,7 @@ static void cp_decode_topic(struct sk_rd *r, bool flex, struct cp_topic *t)
 }
 
 static enum sk_kerr cp_create(struct sk_broker *b, const struct cp_topic *cp,
-			      bool flex, bool validate_only,
-			      struct sk_err *err)
+			      bool flex, bool validate_only, struct sk_err *err)
 {
 	struct sk_rd r = cp->assign_rd;
 	struct sk_topic *t;

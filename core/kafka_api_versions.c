@@ -11,7 +11,8 @@
 
 int sk_kafka_api_versions(struct sk_req *req)
 {
-	const struct sk_kafka_api *self = sk_kafka_api_find(SK_API_API_VERSIONS);
+	const struct sk_kafka_api *self =
+		sk_kafka_api_find(SK_API_API_VERSIONS);
 	struct sk_wr w = sk_resp_writer(req->resp);
 	bool flex = req->flexible;
 

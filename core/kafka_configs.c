@@ -61,7 +61,7 @@ struct dc_list {
 struct dc_res {
 	int8_t type;
 	struct sk_str name;
-	int32_t n_keys;       /* -1: null, every key */
+	int32_t n_keys;	      /* -1: null, every key */
 	struct sk_rd keys_rd; /* at the first configuration key */
 };
 
@@ -86,8 +86,7 @@ static bool str_has_nul(struct sk_str s)
 static void dc_topic_entries(const struct sk_broker *b,
 			     const struct sk_topic *t, struct dc_list *l)
 {
-	for (size_t i = 0; i < sk_topic_config_count() && l->n < l->cap;
-	     i++) {
+	for (size_t i = 0; i < sk_topic_config_count() && l->n < l->cap; i++) {
 		struct dc_entry *e = &l->e[l->n++];
 		const char *bkey = sk_topic_config_broker_key(i);
 		bool set = sk_topic_config_is_set(&t->cfg, i);
@@ -107,9 +106,9 @@ static void dc_topic_entries(const struct sk_broker *b,
 				SK_CONFIG_SOURCE_DYNAMIC_TOPIC
 			};
 		if (bkey)
-			e->syn[e->n_syn++] = (struct dc_synonym){
-				bkey, e->buf[1], SK_CONFIG_SOURCE_DEFAULT
-			};
+			e->syn[e->n_syn++] =
+				(struct dc_synonym){ bkey, e->buf[1],
+						     SK_CONFIG_SOURCE_DEFAULT };
 	}
 }
 
@@ -391,8 +390,7 @@ static void free_kvs(struct sk_config_kv *kvs, int32_t n)
  * meaning and is refused rather than guessed at.
  */
 static enum sk_kerr ac_topic(struct sk_broker *b, const struct ac_res *res,
-			     bool flex, bool validate_only,
-			     struct sk_err *err)
+			     bool flex, bool validate_only, struct sk_err *err)
 {
 	struct sk_rd r = res->configs_rd;
 	struct sk_config_kv *kvs;
@@ -434,8 +432,7 @@ static enum sk_kerr ac_topic(struct sk_broker *b, const struct ac_res *res,
 }
 
 static enum sk_kerr ac_apply(struct sk_broker *b, const struct ac_res *res,
-			     bool flex, bool validate_only,
-			     struct sk_err *err)
+			     bool flex, bool validate_only, struct sk_err *err)
 {
 	switch (res->type) {
 	case SK_RESOURCE_TOPIC:

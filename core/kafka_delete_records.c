@@ -28,14 +28,13 @@
 
 /* Apply one partition's deletion; the error code and *low to answer. */
 static int16_t delete_partition(struct sk_broker *b, struct sk_str topic,
-				int32_t partition, int64_t offset,
-				int64_t *low)
+				int32_t partition, int64_t offset, int64_t *low)
 {
-	struct sk_topic *t = topic.len > 0
-				     ? sk_topics_find(&b->topics,
-						      (const char *)topic.p,
-						      (size_t)topic.len)
-				     : NULL;
+	struct sk_topic *t =
+		topic.len > 0
+			? sk_topics_find(&b->topics, (const char *)topic.p,
+					 (size_t)topic.len)
+			: NULL;
 	struct sk_tpart *tp = t ? sk_topic_part(t, partition) : NULL;
 	int64_t before, hwm;
 	struct sk_err err;

@@ -14,6 +14,7 @@
 
 #define NO_FLEX INT16_MAX
 
+/* clang-format off */
 const struct sk_kafka_api sk_kafka_apis[] = {
 	{ SK_API_PRODUCE, "Produce", 3, 7, 9, sk_kafka_produce },
 	{ SK_API_FETCH, "Fetch", 4, 11, 12, sk_kafka_fetch },
@@ -50,6 +51,7 @@ const struct sk_kafka_api sk_kafka_apis[] = {
 	{ SK_API_OFFSET_DELETE, "OffsetDelete", 0, 0, NO_FLEX,
 	  sk_kafka_offset_delete },
 };
+/* clang-format on */
 
 const size_t sk_kafka_n_apis = SK_ARRAY_SIZE(sk_kafka_apis);
 
@@ -91,15 +93,15 @@ int sk_kafka_dispatch(struct sk_broker *b, struct sk_conn *conn,
 	     req.api_key != SK_API_API_VERSIONS))
 		return sk_err_setc(err, -EPROTO,
 				   "%s v%d is not supported (versions %d-%d)",
-				   api->name, req.api_version,
-				   api->min_version, api->max_version);
+				   api->name, req.api_version, api->min_version,
+				   api->max_version);
 	req.flexible = req.api_version >= api->first_flexible;
 	if (req.api_version <= api->max_version)
 		sk_rd_tags(&req.rd, req.flexible);
 	if (!sk_rd_ok(&req.rd))
 		return sk_err_setc(err, -EPROTO,
-				   "malformed %s v%d request header",
-				   api->name, req.api_version);
+				   "malformed %s v%d request header", api->name,
+				   req.api_version);
 
 	req.resp = sk_resp_new(conn);
 	w = sk_resp_writer(req.resp);
@@ -112,7 +114,8 @@ int sk_kafka_dispatch(struct sk_broker *b, struct sk_conn *conn,
 	rc = api->handler(&req);
 	if (rc == -ECONNABORTED) {
 		sk_resp_drop(req.resp);
-		return sk_err_setc(err, rc, "%s v%d failed with no response "
+		return sk_err_setc(err, rc,
+				   "%s v%d failed with no response "
 				   "to carry the error",
 				   api->name, req.api_version);
 	}

@@ -50,9 +50,9 @@ struct sk_fetch {
 	int32_t n_topics;
 	size_t n_links;
 	struct fetch_link *links; /* one per requested partition */
-	ev_timer timer;           /* max_wait_ms */
-	struct sk_list link;      /* in b->fetches while waiting */
-	struct sk_list ready;     /* in b->ready_fetches when woken */
+	ev_timer timer;		  /* max_wait_ms */
+	struct sk_list link;	  /* in b->fetches while waiting */
+	struct sk_list ready;	  /* in b->ready_fetches when woken */
 };
 
 static void fetch_free(struct sk_fetch *f)
@@ -89,12 +89,15 @@ static int64_t available(struct sk_fetch *f)
 		struct fetch_topic *ft = &f->topics[t];
 
 		for (int32_t i = 0; i < ft->n_parts; i++) {
-			struct sk_tpart *p = lookup(f->b, ft->name,
-						    ft->parts[i].partition);
+			struct sk_tpart *p =
+				lookup(f->b, ft->name, ft->parts[i].partition);
 			struct sk_log_slice s;
-			int rc = p ? sk_remote_read(f->b, p, ft->parts[i].offset,
-						    (size_t)SK_MAX(ft->parts[i].max_bytes, 0),
-						    true, &s) : -ENOENT;
+			int rc = p ? sk_remote_read(
+					     f->b, p, ft->parts[i].offset,
+					     (size_t)SK_MAX(
+						     ft->parts[i].max_bytes, 0),
+					     true, &s)
+				   : -ENOENT;
 
 			/* Being read from the storage tier: wait for it. */
 			if (rc == -EAGAIN)
@@ -134,8 +137,8 @@ static void respond(struct sk_fetch *f)
 		sk_wr_array(&w, ft->n_parts, flex);
 		for (int32_t i = 0; i < ft->n_parts; i++) {
 			struct fetch_part *fp = &ft->parts[i];
-			struct sk_tpart *p = lookup(f->b, ft->name,
-						    fp->partition);
+			struct sk_tpart *p =
+				lookup(f->b, ft->name, fp->partition);
 			struct sk_log_slice s = { 0 };
 			int64_t hwm = -1, start = -1;
 			int16_t kerr = SK_KERR_NONE;
@@ -143,8 +146,9 @@ static void respond(struct sk_fetch *f)
 			if (!p) {
 				kerr = SK_KERR_UNKNOWN_TOPIC_OR_PARTITION;
 			} else {
-				size_t limit = SK_MIN(budget,
-						      (size_t)SK_MAX(fp->max_bytes, 0));
+				size_t limit = SK_MIN(
+					budget,
+					(size_t)SK_MAX(fp->max_bytes, 0));
 				int rc = sk_remote_read(f->b, p, fp->offset,
 							limit, !got_data, &s);
 
@@ -215,8 +219,8 @@ static void wait_for_data(struct sk_fetch *f)
 		struct fetch_topic *ft = &f->topics[t];
 
 		for (int32_t i = 0; i < ft->n_parts; i++, k++) {
-			struct sk_tpart *p = lookup(f->b, ft->name,
-						    ft->parts[i].partition);
+			struct sk_tpart *p =
+				lookup(f->b, ft->name, ft->parts[i].partition);
 
 			f->links[k].f = f;
 			sk_list_init(&f->links[k].node);
@@ -248,8 +252,7 @@ static bool evaluate(struct sk_fetch *f)
 
 static void on_ready(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	struct sk_broker *b = sk_container_of(w, struct sk_broker,
-					      fetch_timer);
+	struct sk_broker *b = sk_container_of(w, struct sk_broker, fetch_timer);
 	struct sk_list batch;
 
 	(void)loop;
@@ -257,8 +260,8 @@ static void on_ready(struct ev_loop *loop, ev_timer *w, int revents)
 	sk_list_init(&batch);
 	sk_list_splice(&batch, &b->ready_fetches);
 	while (!sk_list_empty(&batch)) {
-		struct sk_fetch *f = sk_list_first(&batch, struct sk_fetch,
-						   ready);
+		struct sk_fetch *f =
+			sk_list_first(&batch, struct sk_fetch, ready);
 		sk_list_del(&f->ready);
 		evaluate(f);
 	}
@@ -267,8 +270,8 @@ static void on_ready(struct ev_loop *loop, ev_timer *w, int revents)
 void sk_fetch_wake(struct sk_broker *b, struct sk_tpart *tp)
 {
 	while (!sk_list_empty(&tp->waiters)) {
-		struct fetch_link *l = sk_list_first(&tp->waiters,
-						     struct fetch_link, node);
+		struct fetch_link *l =
+			sk_list_first(&tp->waiters, struct fetch_link, node);
 		struct sk_fetch *f = l->f;
 
 		/* Off every partition it waits on; evaluate re-registers. */

@@ -194,8 +194,7 @@ int sk_kafka_leave_group(struct sk_req *req)
 			sk_rd_tags(&first, flex);
 			/* A member's leave may empty and free the group. */
 			if (g)
-				g = sk_groups_find(gs,
-						   (const char *)group_id.p,
+				g = sk_groups_find(gs, (const char *)group_id.p,
 						   (size_t)group_id.len);
 			if (g)
 				mec = sk_group_leave(g, mid, iid);

@@ -9,15 +9,14 @@
 #include "kafka.h"
 #include "log_remote.h"
 
-#define SK_LATEST_TIMESTAMP (-1)
+#define SK_LATEST_TIMESTAMP   (-1)
 #define SK_EARLIEST_TIMESTAMP (-2)
 
 static int16_t lookup_offset(struct sk_broker *b, struct sk_str topic,
 			     int32_t partition, int64_t ts, int64_t *out_ts,
 			     int64_t *out_off)
 {
-	struct sk_topic *tp = sk_topics_find(&b->topics,
-					     (const char *)topic.p,
+	struct sk_topic *tp = sk_topics_find(&b->topics, (const char *)topic.p,
 					     (size_t)SK_MAX(topic.len, 0));
 	struct sk_tpart *p = tp ? sk_topic_part(tp, partition) : NULL;
 

@@ -20,10 +20,10 @@ static void write_partitions(struct sk_wr *w, const struct sk_req *req,
 	for (int32_t i = 0; i < tp->n_parts; i++) {
 		bool damaged = sk_partition_damaged(tp->parts[i]->log);
 
-		sk_wr_i16(w, damaged ? SK_KERR_KAFKA_STORAGE_ERROR
-				     : SK_KERR_NONE);
+		sk_wr_i16(w,
+			  damaged ? SK_KERR_KAFKA_STORAGE_ERROR : SK_KERR_NONE);
 		sk_wr_i32(w, i);
-		sk_wr_i32(w, node); /* leader */
+		sk_wr_i32(w, node);		  /* leader */
 		sk_wr_array(w, 1, req->flexible); /* replicas */
 		sk_wr_i32(w, node);
 		sk_wr_array(w, 1, req->flexible); /* isr */
@@ -119,8 +119,8 @@ int sk_kafka_metadata(struct sk_req *req)
 
 		sk_wr_array(&w, (int32_t)count, flex);
 		for (size_t i = 0; i < count; i++)
-			write_topic(&w, req, all[i]->name,
-				    strlen(all[i]->name), SK_KERR_NONE, all[i]);
+			write_topic(&w, req, all[i]->name, strlen(all[i]->name),
+				    SK_KERR_NONE, all[i]);
 		free(all);
 	} else {
 		sk_wr_array(&w, n, flex);

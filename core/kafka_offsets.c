@@ -95,8 +95,8 @@ int sk_kafka_offset_commit(struct sk_req *req)
 		return -EPROTO;
 
 	if (n_known > 0)
-		gec = sk_group_commit_check(gs, group_id, generation,
-					    member_id, instance_id, &g);
+		gec = sk_group_commit_check(gs, group_id, generation, member_id,
+					    instance_id, &g);
 	else
 		gec = sk_group_id_check(group_id);
 	if (n_parts > 0)
@@ -121,8 +121,8 @@ int sk_kafka_offset_commit(struct sk_req *req)
 			sk_rd_tags(&first, flex);
 			if (!partition_exists(b, topic, part))
 				ec = SK_KERR_UNKNOWN_TOPIC_OR_PARTITION;
-			else if (!ec && meta.len >
-					       b->cfg.offset_metadata_max_bytes)
+			else if (!ec &&
+				 meta.len > b->cfg.offset_metadata_max_bytes)
 				ec = SK_KERR_OFFSET_METADATA_TOO_LARGE;
 			if (!ec) {
 				struct sk_offset_rec rec = {
@@ -268,14 +268,14 @@ int sk_kafka_offset_fetch(struct sk_req *req)
 			for (int32_t i = 0; i < np; i++) {
 				int32_t part = sk_rd_i32(&first);
 				const struct sk_offset *o =
-					g && !gec ? sk_group_offset(
-							    g,
-							    (const char *)topic.p,
-							    (size_t)SK_MAX(
-								    topic.len,
-								    0),
-							    part)
-						  : NULL;
+					g && !gec
+						? sk_group_offset(
+							  g,
+							  (const char *)topic.p,
+							  (size_t)SK_MAX(
+								  topic.len, 0),
+							  part)
+						: NULL;
 
 				fetch_part(&w, v, flex, o, part, gec);
 			}

@@ -16,17 +16,17 @@
 
 /* One partition's part of the request, and its result. */
 struct produce_part {
-	struct sk_str topic;  /* borrowed from the request until appended */
+	struct sk_str topic; /* borrowed from the request until appended */
 	int32_t partition;
 	struct sk_str records;
-	bool first_of_topic;  /* starts a topic group in the response */
-	int32_t topic_parts;  /* partitions of that group */
+	bool first_of_topic; /* starts a topic group in the response */
+	int32_t topic_parts; /* partitions of that group */
 	int16_t kerr;
 	int64_t base_offset;
 	int64_t append_time;
 	int64_t log_start;
-	bool hooked;             /* the batch went to the topic's hooks */
-	struct sk_hook_wait hw;  /* ... and comes back through this */
+	bool hooked;		/* the batch went to the topic's hooks */
+	struct sk_hook_wait hw; /* ... and comes back through this */
 };
 
 /* A produce waiting for its appends to become durable. */
@@ -43,7 +43,7 @@ struct produce_wait {
 	int16_t acks;
 	int32_t hooks_left; /* hooked batches not yet appended */
 	bool any_durable;   /* acks=all and something was appended */
-	bool flushing;      /* fw is with the flusher */
+	bool flushing;	    /* fw is with the flusher */
 };
 
 /* Validate and append one batch; fills the response fields. */
@@ -51,9 +51,9 @@ static int16_t produce_one(struct sk_broker *b, struct produce_part *pp,
 			   int64_t *base_offset, int64_t *append_time,
 			   int64_t *log_start)
 {
-	struct sk_topic *tp = sk_topics_find(&b->topics,
-					     (const char *)pp->topic.p,
-					     (size_t)SK_MAX(pp->topic.len, 0));
+	struct sk_topic *tp =
+		sk_topics_find(&b->topics, (const char *)pp->topic.p,
+			       (size_t)SK_MAX(pp->topic.len, 0));
 	struct sk_tpart *part = tp ? sk_topic_part(tp, pp->partition) : NULL;
 	struct sk_batch_hdr h;
 	struct sk_err err = { "" };
@@ -132,8 +132,8 @@ static void write_response(struct sk_resp *resp, int16_t version, bool flex,
 		if (pp->first_of_topic) {
 			if (i > 0)
 				sk_wr_tags(&w, flex);
-			sk_wr_strn(&w, (const char *)pp->topic.p,
-				   pp->topic.len, flex);
+			sk_wr_strn(&w, (const char *)pp->topic.p, pp->topic.len,
+				   flex);
 			sk_wr_array(&w, pp->topic_parts, flex);
 			if (pp->topic_parts == 0)
 				continue;
@@ -241,9 +241,8 @@ static void on_hooked(struct sk_hook_wait *hw, int16_t kerr,
  * Topic names are copied, since the request buffer is reused once we
  * return.
  */
-static struct produce_wait *park(struct sk_req *req,
-				 struct produce_part *parts, size_t n_parts,
-				 int32_t n_topics)
+static struct produce_wait *park(struct sk_req *req, struct produce_part *parts,
+				 size_t n_parts, int32_t n_topics)
 {
 	struct produce_wait *pw = sk_xcalloc(1, sizeof(*pw));
 	size_t len = 0, at = 0;
@@ -303,7 +302,8 @@ int sk_kafka_produce(struct sk_req *req)
 
 			if (n_parts == cap) {
 				cap = cap ? cap * 2 : 8;
-				parts = sk_xrealloc(parts, cap * sizeof(*parts));
+				parts = sk_xrealloc(parts,
+						    cap * sizeof(*parts));
 			}
 			pp = &parts[n_parts++];
 			pp->topic = topic;
@@ -318,11 +318,14 @@ int sk_kafka_produce(struct sk_req *req)
 			/* Keep the topic in the response with no partitions. */
 			if (n_parts == cap) {
 				cap = cap ? cap * 2 : 8;
-				parts = sk_xrealloc(parts, cap * sizeof(*parts));
+				parts = sk_xrealloc(parts,
+						    cap * sizeof(*parts));
 			}
-			parts[n_parts++] = (struct produce_part){
-				.topic = topic, .first_of_topic = true,
-				.topic_parts = 0, .partition = -1 };
+			parts[n_parts++] =
+				(struct produce_part){ .topic = topic,
+						       .first_of_topic = true,
+						       .topic_parts = 0,
+						       .partition = -1 };
 		}
 		sk_rd_tags(r, flex);
 	}
@@ -341,17 +344,17 @@ int sk_kafka_produce(struct sk_req *req)
 			pp->kerr = SK_KERR_INVALID_REQUIRED_ACKS;
 			pp->base_offset = pp->append_time = pp->log_start = -1;
 		} else {
-			pp->kerr = produce_one(req->b, pp, &pp->base_offset,
-					       &pp->append_time,
-					       &pp->log_start);
+			pp->kerr =
+				produce_one(req->b, pp, &pp->base_offset,
+					    &pp->append_time, &pp->log_start);
 			if (pp->kerr == SK_KERR_NONE && acks == -1)
 				any_durable = true;
 		}
 	}
 	for (size_t i = 0; i < n_parts; i++) {
 		if (parts[i].hooked) {
-			struct produce_wait *pw = park(req, parts, n_parts,
-						       n_topics);
+			struct produce_wait *pw =
+				park(req, parts, n_parts, n_topics);
 
 			pw->acks = acks;
 			pw->any_durable = any_durable;

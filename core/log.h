@@ -53,19 +53,19 @@
 
 /* What the last sk_partition_open had to do (logs, tests, benchmarks). */
 struct sk_log_recovery {
-	bool checkpoint;          /* a valid recovery checkpoint was found */
-	bool clean;               /* ... written by a clean close */
-	int64_t bytes_scanned;    /* bytes whose batches' CRCs were verified */
+	bool checkpoint;	  /* a valid recovery checkpoint was found */
+	bool clean;		  /* ... written by a clean close */
+	int64_t bytes_scanned;	  /* bytes whose batches' CRCs were verified */
 	int64_t bytes_truncated;  /* cut from torn tails */
 	int32_t segments_scanned; /* segments with bytes scanned */
 	int32_t segments_dropped; /* deleted after a cut */
-	int64_t ms;               /* time the open took */
+	int64_t ms;		  /* time the open took */
 };
 
 /* Per-partition settings, taken from the topic config. */
 struct sk_log_config {
-	int64_t segment_bytes;        /* segment.bytes: roll past this size */
-	int64_t segment_ms;           /* segment.ms: roll when this old */
+	int64_t segment_bytes;	      /* segment.bytes: roll past this size */
+	int64_t segment_ms;	      /* segment.ms: roll when this old */
 	int64_t index_interval_bytes; /* index.interval.bytes */
 };
 
@@ -80,8 +80,8 @@ void sk_segment_unref(struct sk_segment *seg);
 /* A byte range of whole batches in one segment, for Fetch. */
 struct sk_log_slice {
 	struct sk_segment *seg; /* referenced; NULL when len == 0 */
-	off_t pos;              /* file position of the first batch */
-	size_t len;             /* bytes: whole batches only */
+	off_t pos;		/* file position of the first batch */
+	size_t len;		/* bytes: whole batches only */
 };
 
 /* Drop the slice's segment reference. */
@@ -185,8 +185,7 @@ int sk_partition_retention(struct sk_partition *p, int64_t now_ms,
  * returns 0, -EINVAL for n too large, or the -errno of the first unlink
  * that failed.
  */
-int sk_partition_drop_oldest(struct sk_partition *p, size_t n,
-			     size_t *removed);
+int sk_partition_drop_oldest(struct sk_partition *p, size_t n, size_t *removed);
 /* Next offset to be assigned (the high watermark on a single node). */
 int64_t sk_partition_end_offset(const struct sk_partition *p);
 /* Bytes of all segments. */
@@ -200,9 +199,8 @@ int64_t sk_partition_size_bytes(const struct sk_partition *p);
  * end offset gives an empty slice. Returns 0, or -ERANGE when offset is
  * below the start or above the end offset.
  */
-int sk_partition_read(struct sk_partition *p, int64_t offset,
-		      size_t max_bytes, bool min_one,
-		      struct sk_log_slice *out);
+int sk_partition_read(struct sk_partition *p, int64_t offset, size_t max_bytes,
+		      bool min_one, struct sk_log_slice *out);
 
 /*
  * ListOffsets by time: the offset of the first record at or after the log
@@ -242,7 +240,7 @@ struct sk_log_sync {
 	/* segments (stems) whose index files are synced before it; owned */
 	char **idx_stems;
 	size_t n_idx;
-	int rc;      /* result of sk_log_sync_run */
+	int rc;	     /* result of sk_log_sync_run */
 	int ckpt_rc; /* of writing the checkpoint (logged; never in rc) */
 };
 
@@ -296,9 +294,9 @@ size_t sk_partition_segment_count(const struct sk_partition *p);
 struct sk_segment_info {
 	struct sk_segment *seg; /* referenced: sk_segment_unref when done */
 	int64_t base_offset;
-	int64_t end_offset;     /* offset after its last batch */
-	int64_t max_timestamp;  /* largest record timestamp, -1 if none */
-	int64_t size;           /* bytes */
+	int64_t end_offset;    /* offset after its last batch */
+	int64_t max_timestamp; /* largest record timestamp, -1 if none */
+	int64_t size;	       /* bytes */
 };
 
 /*

@@ -81,8 +81,7 @@ void sk_log_index_add_offset(struct sk_log_index *idx, uint32_t rel,
 	sk_put_be32(e + 4, pos);
 }
 
-void sk_log_index_add_time(struct sk_log_index *idx, int64_t ts,
-			   uint32_t rel)
+void sk_log_index_add_time(struct sk_log_index *idx, int64_t ts, uint32_t rel)
 {
 	uint8_t *e = ibuf_push(&idx->time, SK_LOG_TIME_ENTRY_SIZE);
 
@@ -99,8 +98,8 @@ void sk_log_index_offset_at(const struct sk_log_index *idx, size_t i,
 	*pos = sk_be32(e + 4);
 }
 
-void sk_log_index_time_at(const struct sk_log_index *idx, size_t i,
-			  int64_t *ts, uint32_t *rel)
+void sk_log_index_time_at(const struct sk_log_index *idx, size_t i, int64_t *ts,
+			  uint32_t *rel)
 {
 	const uint8_t *e = idx->time.data + i * SK_LOG_TIME_ENTRY_SIZE;
 
@@ -131,11 +130,10 @@ static size_t ibuf_upper(const struct sk_log_index_buf *b, size_t esize,
 	return lo;
 }
 
-uint32_t sk_log_index_pos_for_rel(const struct sk_log_index *idx,
-				  uint32_t rel)
+uint32_t sk_log_index_pos_for_rel(const struct sk_log_index *idx, uint32_t rel)
 {
-	size_t k = ibuf_upper(&idx->off, SK_LOG_OFFSET_ENTRY_SIZE, 0, false,
-			      rel);
+	size_t k =
+		ibuf_upper(&idx->off, SK_LOG_OFFSET_ENTRY_SIZE, 0, false, rel);
 	uint32_t r, pos;
 
 	if (k == 0)
@@ -146,8 +144,8 @@ uint32_t sk_log_index_pos_for_rel(const struct sk_log_index *idx,
 
 uint32_t sk_log_index_floor_pos(const struct sk_log_index *idx, uint32_t pos)
 {
-	size_t k = ibuf_upper(&idx->off, SK_LOG_OFFSET_ENTRY_SIZE, 4, false,
-			      pos);
+	size_t k =
+		ibuf_upper(&idx->off, SK_LOG_OFFSET_ENTRY_SIZE, 4, false, pos);
 	uint32_t r, p;
 
 	if (k == 0)
@@ -156,11 +154,9 @@ uint32_t sk_log_index_floor_pos(const struct sk_log_index *idx, uint32_t pos)
 	return p;
 }
 
-uint32_t sk_log_index_rel_for_time(const struct sk_log_index *idx,
-				   int64_t ts)
+uint32_t sk_log_index_rel_for_time(const struct sk_log_index *idx, int64_t ts)
 {
-	size_t k = ibuf_upper(&idx->time, SK_LOG_TIME_ENTRY_SIZE, 0, true,
-			      ts);
+	size_t k = ibuf_upper(&idx->time, SK_LOG_TIME_ENTRY_SIZE, 0, true, ts);
 	int64_t t;
 	uint32_t rel;
 
@@ -222,8 +218,8 @@ static int save_one(const struct sk_log_index_buf *b, size_t esize,
 		goto unlink_tmp;
 	}
 	if (sk_io_rename(tmp, path) < 0) {
-		rc = sk_err_setc(err, -errno, "cannot rename %s to %s: %s",
-				 tmp, path, strerror(errno));
+		rc = sk_err_setc(err, -errno, "cannot rename %s to %s: %s", tmp,
+				 path, strerror(errno));
 		goto unlink_tmp;
 	}
 	goto out;
@@ -369,8 +365,8 @@ int sk_log_index_load(struct sk_log_index *idx, const char *stem,
 
 void sk_log_index_unlink(const char *stem)
 {
-	static const char *const exts[] = { "index", "timeindex",
-					    "index.tmp", "timeindex.tmp" };
+	static const char *const exts[] = { "index", "timeindex", "index.tmp",
+					    "timeindex.tmp" };
 
 	for (size_t i = 0; i < SK_ARRAY_SIZE(exts); i++) {
 		char *path = sk_xasprintf("%s.%s", stem, exts[i]);

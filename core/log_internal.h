@@ -26,20 +26,20 @@
 
 #define SK_LOG_INDEX_HEADER_SIZE 24
 #define SK_LOG_OFFSET_ENTRY_SIZE 8
-#define SK_LOG_TIME_ENTRY_SIZE 12
-#define SK_LOG_INDEX_VERSION 1u
-#define SK_LOG_OFFSET_MAGIC 0x534b4f49u /* "SKOI" */
-#define SK_LOG_TIME_MAGIC 0x534b5449u   /* "SKTI" */
+#define SK_LOG_TIME_ENTRY_SIZE	 12
+#define SK_LOG_INDEX_VERSION	 1u
+#define SK_LOG_OFFSET_MAGIC	 0x534b4f49u /* "SKOI" */
+#define SK_LOG_TIME_MAGIC	 0x534b5449u /* "SKTI" */
 
 /* No batch yet: below every timestamp a batch can carry (including -1). */
 #define SK_LOG_NO_TIMESTAMP INT64_MIN
 
 /* One kind of index: fixed-size entries, heap-owned or mapped. */
 struct sk_log_index_buf {
-	uint8_t *data;  /* entries in on-disk layout; NULL when empty */
-	size_t n;       /* entries */
-	size_t cap;     /* heap capacity in entries; 0 while mapped */
-	void *map;      /* mapped index file (header included), or NULL */
+	uint8_t *data;	/* entries in on-disk layout; NULL when empty */
+	size_t n;	/* entries */
+	size_t cap;	/* heap capacity in entries; 0 while mapped */
+	void *map;	/* mapped index file (header included), or NULL */
 	size_t map_len; /* bytes mapped */
 };
 
@@ -68,23 +68,20 @@ void sk_log_index_own(struct sk_log_index *idx);
 /* Append entries; callers keep rel, pos and ts increasing. */
 void sk_log_index_add_offset(struct sk_log_index *idx, uint32_t rel,
 			     uint32_t pos);
-void sk_log_index_add_time(struct sk_log_index *idx, int64_t ts,
-			   uint32_t rel);
+void sk_log_index_add_time(struct sk_log_index *idx, int64_t ts, uint32_t rel);
 
 /* Entry i of each kind (i < n). */
 void sk_log_index_offset_at(const struct sk_log_index *idx, size_t i,
 			    uint32_t *rel, uint32_t *pos);
-void sk_log_index_time_at(const struct sk_log_index *idx, size_t i,
-			  int64_t *ts, uint32_t *rel);
+void sk_log_index_time_at(const struct sk_log_index *idx, size_t i, int64_t *ts,
+			  uint32_t *rel);
 
 /* Position of the last offset entry with rel <= rel (0 if none). */
-uint32_t sk_log_index_pos_for_rel(const struct sk_log_index *idx,
-				  uint32_t rel);
+uint32_t sk_log_index_pos_for_rel(const struct sk_log_index *idx, uint32_t rel);
 /* Largest indexed batch position <= pos, or 0 if none. */
 uint32_t sk_log_index_floor_pos(const struct sk_log_index *idx, uint32_t pos);
 /* rel of the last time entry with ts <= ts (0 if none). */
-uint32_t sk_log_index_rel_for_time(const struct sk_log_index *idx,
-				   int64_t ts);
+uint32_t sk_log_index_rel_for_time(const struct sk_log_index *idx, int64_t ts);
 
 /*
  * Write <stem>.index and <stem>.timeindex describing a log of log_size
@@ -112,19 +109,19 @@ void sk_log_index_unlink(const char *stem);
  */
 struct sk_segment {
 	atomic_int refs;
-	int fd;                /* the .log file, O_RDWR */
-	char *stem;            /* "<dir>/<20-digit base offset>", owned */
+	int fd;		       /* the .log file, O_RDWR */
+	char *stem;	       /* "<dir>/<20-digit base offset>", owned */
 	int64_t base_offset;   /* from the file name */
 	int64_t end_offset;    /* offset after the last batch */
-	int64_t size;          /* bytes of whole, checked batches */
+	int64_t size;	       /* bytes of whole, checked batches */
 	int64_t max_timestamp; /* largest batch maxTimestamp, or NO_TIMESTAMP */
 	uint32_t max_ts_rel;   /* relative offset of the batch holding it */
 	int64_t created_ms;    /* first append, or mtime at reopen; 0 if none */
 	int64_t index_bytes;   /* log bytes since the last offset entry */
-	bool dirty;            /* written since the last fdatasync */
+	bool dirty;	       /* written since the last fdatasync */
 	atomic_bool sync_failed; /* an fdatasync of it failed: untrusted */
-	bool index_saved;      /* index files on disk match size */
-	bool corrupt;          /* a bad batch at size: never index or serve */
+	bool index_saved;	 /* index files on disk match size */
+	bool corrupt;		 /* a bad batch at size: never index or serve */
 	struct sk_log_index idx;
 };
 
@@ -141,9 +138,8 @@ int sk_segment_open(struct sk_segment **out, const char *dir, int64_t base,
  * Account for a batch of len bytes just placed at seg->size: index it if
  * due, and advance size, end offset and max timestamp.
  */
-void sk_segment_note_batch(struct sk_segment *seg,
-			   const struct sk_batch_hdr *h, size_t len,
-			   int64_t index_interval);
+void sk_segment_note_batch(struct sk_segment *seg, const struct sk_batch_hdr *h,
+			   size_t len, int64_t index_interval);
 
 /*
  * Write len bytes at seg->size, whole or not at all: on failure the file
@@ -170,12 +166,12 @@ int sk_segment_sync(struct sk_segment *seg);
  */
 struct sk_seg_reader {
 	int fd;
-	int64_t limit;  /* never read at or past this position */
-	uint8_t *buf;   /* caller's buffer or heap */
-	size_t cap;     /* bytes of buf */
-	bool heap;      /* buf was allocated here */
-	int64_t at;     /* file position of buf[0] */
-	size_t len;     /* valid bytes in buf */
+	int64_t limit; /* never read at or past this position */
+	uint8_t *buf;  /* caller's buffer or heap */
+	size_t cap;    /* bytes of buf */
+	bool heap;     /* buf was allocated here */
+	int64_t at;    /* file position of buf[0] */
+	size_t len;    /* valid bytes in buf */
 };
 
 void sk_seg_reader_init(struct sk_seg_reader *r, int fd, int64_t limit,
@@ -193,16 +189,16 @@ int sk_seg_reader_header(struct sk_seg_reader *r, int64_t pos,
 
 /* What a segment scan found. */
 struct sk_seg_scan {
-	int64_t pos;           /* where the scan stopped */
+	int64_t pos;	       /* where the scan stopped */
 	int64_t end_offset;    /* offset after the last good batch */
 	int64_t max_timestamp; /* of the good batches scanned */
 	uint32_t max_ts_rel;   /* relative base offset of the batch with it */
-	bool bad;              /* stopped before the end: why says why */
+	bool bad;	       /* stopped before the end: why says why */
 	char why[160];
 };
 
 /* Scan flags. */
-#define SK_SCAN_CRC 0x1   /* verify every batch's CRC (reads whole file) */
+#define SK_SCAN_CRC   0x1 /* verify every batch's CRC (reads whole file) */
 #define SK_SCAN_INDEX 0x2 /* note_batch each good batch (pos == size) */
 /*
  * Base offsets may jump forward between batches: compaction removed whole
@@ -265,8 +261,7 @@ struct sk_segment *sk_segment_adopt(int fd, const char *dir, int64_t base);
  * (borrowed; i < sk_partition_segment_count, the last is active).
  */
 const char *sk_partition_dir(const struct sk_partition *p);
-struct sk_segment *sk_partition_segment(const struct sk_partition *p,
-					size_t i);
+struct sk_segment *sk_partition_segment(const struct sk_partition *p, size_t i);
 /*
  * Replace the closed segments i..i+n-1 by seg, taking the caller's
  * reference to seg and dropping the partition's to the old ones (readers

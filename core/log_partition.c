@@ -46,15 +46,15 @@
 
 #define SK_SEG_NAME_DIGITS 20
 
-#define SK_START_CKPT "log-start-offset.checkpoint"
-#define SK_START_CKPT_MAGIC 0x534b4c53u /* "SKLS" */
+#define SK_START_CKPT	      "log-start-offset.checkpoint"
+#define SK_START_CKPT_MAGIC   0x534b4c53u /* "SKLS" */
 #define SK_START_CKPT_VERSION 1u
-#define SK_START_CKPT_SIZE 20
+#define SK_START_CKPT_SIZE    20
 
-#define SK_RECOVERY_CKPT "recovery.checkpoint"
-#define SK_RECOVERY_CKPT_MAGIC 0x534b5243u /* "SKRC" */
+#define SK_RECOVERY_CKPT	 "recovery.checkpoint"
+#define SK_RECOVERY_CKPT_MAGIC	 0x534b5243u /* "SKRC" */
 #define SK_RECOVERY_CKPT_VERSION 1u
-#define SK_RECOVERY_CKPT_CLEAN 0x1u
+#define SK_RECOVERY_CKPT_CLEAN	 0x1u
 _Static_assert(SK_LOG_CKPT_SIZE == 48, "recovery.checkpoint layout");
 
 /* A segment's bytes all vouched for by the recovery checkpoint. */
@@ -65,26 +65,26 @@ _Static_assert(SK_LOG_CKPT_SIZE == 48, "recovery.checkpoint layout");
 
 /* A decoded recovery.checkpoint. */
 struct recovery_ckpt {
-	bool valid;     /* read and checked */
-	bool clean;     /* written by a clean close */
-	int64_t base;   /* segment */
-	int64_t size;   /* synced bytes of it */
-	int64_t end;    /* offset after the batch ending at size */
-	int64_t start;  /* log start offset then */
+	bool valid;    /* read and checked */
+	bool clean;    /* written by a clean close */
+	int64_t base;  /* segment */
+	int64_t size;  /* synced bytes of it */
+	int64_t end;   /* offset after the batch ending at size */
+	int64_t start; /* log start offset then */
 };
 
 struct sk_partition {
-	char *dir;                /* owned path of the directory */
+	char *dir;		  /* owned path of the directory */
 	struct sk_log_config cfg; /* settings for the next roll/append */
 	struct sk_segment **segs; /* one reference each, by base offset */
-	size_t nsegs;             /* >= 1 once open; the last is active */
-	size_t cap;               /* slots in segs */
-	size_t first_dirty;       /* segs before this one are synced */
-	bool dir_dirty;           /* a segment file was created since sync */
-	bool parent_dirty;        /* the directory itself was created */
-	bool damaged;             /* see sk_partition_damaged */
-	bool sync_failed;         /* a sync failed: appends refused */
-	int64_t damage_offset;    /* first offset not served when damaged */
+	size_t nsegs;		  /* >= 1 once open; the last is active */
+	size_t cap;		  /* slots in segs */
+	size_t first_dirty;	  /* segs before this one are synced */
+	bool dir_dirty;		  /* a segment file was created since sync */
+	bool parent_dirty;	  /* the directory itself was created */
+	bool damaged;		  /* see sk_partition_damaged */
+	bool sync_failed;	  /* a sync failed: appends refused */
+	int64_t damage_offset;	  /* first offset not served when damaged */
 	/* log start offset: segs[0]->base_offset <= start <= end offset */
 	int64_t start_offset;
 	/* What the last checkpoint begun recorded (-1 base: none yet). */
@@ -319,8 +319,8 @@ static void floor_entry(const struct sk_segment *seg, int64_t pos,
 /* State of one sk_partition_open, shared by the segment recoveries. */
 struct recovery {
 	struct recovery_ckpt ck; /* the checkpoint read */
-	bool contradicted;       /* the log disagrees with it: delete it */
-	int64_t next_report;     /* bytes_scanned at which to log progress */
+	bool contradicted;	 /* the log disagrees with it: delete it */
+	int64_t next_report;	 /* bytes_scanned at which to log progress */
 };
 
 /* sk_segment_scan, counting what recovery read and logging progress. */
@@ -728,8 +728,7 @@ static void drop_below_start(struct sk_partition *p,
 }
 
 /* Encode the recovery checkpoint for p as it is now. */
-static void ckpt_encode(const struct sk_partition *p, bool clean,
-			uint8_t *buf)
+static void ckpt_encode(const struct sk_partition *p, bool clean, uint8_t *buf)
 {
 	const struct sk_segment *seg = active(p);
 
@@ -823,8 +822,7 @@ static void ckpt_read(struct sk_partition *p, struct recovery_ckpt *ck)
 	ck->size = (int64_t)sk_be64(buf + 20);
 	ck->end = (int64_t)sk_be64(buf + 28);
 	ck->start = (int64_t)sk_be64(buf + 36);
-	if (ck->base < 0 || ck->size < 0 || ck->end < ck->base ||
-	    ck->start < 0)
+	if (ck->base < 0 || ck->size < 0 || ck->end < ck->base || ck->start < 0)
 		why = "values out of range";
 	else
 		ck->valid = true;
@@ -1083,9 +1081,8 @@ int sk_partition_open(struct sk_partition **out, const char *dir,
 					 "next one starts at %" PRId64
 					 "; offsets from %" PRId64
 					 " on will not be served",
-					 dir, seg->base_offset,
-					 seg->end_offset, bases[i + 1],
-					 seg->end_offset);
+					 dir, seg->base_offset, seg->end_offset,
+					 bases[i + 1], seg->end_offset);
 				mark_damaged(p, seg->end_offset);
 			} else {
 				sk_warn("partition %s: segment %" PRId64
@@ -1107,8 +1104,8 @@ int sk_partition_open(struct sk_partition **out, const char *dir,
 		if (i > 0 && seg->base_offset < p->segs[i - 1]->end_offset) {
 			sk_error("partition %s: segment %" PRId64
 				 " overlaps the previous one, which ends at "
-				 "offset %" PRId64
-				 "; offsets from %" PRId64 " on will not be "
+				 "offset %" PRId64 "; offsets from %" PRId64
+				 " on will not be "
 				 "served",
 				 dir, seg->base_offset,
 				 p->segs[i - 1]->end_offset, seg->base_offset);
@@ -1163,7 +1160,7 @@ int sk_partition_open(struct sk_partition **out, const char *dir,
 			"scanned %" PRId64 " bytes in %d segments, cut %" PRId64
 			" bytes, deleted %d segments",
 			dir, p->rec.ms,
-			!r.ck.valid ? "no checkpoint"
+			!r.ck.valid  ? "no checkpoint"
 			: r.ck.clean ? "a clean shutdown"
 				     : "the recovery checkpoint",
 			p->rec.bytes_scanned, p->rec.segments_scanned,
@@ -1238,8 +1235,7 @@ static const char *roll_reason(const struct sk_partition *p,
  * goes to disk now (a page-cache write and a rename; their durability is
  * lazy, as a lost index is rebuilt).
  */
-static int roll(struct sk_partition *p, const char *reason,
-		struct sk_err *err)
+static int roll(struct sk_partition *p, const char *reason, struct sk_err *err)
 {
 	struct sk_segment *old = active(p), *seg;
 	int64_t file_size;
@@ -1321,8 +1317,8 @@ int sk_partition_delete_before(struct sk_partition *p, int64_t offset,
 	if (offset < 0 || offset > end)
 		return sk_err_setc(err, -ERANGE,
 				   "partition %s: offset %" PRId64
-				   " is outside the log [%" PRId64
-				   ", %" PRId64 "]",
+				   " is outside the log [%" PRId64 ", %" PRId64
+				   "]",
 				   p->dir, offset, p->start_offset, end);
 	if (offset <= p->start_offset)
 		return 0;
@@ -1406,9 +1402,8 @@ int64_t sk_partition_size_bytes(const struct sk_partition *p)
 	return size;
 }
 
-int sk_partition_read(struct sk_partition *p, int64_t offset,
-		      size_t max_bytes, bool min_one,
-		      struct sk_log_slice *out)
+int sk_partition_read(struct sk_partition *p, int64_t offset, size_t max_bytes,
+		      bool min_one, struct sk_log_slice *out)
 {
 	int rc;
 
@@ -1466,8 +1461,8 @@ int sk_partition_sync(struct sk_partition *p)
 		int r = sk_segment_sync(p->segs[i]);
 
 		if (r < 0) {
-			sk_error("partition %s: cannot sync %s.log: %s",
-				 p->dir, p->segs[i]->stem, strerror(-r));
+			sk_error("partition %s: cannot sync %s.log: %s", p->dir,
+				 p->segs[i]->stem, strerror(-r));
 			return r;
 		}
 		p->first_dirty = i;
@@ -1560,8 +1555,7 @@ bool sk_partition_checkpoint_begin(struct sk_partition *p,
 	for (size_t i = 0; i < p->nsegs; i++)
 		if (p->segs[i]->base_offset >= p->ckpt_base &&
 		    p->segs[i]->index_saved)
-			s->idx_stems[s->n_idx++] =
-				sk_xstrdup(p->segs[i]->stem);
+			s->idx_stems[s->n_idx++] = sk_xstrdup(p->segs[i]->stem);
 	p->ckpt_base = seg->base_offset;
 	p->ckpt_size = seg->size;
 	p->ckpt_start = p->start_offset;
@@ -1587,9 +1581,8 @@ int sk_log_sync_run(struct sk_log_sync *s)
 			atomic_store(&s->segs[i]->sync_failed, true);
 	}
 	s->ckpt_rc = 0;
-	for (size_t i = 0; s->rc == 0 && s->ckpt_dir && i < s->n_idx &&
-			   s->ckpt_rc == 0;
-	     i++)
+	for (size_t i = 0;
+	     s->rc == 0 && s->ckpt_dir && i < s->n_idx && s->ckpt_rc == 0; i++)
 		s->ckpt_rc = sync_index_files(s->idx_stems[i]);
 	if (s->rc == 0 && s->ckpt_dir && s->ckpt_rc == 0)
 		s->ckpt_rc = ckpt_write(s->ckpt_dir, s->ckpt, true);
@@ -1642,8 +1635,7 @@ const char *sk_partition_dir(const struct sk_partition *p)
 	return p->dir;
 }
 
-struct sk_segment *sk_partition_segment(const struct sk_partition *p,
-					size_t i)
+struct sk_segment *sk_partition_segment(const struct sk_partition *p, size_t i)
 {
 	return i < p->nsegs ? p->segs[i] : NULL;
 }
@@ -1661,8 +1653,8 @@ int sk_partition_replace(struct sk_partition *p, size_t i, size_t n,
 	p->nsegs -= n - 1;
 	/* The new segment is synced; a lower mark only costs a look. */
 	if (p->first_dirty > i)
-		p->first_dirty = p->first_dirty >= i + n ?
-					 p->first_dirty - (n - 1) : i;
+		p->first_dirty =
+			p->first_dirty >= i + n ? p->first_dirty - (n - 1) : i;
 	return 0;
 }
 
@@ -1671,8 +1663,7 @@ void sk_partition_dir_changed(struct sk_partition *p)
 	p->dir_dirty = true;
 }
 
-int sk_partition_drop_oldest(struct sk_partition *p, size_t n,
-			     size_t *removed)
+int sk_partition_drop_oldest(struct sk_partition *p, size_t n, size_t *removed)
 {
 	*removed = 0;
 	if (n == 0)
@@ -1695,8 +1686,9 @@ size_t sk_partition_closed_segments(struct sk_partition *p,
 			.seg = s,
 			.base_offset = s->base_offset,
 			.end_offset = s->end_offset,
-			.max_timestamp = s->max_timestamp == SK_LOG_NO_TIMESTAMP ?
-						 -1 : s->max_timestamp,
+			.max_timestamp = s->max_timestamp == SK_LOG_NO_TIMESTAMP
+						 ? -1
+						 : s->max_timestamp,
 			.size = s->size,
 		};
 	}

@@ -107,9 +107,8 @@ void sk_log_slice_release(struct sk_log_slice *s)
 	s->len = 0;
 }
 
-void sk_segment_note_batch(struct sk_segment *seg,
-			   const struct sk_batch_hdr *h, size_t len,
-			   int64_t index_interval)
+void sk_segment_note_batch(struct sk_segment *seg, const struct sk_batch_hdr *h,
+			   size_t len, int64_t index_interval)
 {
 	uint32_t rel = (uint32_t)(h->base_offset - seg->base_offset);
 
@@ -144,7 +143,7 @@ int sk_segment_write(struct sk_segment *seg, const uint8_t *buf, size_t len,
 
 	while (done < len) {
 		ssize_t w = sk_io_pwrite(seg->fd, buf + done, len - done,
-				   (off_t)(seg->size + (int64_t)done));
+					 (off_t)(seg->size + (int64_t)done));
 
 		if (w < 0 && errno == EINTR)
 			continue;
@@ -258,7 +257,7 @@ int sk_seg_reader_get(struct sk_seg_reader *r, int64_t pos, size_t n,
 		r->cap = n;
 	}
 	want = (uint64_t)(r->limit - pos) < r->cap ? (size_t)(r->limit - pos)
-						    : r->cap;
+						   : r->cap;
 	r->at = pos;
 	r->len = 0;
 	while (got < want) {
@@ -293,8 +292,8 @@ int sk_seg_reader_header(struct sk_seg_reader *r, int64_t pos,
 	return 0;
 }
 
-static void SK_PRINTF(2, 3) scan_bad(struct sk_seg_scan *res,
-				     const char *fmt, ...)
+static void SK_PRINTF(2, 3)
+	scan_bad(struct sk_seg_scan *res, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -333,8 +332,9 @@ int sk_segment_scan(struct sk_segment *seg, int64_t pos, int64_t next,
 
 		rc = sk_seg_reader_get(&r, pos, SK_BATCH_HEADER_SIZE, &p);
 		if (rc == -ENODATA) {
-			scan_bad(res, "incomplete batch header (%" PRId64
-				 " bytes)", file_size - pos);
+			scan_bad(res,
+				 "incomplete batch header (%" PRId64 " bytes)",
+				 file_size - pos);
 			break;
 		}
 		if (rc < 0)
@@ -346,14 +346,16 @@ int sk_segment_scan(struct sk_segment *seg, int64_t pos, int64_t next,
 		}
 		size = sk_batch_size(&h);
 		if ((int64_t)size > file_size - pos) {
-			scan_bad(res, "batch of %zu bytes runs past the end of "
-				 "the file by %" PRId64 " bytes", size,
-				 (int64_t)size - (file_size - pos));
+			scan_bad(res,
+				 "batch of %zu bytes runs past the end of "
+				 "the file by %" PRId64 " bytes",
+				 size, (int64_t)size - (file_size - pos));
 			break;
 		}
 		if (h.base_offset != next &&
 		    !((flags & SK_SCAN_GAPS) && h.base_offset > next)) {
-			scan_bad(res, "batch has base offset %" PRId64
+			scan_bad(res,
+				 "batch has base offset %" PRId64
 				 " where %" PRId64 " was expected",
 				 h.base_offset, next);
 			break;
@@ -368,7 +370,7 @@ int sk_segment_scan(struct sk_segment *seg, int64_t pos, int64_t next,
 		    next + h.last_offset_delta - seg->base_offset >
 			    (int64_t)UINT32_MAX) {
 			scan_bad(res, "segment exceeds the 32-bit range of its "
-				 "index");
+				      "index");
 			break;
 		}
 		if (flags & SK_SCAN_CRC) {
@@ -402,9 +404,8 @@ out:
 }
 
 /* Walk headers from pos to the batch containing offset. */
-static int walk_to(struct sk_segment *seg, struct sk_seg_reader *r,
-		   int64_t pos, int64_t offset, int64_t *found,
-		   struct sk_batch_hdr *h)
+static int walk_to(struct sk_segment *seg, struct sk_seg_reader *r, int64_t pos,
+		   int64_t offset, int64_t *found, struct sk_batch_hdr *h)
 {
 	while (pos < seg->size) {
 		if (sk_seg_reader_header(r, pos, h) < 0)
@@ -428,8 +429,8 @@ int sk_segment_locate(struct sk_segment *seg, int64_t offset, int64_t *pos,
 
 	if (offset < seg->base_offset || offset >= seg->end_offset)
 		return -ENOENT;
-	start = sk_log_index_pos_for_rel(
-		&seg->idx, (uint32_t)(offset - seg->base_offset));
+	start = sk_log_index_pos_for_rel(&seg->idx,
+					 (uint32_t)(offset - seg->base_offset));
 	sk_seg_reader_init(&r, seg->fd, seg->size, stack, sizeof(stack));
 	rc = walk_to(seg, &r, start, offset, pos, h);
 	sk_seg_reader_done(&r);
@@ -471,8 +472,8 @@ int sk_segment_read(struct sk_segment *seg, int64_t offset, size_t max_bytes,
 	 * walk only the last stretch instead of every header in between.
 	 */
 	if (limit > end) {
-		int64_t jump = sk_log_index_floor_pos(&seg->idx,
-						      (uint32_t)limit);
+		int64_t jump =
+			sk_log_index_floor_pos(&seg->idx, (uint32_t)limit);
 
 		if (jump > end)
 			end = jump;

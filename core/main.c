@@ -59,8 +59,7 @@ static void raise_nofile_limit(void)
 }
 
 /* Apply one --set argument. */
-static int apply_set(struct sk_config *cfg, const char *arg,
-		     struct sk_err *err)
+static int apply_set(struct sk_config *cfg, const char *arg, struct sk_err *err)
 {
 	const char *eq = strchr(arg, '=');
 	char *key;
@@ -102,7 +101,8 @@ int main(int argc, char **argv)
 		free(sets);
 		return sk_hook_cli_main(argc - 1, argv + 1);
 	}
-	while ((opt = getopt_long(argc, argv, "c:d:l:s:Vh", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "c:d:l:s:Vh", opts, NULL)) !=
+	       -1) {
 		switch (opt) {
 		case 'c':
 			config_file = optarg;
@@ -150,11 +150,11 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < n_sets; i++)
 		if (apply_set(&b.cfg, sets[i], &err))
 			goto config_error;
-	if (data_dir && sk_config_set(&b.cfg, "log.dir", data_dir,
-				      "--data-dir", &err))
+	if (data_dir &&
+	    sk_config_set(&b.cfg, "log.dir", data_dir, "--data-dir", &err))
 		goto config_error;
-	if (listen && sk_config_set(&b.cfg, "listeners", listen, "--listen",
-				    &err))
+	if (listen &&
+	    sk_config_set(&b.cfg, "listeners", listen, "--listen", &err))
 		goto config_error;
 	if (check_only) {
 		/* Plugins are checked as at start, but never initialised. */

@@ -86,9 +86,8 @@ static int load_cluster_id(struct sk_meta *m, struct sk_err *err)
 	}
 	sqlite3_finalize(st);
 	make_cluster_id(m->cluster_id);
-	if (sqlite3_prepare_v2(m->db,
-			       "INSERT INTO kv VALUES ('cluster.id', ?)", -1,
-			       &st, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(m->db, "INSERT INTO kv VALUES ('cluster.id', ?)",
+			       -1, &st, NULL) != SQLITE_OK)
 		return db_fail(m, err, "store cluster id");
 	sqlite3_bind_text(st, 1, m->cluster_id, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
@@ -111,9 +110,10 @@ int sk_meta_open(struct sk_meta **out, const char *dir, struct sk_err *err)
 		goto fail;
 	}
 	sqlite3_busy_timeout(m->db, 1000);
-	rc = exec(m, "PRAGMA journal_mode = WAL;"
-		     "PRAGMA synchronous = NORMAL;"
-		     "PRAGMA foreign_keys = ON;",
+	rc = exec(m,
+		  "PRAGMA journal_mode = WAL;"
+		  "PRAGMA synchronous = NORMAL;"
+		  "PRAGMA foreign_keys = ON;",
 		  err);
 	if (rc == 0)
 		rc = exec(m, schema_v1, err);
@@ -152,9 +152,9 @@ static int step_done(struct sk_meta *m, sqlite3_stmt *st, struct sk_err *err,
 	return rc == SQLITE_DONE ? 0 : db_fail(m, err, what);
 }
 
-int sk_meta_topic_put(struct sk_meta *m, const char *name,
-		      int32_t partitions, const struct sk_config_kv *configs,
-		      size_t n_configs, struct sk_err *err)
+int sk_meta_topic_put(struct sk_meta *m, const char *name, int32_t partitions,
+		      const struct sk_config_kv *configs, size_t n_configs,
+		      struct sk_err *err)
 {
 	sqlite3_stmt *st;
 	int rc = exec(m, "BEGIN", err);
@@ -328,8 +328,8 @@ int sk_meta_kv_get(struct sk_meta *m, const char *ns, const char *key,
 			rc = 0;
 		}
 	} else {
-		rc = rc == SQLITE_DONE ? -ENOENT :
-					 db_fail(m, err, "read plugin value");
+		rc = rc == SQLITE_DONE ? -ENOENT
+				       : db_fail(m, err, "read plugin value");
 	}
 	sqlite3_finalize(st);
 	return rc;

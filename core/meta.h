@@ -22,15 +22,14 @@ void sk_meta_close(struct sk_meta *m);
 const char *sk_meta_cluster_id(const struct sk_meta *m);
 
 /* Insert or replace a topic with its config overrides. */
-int sk_meta_topic_put(struct sk_meta *m, const char *name,
-		      int32_t partitions, const struct sk_config_kv *configs,
-		      size_t n_configs, struct sk_err *err);
+int sk_meta_topic_put(struct sk_meta *m, const char *name, int32_t partitions,
+		      const struct sk_config_kv *configs, size_t n_configs,
+		      struct sk_err *err);
 int sk_meta_topic_delete(struct sk_meta *m, const char *name,
 			 struct sk_err *err);
 
 /* Called once per stored topic by sk_meta_topics_load. */
-typedef int (*sk_meta_topic_fn)(void *arg, const char *name,
-				int32_t partitions,
+typedef int (*sk_meta_topic_fn)(void *arg, const char *name, int32_t partitions,
 				const struct sk_config_kv *configs,
 				size_t n_configs, struct sk_err *err);
 int sk_meta_topics_load(struct sk_meta *m, sk_meta_topic_fn fn, void *arg,

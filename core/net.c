@@ -19,7 +19,7 @@
 
 /* Read at most this much per read(2) while no large frame is pending. */
 #define SK_READ_CHUNK 65536
-#define SK_MAX_IOV 64
+#define SK_MAX_IOV    64
 /* Input buffer a connection keeps between requests. */
 #define SK_KEEP_INPUT (2 * 1024 * 1024)
 
@@ -29,16 +29,16 @@ struct sk_conn {
 	int fd;
 	ev_io rio, wio;
 	ev_timer idle;
-	int64_t last_active;   /* monotonic ms of the last read or write */
-	struct sk_list link;   /* in srv->conns */
-	struct sk_buf in;      /* received bytes not yet dispatched */
-	struct sk_list resps;  /* struct sk_resp, in request order */
+	int64_t last_active;  /* monotonic ms of the last read or write */
+	struct sk_list link;  /* in srv->conns */
+	struct sk_buf in;     /* received bytes not yet dispatched */
+	struct sk_list resps; /* struct sk_resp, in request order */
 	size_t n_resps;
-	size_t out_bytes;      /* unsent bytes of queued responses */
-	bool reading;          /* rio started */
-	bool draining;         /* no more requests; close once answered */
-	bool dead;             /* close as soon as conn_pump unwinds */
-	bool busy;             /* inside conn_pump */
+	size_t out_bytes; /* unsent bytes of queued responses */
+	bool reading;	  /* rio started */
+	bool draining;	  /* no more requests; close once answered */
+	bool dead;	  /* close as soon as conn_pump unwinds */
+	bool busy;	  /* inside conn_pump */
 	char peer[64];
 };
 
@@ -111,8 +111,7 @@ static void resp_free(struct sk_resp *r)
 	free(r);
 }
 
-void sk_resp_set_pending(struct sk_resp *r, sk_resp_cancel_fn cancel,
-			 void *op)
+void sk_resp_set_pending(struct sk_resp *r, sk_resp_cancel_fn cancel, void *op)
 {
 	r->cancel = cancel;
 	r->pending = op;
@@ -165,8 +164,8 @@ void sk_resp_drop(struct sk_resp *r)
 static void pop_done(struct sk_conn *c)
 {
 	while (!sk_list_empty(&c->resps)) {
-		struct sk_resp *r = sk_list_first(&c->resps, struct sk_resp,
-						  link);
+		struct sk_resp *r =
+			sk_list_first(&c->resps, struct sk_resp, link);
 		if (!r->ready || r->sent < r->total)
 			break;
 		sk_list_del(&r->link);
@@ -241,7 +240,8 @@ static void write_some(struct sk_conn *c)
 					}
 					goto gathered;
 				}
-				iov[n_iov].iov_base = r->buf.data + ch->off + off;
+				iov[n_iov].iov_base =
+					r->buf.data + ch->off + off;
 				iov[n_iov].iov_len = ch->len - off;
 				n_iov++;
 				off = 0;
@@ -335,10 +335,9 @@ static void dispatch_frames(struct sk_conn *c)
 				       4 + (size_t)size - (c->in.len - pos));
 			break;
 		}
-		if (sk_kafka_dispatch(b, c, c->in.data + pos + 4,
-				      (size_t)size, &err) < 0) {
-			sk_warn("connection %s: %s; closing", c->peer,
-				err.msg);
+		if (sk_kafka_dispatch(b, c, c->in.data + pos + 4, (size_t)size,
+				      &err) < 0) {
+			sk_warn("connection %s: %s; closing", c->peer, err.msg);
 			c->dead = true;
 			break;
 		}
@@ -449,8 +448,8 @@ static void conn_free(struct sk_conn *c)
 	ev_io_stop(loop, &c->wio);
 	ev_timer_stop(loop, &c->idle);
 	while (!sk_list_empty(&c->resps)) {
-		struct sk_resp *r = sk_list_first(&c->resps, struct sk_resp,
-						  link);
+		struct sk_resp *r =
+			sk_list_first(&c->resps, struct sk_resp, link);
 		sk_list_del(&r->link);
 		r->conn = NULL;
 		if (r->cancel)
@@ -554,8 +553,8 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 }
 
 /* Split "host:port" / "[v6]:port" into parts. */
-static int split_hostport(const char *hp, char *host, size_t cap,
-			  char *port, size_t pcap)
+static int split_hostport(const char *hp, char *host, size_t cap, char *port,
+			  size_t pcap)
 {
 	const char *colon;
 
@@ -602,8 +601,7 @@ int sk_server_open(struct sk_server *s, struct sk_broker *b,
 		goto out;
 	}
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 ||
-	    listen(fd, 1024) < 0) {
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
 		rc = sk_err_setc(err, -errno, "cannot listen on %s: %s",
 				 hostport, strerror(errno));
 		close(fd);
@@ -639,8 +637,7 @@ size_t sk_server_pending(const struct sk_server *s)
 {
 	size_t n = 0;
 
-	for (struct sk_list *it = s->conns.next; it != &s->conns;
-	     it = it->next)
+	for (struct sk_list *it = s->conns.next; it != &s->conns; it = it->next)
 		n += sk_container_of(it, struct sk_conn, link)->n_resps;
 	return n;
 }

@@ -32,25 +32,25 @@ typedef void (*sk_resp_cancel_fn)(struct sk_resp *resp);
 /* One piece of a response: memory in resp->buf, or a segment range. */
 struct sk_chunk {
 	struct sk_segment *seg; /* NULL: bytes [off, off+len) of resp->buf */
-	size_t off;             /* buffer offset, or file position */
+	size_t off;		/* buffer offset, or file position */
 	size_t len;
 };
 
 /* A response slot, queued in request order on its connection. */
 struct sk_resp {
-	struct sk_list link;     /* in conn->resps */
-	struct sk_conn *conn;    /* NULL once the connection is gone */
-	struct sk_buf buf;       /* frame size, header and in-memory body */
+	struct sk_list link;	 /* in conn->resps */
+	struct sk_conn *conn;	 /* NULL once the connection is gone */
+	struct sk_buf buf;	 /* frame size, header and in-memory body */
 	struct sk_chunk *chunks; /* pieces in order */
 	size_t n_chunks, cap_chunks;
-	size_t mem_start;        /* start of the open memory chunk */
-	size_t total;            /* bytes of all chunks */
-	size_t sent;             /* bytes already written */
-	size_t cur;              /* chunk being written */
-	bool ready;              /* complete; may be written */
-	bool noreply;            /* Produce acks=0: nothing to send */
+	size_t mem_start;	  /* start of the open memory chunk */
+	size_t total;		  /* bytes of all chunks */
+	size_t sent;		  /* bytes already written */
+	size_t cur;		  /* chunk being written */
+	bool ready;		  /* complete; may be written */
+	bool noreply;		  /* Produce acks=0: nothing to send */
 	sk_resp_cancel_fn cancel; /* set while completion is pending */
-	void *pending;           /* the pending operation, for cancel */
+	void *pending;		  /* the pending operation, for cancel */
 };
 
 /* The listener and every open connection; embedded in the broker. */
@@ -100,8 +100,7 @@ size_t sk_resp_size(const struct sk_resp *r);
  */
 void sk_resp_finish(struct sk_resp *r);
 /* Mark as pending: cancel(resp) runs if the connection closes first. */
-void sk_resp_set_pending(struct sk_resp *r, sk_resp_cancel_fn cancel,
-			 void *op);
+void sk_resp_set_pending(struct sk_resp *r, sk_resp_cancel_fn cancel, void *op);
 
 /* Peer address of the connection, for log lines. */
 const char *sk_conn_peer(const struct sk_conn *c);

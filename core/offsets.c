@@ -28,9 +28,9 @@ struct batch {
 	struct {
 		sk_offsets_done_fn fn;
 		void *arg;
-	} *waiters;
+	} * waiters;
 	size_t n_waiters, cap_waiters;
-	int rc;           /* set by the writer */
+	int rc;		  /* set by the writer */
 	char errmsg[256]; /* sqlite's words when rc != 0 */
 };
 
@@ -39,12 +39,12 @@ struct sk_offsets {
 	sqlite3 *db;
 	sqlite3_stmt *put, *del, *del_group;
 	struct sk_pool *pool;
-	struct batch *cur;      /* accumulating, not yet submitted */
+	struct batch *cur;	/* accumulating, not yet submitted */
 	struct batch *inflight; /* with the writer (at most one) */
-	ev_prepare kick;        /* submits cur before the loop sleeps */
+	ev_prepare kick;	/* submits cur before the loop sleeps */
 	sk_offsets_apply_fn apply;
 	void *arg;
-	size_t pending;         /* records in cur and inflight */
+	size_t pending; /* records in cur and inflight */
 };
 
 static const char schema_v1[] =
@@ -216,8 +216,7 @@ void sk_offsets_queue(struct sk_offsets *o, struct sk_offset_rec *r)
 	memset(r, 0, sizeof(*r));
 }
 
-void sk_offsets_wait(struct sk_offsets *o, sk_offsets_done_fn done,
-		     void *arg)
+void sk_offsets_wait(struct sk_offsets *o, sk_offsets_done_fn done, void *arg)
 {
 	struct batch *bt;
 
@@ -228,8 +227,8 @@ void sk_offsets_wait(struct sk_offsets *o, sk_offsets_done_fn done,
 	bt = o->cur ? o->cur : o->inflight;
 	if (bt->n_waiters == bt->cap_waiters) {
 		bt->cap_waiters = bt->cap_waiters ? bt->cap_waiters * 2 : 16;
-		bt->waiters = sk_xrealloc(bt->waiters, bt->cap_waiters *
-						       sizeof(*bt->waiters));
+		bt->waiters = sk_xrealloc(
+			bt->waiters, bt->cap_waiters * sizeof(*bt->waiters));
 	}
 	bt->waiters[bt->n_waiters].fn = done;
 	bt->waiters[bt->n_waiters].arg = arg;
@@ -248,8 +247,8 @@ static int db_fail(sqlite3 *db, struct sk_err *err, const char *path,
 			   db ? sqlite3_errmsg(db) : "out of memory");
 }
 
-static int load(struct sk_offsets *o, const char *path,
-		sk_offsets_load_fn fn, void *arg, struct sk_err *err)
+static int load(struct sk_offsets *o, const char *path, sk_offsets_load_fn fn,
+		void *arg, struct sk_err *err)
 {
 	sqlite3_stmt *st;
 	int rc;
@@ -323,9 +322,8 @@ int sk_offsets_open(struct sk_offsets **out, struct ev_loop *loop,
 			       "topic = ?2 AND part = ?3 AND "
 			       "(?4 < 0 OR commit_ms = ?4)",
 			       -1, &o->del, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(o->db,
-			       "DELETE FROM offsets WHERE group_id = ?1", -1,
-			       &o->del_group, NULL) != SQLITE_OK) {
+	    sqlite3_prepare_v2(o->db, "DELETE FROM offsets WHERE group_id = ?1",
+			       -1, &o->del_group, NULL) != SQLITE_OK) {
 		rc = db_fail(o->db, err, path, "prepare");
 		goto fail;
 	}

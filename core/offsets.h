@@ -32,11 +32,11 @@
 /* One committed offset, in its group's map. */
 struct sk_offset {
 	struct sk_hnode node; /* key: topic, NUL, partition (4 bytes BE) */
-	char *key;            /* owned; starts with the topic name */
+	char *key;	      /* owned; starts with the topic name */
 	int32_t partition;
 	int64_t offset;
 	int32_t leader_epoch; /* -1 if the client sent none */
-	char *metadata;       /* owned, never NULL ("" for none) */
+	char *metadata;	      /* owned, never NULL ("" for none) */
 	int64_t commit_ms;    /* wall clock of the commit */
 	int64_t expire_ms;    /* explicit expiry (OffsetCommit v2-4), or -1 */
 };
@@ -51,8 +51,8 @@ size_t sk_offset_key(char *buf, size_t cap, const char *topic, size_t tlen,
 		     int32_t partition);
 
 enum sk_offset_op {
-	SK_OFFSET_PUT,       /* insert or replace one offset */
-	SK_OFFSET_DEL,       /* delete one offset (if commit_ms matches) */
+	SK_OFFSET_PUT,	     /* insert or replace one offset */
+	SK_OFFSET_DEL,	     /* delete one offset (if commit_ms matches) */
 	SK_OFFSET_DEL_GROUP, /* delete every offset of the group */
 };
 
@@ -60,11 +60,11 @@ enum sk_offset_op {
 struct sk_offset_rec {
 	enum sk_offset_op op;
 	char *group;
-	char *topic;    /* PUT, DEL */
+	char *topic; /* PUT, DEL */
 	int32_t partition;
 	int64_t offset;
 	int32_t leader_epoch;
-	char *metadata; /* PUT; never NULL */
+	char *metadata;	   /* PUT; never NULL */
 	int64_t commit_ms; /* PUT: the commit time; DEL: only delete the
 			    * entry committed at this time (-1: any) */
 	int64_t expire_ms;
@@ -89,8 +89,7 @@ int sk_offsets_open(struct sk_offsets **out, struct ev_loop *loop,
 /* Queue a record; takes over its strings (r itself is copied). */
 void sk_offsets_queue(struct sk_offsets *o, struct sk_offset_rec *r);
 /* Call done(arg, rc) once every record queued so far is durable. */
-void sk_offsets_wait(struct sk_offsets *o, sk_offsets_done_fn done,
-		     void *arg);
+void sk_offsets_wait(struct sk_offsets *o, sk_offsets_done_fn done, void *arg);
 /* Records queued or being written (for tests and shutdown). */
 size_t sk_offsets_pending(const struct sk_offsets *o);
 /* Write what is queued, run every waiter, stop the writer, close. */

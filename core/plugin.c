@@ -486,12 +486,14 @@ static int host_config_given(const struct skald_config *c, const char *key)
 /* ------------------------------------------------------------------ */
 /* Host services: log, memory, metrics, clocks */
 
+/* clang-format off */
 static const enum sk_say_level say_levels[] = {
 	SK_SAY_DEBUG,
 	SK_SAY_INFO,
 	SK_SAY_WARN,
 	SK_SAY_ERROR,
 };
+/* clang-format on */
 
 static void host_vlog(const struct skald_host *h, int level, const char *fmt,
 		      va_list ap) SK_PRINTF(3, 0);

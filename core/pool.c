@@ -9,13 +9,13 @@
 
 struct sk_pool {
 	struct ev_loop *loop;
-	ev_async wake;          /* a worker finished something */
+	ev_async wake; /* a worker finished something */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	struct sk_list todo;    /* queued, not started (under mu) */
+	struct sk_list todo;	 /* queued, not started (under mu) */
 	struct sk_list finished; /* run() done, done() pending (under mu) */
-	size_t pending;         /* loop thread only */
-	bool stop;              /* under mu */
+	size_t pending;		 /* loop thread only */
+	bool stop;		 /* under mu */
 	int n_threads;
 	pthread_t *threads;
 	char name[16];
@@ -133,8 +133,8 @@ void sk_pool_free(struct sk_pool *p)
 			pthread_mutex_unlock(&p->mu);
 			break;
 		}
-		struct sk_job *job = sk_list_first(&p->todo, struct sk_job,
-						   link);
+		struct sk_job *job =
+			sk_list_first(&p->todo, struct sk_job, link);
 		sk_list_del(&job->link);
 		pthread_mutex_unlock(&p->mu);
 		job->run(job);

@@ -16,13 +16,13 @@
 /* A borrowed, possibly null, byte string inside a request. */
 struct sk_str {
 	const uint8_t *p; /* NULL for a null string */
-	int32_t len;      /* -1 for null */
+	int32_t len;	  /* -1 for null */
 };
 
 struct sk_rd {
 	const uint8_t *p;   /* next byte to read */
 	const uint8_t *end; /* one past the last readable byte */
-	bool err;           /* sticky: set by the first bad read */
+	bool err;	    /* sticky: set by the first bad read */
 };
 
 static inline void sk_rd_init(struct sk_rd *r, const void *p, size_t len)
@@ -32,14 +32,20 @@ static inline void sk_rd_init(struct sk_rd *r, const void *p, size_t len)
 	r->err = false;
 }
 
-static inline bool sk_rd_ok(const struct sk_rd *r) { return !r->err; }
+static inline bool sk_rd_ok(const struct sk_rd *r)
+{
+	return !r->err;
+}
 static inline size_t sk_rd_left(const struct sk_rd *r)
 {
 	return (size_t)(r->end - r->p);
 }
 
 /* Mark the reader failed (for semantic errors found by the caller). */
-static inline void sk_rd_fail(struct sk_rd *r) { r->err = true; }
+static inline void sk_rd_fail(struct sk_rd *r)
+{
+	r->err = true;
+}
 
 int8_t sk_rd_i8(struct sk_rd *r);
 int16_t sk_rd_i16(struct sk_rd *r);

@@ -25,8 +25,8 @@ static int64_t retain_partition(struct sk_broker *b, struct sk_topic *t,
 			"now %" PRId64 " (retention.ms %" PRId64
 			", retention.bytes %" PRId64 ")",
 			t->name, tp->id, deleted,
-			sk_partition_start_offset(tp->log),
-			t->cfg.retention_ms, t->cfg.retention_bytes);
+			sk_partition_start_offset(tp->log), t->cfg.retention_ms,
+			t->cfg.retention_bytes);
 	if (rc < 0)
 		sk_warn("retention: topic %s partition %" PRId32
 			": stopped at a segment that could not be deleted "
@@ -58,11 +58,10 @@ int64_t sk_retention_run(struct sk_broker *b, int64_t now_ms)
 	return total;
 }
 
-static void on_retention_timer(struct ev_loop *loop, ev_timer *w,
-			       int revents)
+static void on_retention_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	struct sk_broker *b = sk_container_of(w, struct sk_broker,
-					      retention_timer);
+	struct sk_broker *b =
+		sk_container_of(w, struct sk_broker, retention_timer);
 
 	(void)loop;
 	(void)revents;

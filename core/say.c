@@ -75,9 +75,10 @@ void sk_say(enum sk_say_level level, const char *fmt, ...)
 		char esc[4200];
 
 		json_escape(esc, sizeof(esc), msg);
-		n = snprintf(line, sizeof(line),
-			     "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"%s\"}\n",
-			     ts, level_names[level], esc);
+		n = snprintf(
+			line, sizeof(line),
+			"{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"%s\"}\n", ts,
+			level_names[level], esc);
 	} else {
 		n = snprintf(line, sizeof(line), "%s %-5s %s\n", ts,
 			     level_names[level], msg);

@@ -31,8 +31,8 @@ bool sk_say_level_parse(const char *s, enum sk_say_level *out);
 void sk_say(enum sk_say_level level, const char *fmt, ...) SK_PRINTF(2, 3);
 
 #define sk_debug(...) sk_say(SK_SAY_DEBUG, __VA_ARGS__)
-#define sk_info(...) sk_say(SK_SAY_INFO, __VA_ARGS__)
-#define sk_warn(...) sk_say(SK_SAY_WARN, __VA_ARGS__)
+#define sk_info(...)  sk_say(SK_SAY_INFO, __VA_ARGS__)
+#define sk_warn(...)  sk_say(SK_SAY_WARN, __VA_ARGS__)
 #define sk_error(...) sk_say(SK_SAY_ERROR, __VA_ARGS__)
 
 #endif

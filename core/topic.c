@@ -47,8 +47,8 @@ static int cmp_topic(const void *a, const void *b)
 
 struct sk_topic **sk_topics_list(const struct sk_topics *t, size_t *n)
 {
-	struct sk_topic **v = sk_xmalloc((t->map.count ? t->map.count : 1) *
-					 sizeof(*v));
+	struct sk_topic **v =
+		sk_xmalloc((t->map.count ? t->map.count : 1) * sizeof(*v));
 	size_t k = 0;
 
 	for (struct sk_hnode *h = sk_hmap_first(&t->map); h;
@@ -110,8 +110,7 @@ static void log_config_of(const struct sk_topic_config *tc,
 	lc->index_interval_bytes = tc->index_interval_bytes;
 }
 
-static char *part_dir(const struct sk_broker *b, const char *topic,
-		      int32_t id)
+static char *part_dir(const struct sk_broker *b, const char *topic, int32_t id)
 {
 	return sk_xasprintf("%s/%s-%d", b->cfg.log_dir, topic, id);
 }
@@ -153,8 +152,7 @@ static int open_parts(struct sk_broker *b, struct sk_topic *tp, int32_t to,
 static enum sk_kerr build_config(const struct sk_broker *b,
 				 const struct sk_config_kv *kv, size_t n,
 				 struct sk_topic_config *tc,
-				 struct sk_config_kv **norm,
-				 struct sk_err *err)
+				 struct sk_config_kv **norm, struct sk_err *err)
 {
 	sk_topic_config_defaults(&b->cfg, tc);
 	*norm = sk_xcalloc(n ? n : 1, sizeof(**norm));
@@ -163,8 +161,7 @@ static enum sk_kerr build_config(const struct sk_broker *b,
 		int idx;
 
 		if (!kv[i].value) {
-			sk_err_set(err, "%s: a value is required",
-				   kv[i].key);
+			sk_err_set(err, "%s: a value is required", kv[i].key);
 			goto invalid;
 		}
 		for (size_t j = 0; j < i; j++) {
@@ -191,8 +188,8 @@ invalid:
 static int persist(struct sk_broker *b, const struct sk_topic *tp,
 		   struct sk_err *err)
 {
-	return sk_meta_topic_put(b->meta, tp->name, tp->n_parts,
-				 tp->overrides, tp->n_overrides, err);
+	return sk_meta_topic_put(b->meta, tp->name, tp->n_parts, tp->overrides,
+				 tp->n_overrides, err);
 }
 
 enum sk_kerr sk_topic_create(struct sk_broker *b, const char *name,
@@ -304,8 +301,9 @@ enum sk_kerr sk_topic_add_partitions(struct sk_broker *b, struct sk_topic *tp,
 	int32_t old = tp->n_parts;
 
 	if (new_total <= old) {
-		sk_err_set(err, "topic '%s' has %d partitions; the new count "
-				"must be larger, got %d",
+		sk_err_set(err,
+			   "topic '%s' has %d partitions; the new count "
+			   "must be larger, got %d",
 			   tp->name, old, new_total);
 		return SK_KERR_INVALID_PARTITIONS;
 	}
@@ -417,19 +415,19 @@ static void remove_trash(const char *log_dir)
 static int apply_decl(struct sk_broker *b, const struct sk_topic_decl *d,
 		      struct sk_err *err)
 {
-	struct sk_topic *tp = sk_topics_find(&b->topics, d->name,
-					     strlen(d->name));
-	int32_t parts = d->partitions > 0 ? d->partitions
-					  : b->cfg.num_partitions;
+	struct sk_topic *tp =
+		sk_topics_find(&b->topics, d->name, strlen(d->name));
+	int32_t parts =
+		d->partitions > 0 ? d->partitions : b->cfg.num_partitions;
 	struct sk_err kerr_msg = { "" };
 	enum sk_kerr k;
 
 	if (!tp) {
-		k = sk_topic_create(b, d->name, parts, d->configs,
-				    d->n_configs, false, &kerr_msg);
+		k = sk_topic_create(b, d->name, parts, d->configs, d->n_configs,
+				    false, &kerr_msg);
 	} else {
-		k = sk_topic_set_configs(b, tp, d->configs, d->n_configs,
-					 false, &kerr_msg);
+		k = sk_topic_set_configs(b, tp, d->configs, d->n_configs, false,
+					 &kerr_msg);
 		if (!k && parts > tp->n_parts)
 			k = sk_topic_add_partitions(b, tp, parts, false,
 						    &kerr_msg);

@@ -26,16 +26,16 @@ struct sk_tpart {
 	int32_t id;
 	struct sk_partition *log;
 	struct sk_remote_part *remote; /* tiered storage (log_remote.c) */
-	struct sk_list waiters; /* long-poll fetches waiting for data */
-	struct sk_list flush_link; /* in the flusher's dirty list */
-	struct sk_list lazy_link;  /* in its flush.messages/flush.ms list */
-	int64_t unflushed;       /* records appended since a round took it */
+	struct sk_list waiters;	       /* long-poll fetches waiting for data */
+	struct sk_list flush_link;     /* in the flusher's dirty list */
+	struct sk_list lazy_link;      /* in its flush.messages/flush.ms list */
+	int64_t unflushed;	 /* records appended since a round took it */
 	int64_t unflushed_since; /* sk_mono_ms of the first of them */
 };
 
 struct sk_topic {
 	char *name;
-	struct sk_topic_config cfg;     /* effective configs */
+	struct sk_topic_config cfg;	/* effective configs */
 	struct sk_config_kv *overrides; /* explicitly set, normalised */
 	size_t n_overrides;
 	int32_t n_parts;

@@ -119,8 +119,9 @@ int sk_mkdirs(const char *path, struct sk_err *err)
 		char c = *s;
 		*s = '\0';
 		if (mkdir(p, 0755) < 0 && errno != EEXIST) {
-			rc = sk_err_setc(err, -errno, "cannot create directory %s: %s",
-					 p, strerror(errno));
+			rc = sk_err_setc(err, -errno,
+					 "cannot create directory %s: %s", p,
+					 strerror(errno));
 			break;
 		}
 		*s = c;

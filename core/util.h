@@ -14,16 +14,16 @@
 #include <stdint.h>
 
 #define SK_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-#define SK_MIN(a, b) ((a) < (b) ? (a) : (b))
-#define SK_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define SK_MIN(a, b)	 ((a) < (b) ? (a) : (b))
+#define SK_MAX(a, b)	 ((a) > (b) ? (a) : (b))
 
 /* Recover the owning struct from a pointer to one of its members. */
 #define sk_container_of(ptr, type, member) \
-	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+	((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
 #if defined(__GNUC__)
 #define SK_PRINTF(f, a) __attribute__((format(printf, f, a)))
-#define SK_UNUSED __attribute__((unused))
+#define SK_UNUSED	__attribute__((unused))
 #else
 #define SK_PRINTF(f, a)
 #define SK_UNUSED

@@ -108,8 +108,8 @@ static int fsync_parent(const char *path)
 }
 
 /* Copy len bytes of fd (from 0) into the object path, atomically. */
-static int put_file(struct tier_fs *t, const char *path, int fd,
-		    uint64_t len, char *buf, char *msg, size_t cap)
+static int put_file(struct tier_fs *t, const char *path, int fd, uint64_t len,
+		    char *buf, char *msg, size_t cap)
 {
 	char tmp[4200];
 	uint64_t pos = 0;
@@ -123,8 +123,8 @@ static int put_file(struct tier_fs *t, const char *path, int fd,
 		return rc;
 	}
 	while (pos < len && !rc) {
-		size_t want = len - pos < COPY_CHUNK ? (size_t)(len - pos) :
-						       COPY_CHUNK;
+		size_t want = len - pos < COPY_CHUNK ? (size_t)(len - pos)
+						     : COPY_CHUNK;
 		ssize_t n = pread(fd, buf, want, (off_t)pos);
 
 		if (n <= 0) {
@@ -184,8 +184,10 @@ static int fs_upload(void *tier, struct skald_tier_op *op,
 			 f->suffix);
 		rc = make_parents(path);
 		if (rc) {
-			snprintf(msg, sizeof(msg), "cannot create directories "
-				 "for %s: %s", path, strerror(-rc));
+			snprintf(msg, sizeof(msg),
+				 "cannot create directories "
+				 "for %s: %s",
+				 path, strerror(-rc));
 			break;
 		}
 		rc = put_file(t, path, f->fd, f->size, buf, msg, sizeof(msg));
@@ -226,8 +228,8 @@ static int fs_download(void *tier, struct skald_tier_op *op,
 	if (end > (uint64_t)st.st_size)
 		end = (uint64_t)st.st_size;
 	while (pos < end) {
-		size_t want = end - pos < COPY_CHUNK ? (size_t)(end - pos) :
-						       COPY_CHUNK;
+		size_t want = end - pos < COPY_CHUNK ? (size_t)(end - pos)
+						     : COPY_CHUNK;
 		ssize_t n = pread(fd, buf, want, (off_t)pos);
 
 		if (n <= 0) {
@@ -237,8 +239,10 @@ static int fs_download(void *tier, struct skald_tier_op *op,
 		}
 		if (pwrite(get->fd, buf, (size_t)n, (off_t)done) != n) {
 			rc = -errno ? -errno : -EIO;
-			snprintf(msg, sizeof(msg), "cannot write the download: "
-				 "%s", strerror(-rc));
+			snprintf(msg, sizeof(msg),
+				 "cannot write the download: "
+				 "%s",
+				 strerror(-rc));
 			break;
 		}
 		pos += (uint64_t)n;
@@ -267,8 +271,8 @@ static int fs_remove(void *tier, struct skald_tier_op *op,
 			 seg->files[k]->suffix);
 		if (unlink(path) < 0 && errno != ENOENT && !rc) {
 			rc = -errno;
-			snprintf(msg, sizeof(msg), "cannot remove %s: %s",
-				 path, strerror(errno));
+			snprintf(msg, sizeof(msg), "cannot remove %s: %s", path,
+				 strerror(errno));
 		}
 	}
 	t->host->tier_done(t->host, op, rc, msg[0] ? msg : NULL);
@@ -322,8 +326,12 @@ static int fs_list(void *tier, struct skald_tier_op *op, const char *prefix)
 }
 
 static const struct skald_storage_tier_ops tier_fs_ops = {
-	sizeof(struct skald_storage_tier_ops), SKALD_TIER_BLOCKING,
-	fs_upload, fs_download, fs_remove, fs_list,
+	sizeof(struct skald_storage_tier_ops),
+	SKALD_TIER_BLOCKING,
+	fs_upload,
+	fs_download,
+	fs_remove,
+	fs_list,
 };
 
 static int tier_fs_init(const struct skald_host *h,
@@ -354,8 +362,8 @@ static int tier_fs_init(const struct skald_host *h,
 				       "Bytes written to the tier directory",
 				       NULL, 0);
 	t->read = h->metric_counter(h, "tier_fs_bytes_read_total",
-				    "Bytes read from the tier directory",
-				    NULL, 0);
+				    "Bytes read from the tier directory", NULL,
+				    0);
 	rc = h->register_storage_tier(h, &tier_fs_ops, t);
 	if (rc) {
 		snprintf(err->msg, sizeof(err->msg),
@@ -378,7 +386,13 @@ static void tier_fs_fini(void *state)
 
 SKALD_EXPORT const struct skald_plugin_desc skald_plugin_desc = {
 	SKALD_PLUGIN_ABI,
-	"tier-fs", "1.0.0", "Storage tier in a local directory",
-	SKALD_PROVIDES_STORAGE_TIER, tier_fs_schema,
-	tier_fs_init, NULL, NULL, tier_fs_fini,
+	"tier-fs",
+	"1.0.0",
+	"Storage tier in a local directory",
+	SKALD_PROVIDES_STORAGE_TIER,
+	tier_fs_schema,
+	tier_fs_init,
+	NULL,
+	NULL,
+	tier_fs_fini,
 };

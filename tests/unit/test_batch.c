@@ -13,11 +13,13 @@
 #include <errno.h>
 #include <stdlib.h>
 
+/* clang-format off */
 static const struct sk_record_header_in hdrs0[] = {
 	{ "h1", 2, "v1", 2 },
 	{ "h2", 2, NULL, -1 },
 	{ "", 0, "", 0 },
 };
+/* clang-format on */
 static uint8_t big_value[300];
 static uint8_t big_hval[200];
 static struct sk_record_header_in hdrs2[1];
@@ -36,9 +38,9 @@ static void init_records(void)
 						 (int32_t)sizeof(big_hval) };
 	recs[0] = (struct sk_record_in){ "k0", 2, "v0", 2, 1000, hdrs0, 3 };
 	recs[1] = (struct sk_record_in){ NULL, -1, NULL, 0, 1005, NULL, 0 };
-	recs[2] = (struct sk_record_in){ "", 0, big_value,
-					 (int32_t)sizeof(big_value), 999,
-					 hdrs2, 1 };
+	recs[2] = (struct sk_record_in){
+		"", 0, big_value, (int32_t)sizeof(big_value), 999, hdrs2, 1
+	};
 }
 
 /* The standard test batch, with the given attributes and producer. */
@@ -146,8 +148,8 @@ static void test_build_parse(void)
 		if (!recs_ok)
 			break;
 		recs_ok &= rec.offset_delta == n;
-		recs_ok &= h.base_timestamp + rec.timestamp_delta ==
-			   in->timestamp;
+		recs_ok &=
+			h.base_timestamp + rec.timestamp_delta == in->timestamp;
 		recs_ok &= str_eq(rec.key, in->key, in->key_len);
 		recs_ok &= str_eq(rec.value, in->value, in->value_len);
 		recs_ok &= headers_eq(&rec, in);
@@ -268,8 +270,8 @@ static void test_parse_header_errors(void)
 }
 
 /* A batch with one header field set, CRC recomputed. */
-static enum sk_kerr with_field32(const struct sk_buf *b, size_t off,
-				 uint32_t v, size_t off2, uint32_t v2)
+static enum sk_kerr with_field32(const struct sk_buf *b, size_t off, uint32_t v,
+				 size_t off2, uint32_t v2)
 {
 	uint8_t *q = malloc(b->len);
 	enum sk_kerr e;
@@ -519,7 +521,7 @@ static void test_bad_records(void)
 
 		sk_batch_build(&bb, 0, &one, 1, 0, -1, -1, -1);
 		at = SK_BATCH_HEADER_SIZE + 4; /* length, attr, ts, off */
-		bb.data[at] = 0x7e;	      /* key length 63 */
+		bb.data[at] = 0x7e;	       /* key length 63 */
 		refresh_crc(bb.data, bb.len);
 		is(validate(bb.data, bb.len, MAXB), SK_KERR_INVALID_RECORD,
 		   "batch with an over-long key");

@@ -609,9 +609,10 @@ static void test_emptied_segments(void)
 		emptied += seg->size == SK_BATCH_HEADER_SIZE;
 	}
 	ok(same_ends, "every segment still ends where it ended");
-	ok(emptied == n - 2, "all closed segments but the one holding the "
-	   "latest record are down to an empty batch (%zu of %zu)", emptied,
-	   n - 1);
+	ok(emptied == n - 2,
+	   "all closed segments but the one holding the "
+	   "latest record are down to an empty batch (%zu of %zu)",
+	   emptied, n - 1);
 	ok(sk_partition_read(p, 0, 1 << 20, true, &s) == 0 && s.seg &&
 		   s.seg == sk_partition_segment(p, n - 2),
 	   "a read at offset 0 skips them to the segment with a record");

@@ -97,8 +97,7 @@ static void test_defaults(void)
 	   "default message.timestamp.type");
 	is(tc.cleanup_policy, SK_CLEANUP_DELETE, "default cleanup.policy");
 	is(tc.delete_retention_ms, 86400000, "default delete.retention.ms");
-	ok(tc.min_cleanable_ratio == 0.5,
-	   "default min.cleanable.dirty.ratio");
+	ok(tc.min_cleanable_ratio == 0.5, "default min.cleanable.dirty.ratio");
 	is(tc.min_compaction_lag_ms, 0, "default min.compaction.lag.ms");
 	ok(tc.max_compaction_lag_ms == INT64_MAX,
 	   "default max.compaction.lag.ms");
@@ -346,8 +345,8 @@ static void test_yaml_errors(void)
 	load_fails("- num.partitions: 1\n",
 		   "t.yaml:1: expected a mapping of keys to values, got a list",
 		   "top level not a mapping");
-	load_fails("? [a, b]\n: 1\n",
-		   "t.yaml:1: expected a key, got a list", "non-scalar key");
+	load_fails("? [a, b]\n: 1\n", "t.yaml:1: expected a key, got a list",
+		   "non-scalar key");
 	load_fails("num.partitions: 2\n---\nnode.id: 1\n",
 		   "t.yaml:3: expected one YAML document, found a second one",
 		   "two documents");
@@ -433,16 +432,15 @@ static void test_listeners(void)
 
 static void test_topics(void)
 {
-	static const char yaml[] =
-		"num.partitions: 2\n"
-		"topics:\n"
-		"  orders:\n"
-		"    partitions: 3\n"
-		"    configs:\n"
-		"      retention.ms: 0036\n"
-		"      cleanup.policy: delete,compact\n"
-		"  _internal.log-1:\n"
-		"  empty: {}\n";
+	static const char yaml[] = "num.partitions: 2\n"
+				   "topics:\n"
+				   "  orders:\n"
+				   "    partitions: 3\n"
+				   "    configs:\n"
+				   "      retention.ms: 0036\n"
+				   "      cleanup.policy: delete,compact\n"
+				   "  _internal.log-1:\n"
+				   "  empty: {}\n";
 	struct sk_config c;
 	struct sk_err err;
 	const struct sk_topic_decl *t;
@@ -474,8 +472,7 @@ static void test_topics(void)
 	ok(c.topics[2].partitions == -1 && c.topics[2].n_configs == 0,
 	   "{} entry");
 
-	rc = load(&c,
-		  "topics:\n  orders:\n    partitions: 5\n  new: {}\n",
+	rc = load(&c, "topics:\n  orders:\n    partitions: 5\n  new: {}\n",
 		  &err);
 	ok(rc == 0 && c.n_topics == 4 && c.topics[0].partitions == 5 &&
 		   c.topics[0].n_configs == 0 &&
@@ -578,15 +575,21 @@ static void test_topic_names(void)
 	name[249] = 'x';
 	name[250] = '\0';
 	ok(!sk_topic_name_valid(name, &err), "250 characters rejected");
-	is_str(err.msg, "topic name is 250 characters long, at most 249 are "
-		"allowed", "too long message");
+	is_str(err.msg,
+	       "topic name is 250 characters long, at most 249 are "
+	       "allowed",
+	       "too long message");
 	ok(!sk_topic_name_valid(".", &err), ". rejected");
 	ok(!sk_topic_name_valid("a/b", &err), "slash rejected");
-	is_str(err.msg, "topic name 'a/b' contains '/'; only ASCII letters, "
-		"digits, '.', '_' and '-' are allowed", "slash message");
+	is_str(err.msg,
+	       "topic name 'a/b' contains '/'; only ASCII letters, "
+	       "digits, '.', '_' and '-' are allowed",
+	       "slash message");
 	ok(!sk_topic_name_valid("caf\xc3\xa9", &err), "non-ASCII rejected");
-	is_str(err.msg, "topic name contains byte 0xc3; only ASCII letters, "
-		"digits, '.', '_' and '-' are allowed", "non-ASCII message");
+	is_str(err.msg,
+	       "topic name contains byte 0xc3; only ASCII letters, "
+	       "digits, '.', '_' and '-' are allowed",
+	       "non-ASCII message");
 	ok(!sk_topic_name_valid("", NULL), "NULL err is fine");
 }
 
@@ -602,13 +605,17 @@ static void test_set_and_env(void)
 	   "--set num.partitions");
 	rc = sk_config_set(&c, "num.partitions", "lots", "--set", &err);
 	ok(rc == -EINVAL && c.num_partitions == 6, "--set bad value rejected");
-	is_str(err.msg, "--set: num.partitions: expected an integer in "
-		"[1, 10000], got 'lots'", "--set message");
+	is_str(err.msg,
+	       "--set: num.partitions: expected an integer in "
+	       "[1, 10000], got 'lots'",
+	       "--set message");
 	rc = sk_config_set(&c, "frobnicate", "1", "--set", &err);
 	is_str(err.msg, "--set: frobnicate: unknown key", "--set unknown key");
 	rc = sk_config_set(&c, "num.partitions", "x", NULL, &err);
-	is_str(err.msg, "num.partitions: expected an integer in [1, 10000], "
-		"got 'x'", "no origin: KEY: what");
+	is_str(err.msg,
+	       "num.partitions: expected an integer in [1, 10000], "
+	       "got 'x'",
+	       "no origin: KEY: what");
 	ok(sk_config_set(&c, "log.retention.ms", "1000", "--set", &err) == 0 &&
 		   c.topic_defaults.retention_ms == 1000,
 	   "--set a topic default");
@@ -630,8 +637,9 @@ static void test_set_and_env(void)
 	setenv("SKALD_LOG_LEVEL", "loud", 1);
 	rc = sk_config_apply_env(&c, &err);
 	ok(rc < 0, "bad SKALD_LOG_LEVEL rejected");
-	is_str(err.msg, "SKALD_LOG_LEVEL: log.level: expected one of 'debug', "
-		"'info', 'warn', 'error', got 'loud'",
+	is_str(err.msg,
+	       "SKALD_LOG_LEVEL: log.level: expected one of 'debug', "
+	       "'info', 'warn', 'error', got 'loud'",
 	       "environment message names the variable");
 	is(c.num_partitions, 7, "a rejected environment changes nothing");
 	unsetenv("SKALD_LOG_LEVEL");
@@ -848,8 +856,8 @@ static void test_topic_config(void)
 	sk_topic_config_unset(&tc, &c, "cleanup.policy");
 	ok(tc.cleanup_policy == (SK_CLEANUP_COMPACT | SK_CLEANUP_DELETE) &&
 		   tc.retention_ms == 5 &&
-		   tc.set_mask == UINT64_C(1) << sk_topic_config_find(
-					  "retention.ms"),
+		   tc.set_mask ==
+			   UINT64_C(1) << sk_topic_config_find("retention.ms"),
 	   "unset touches only its own key");
 	sk_topic_config_value(&tc, (size_t)i, buf, 4);
 	is_str(buf, "com", "value truncates to the buffer");
@@ -881,8 +889,7 @@ static void test_print_keys(void)
 	   "--help shows the ratio key and its bounds");
 	/* Every broker key has a row. */
 	sk_config_init(&c);
-	snprintf(line, sizeof(line), "\n  %-28s %s", "listeners",
-		 c.listeners);
+	snprintf(line, sizeof(line), "\n  %-28s %s", "listeners", c.listeners);
 	ok(strstr(text, line) != NULL, "a row is KEY DEFAULT DOC");
 	sk_config_free(&c);
 	free(text);
@@ -911,8 +918,10 @@ static void test_files(void)
 
 	rc = sk_config_load_file(&c, "/nonexistent/skald.yaml", &err);
 	ok(rc == -ENOENT, "missing file is -ENOENT");
-	is_str(err.msg, "/nonexistent/skald.yaml: cannot open: No such file "
-		"or directory", "missing file message");
+	is_str(err.msg,
+	       "/nonexistent/skald.yaml: cannot open: No such file "
+	       "or directory",
+	       "missing file message");
 	rc = sk_config_load_file(&c, "etc", &err);
 	ok(rc == -EISDIR, "directory rejected");
 	is_str(err.msg, "etc: is a directory", "directory message");
@@ -982,8 +991,7 @@ static void test_hooks(void)
 	sk_config_free(&c);
 
 	load_fails("hooks:\n  timeout: 5\n",
-		   "t.yaml:2: hooks.timeout: unknown key",
-		   "unknown hooks key");
+		   "t.yaml:2: hooks.timeout: unknown key", "unknown hooks key");
 	load_fails("hooks:\n  timeout.ms: 0\n",
 		   "t.yaml:2: hooks.timeout.ms: expected an integer in "
 		   "[1, 60000], got '0'",

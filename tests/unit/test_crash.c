@@ -73,6 +73,7 @@ static uint64_t rnd(void)
 	return rng * 2685821657736338717ull;
 }
 
+/* clang-format off */
 static const struct sk_log_config cfgs[NPART] = {
 	{ .segment_bytes = 1536,
 	  .segment_ms = 1ll << 40,
@@ -84,6 +85,7 @@ static const struct sk_log_config cfgs[NPART] = {
 	  .segment_ms = 1ll << 40,
 	  .index_interval_bytes = 4096 },
 };
+/* clang-format on */
 
 static void model_reset(struct part *pt)
 {

@@ -57,8 +57,8 @@ static void test_rfc3720(void)
 static void test_random(void)
 {
 	enum { MAX = 70000 };
-	static const size_t big[] = { 1023, 1024, 4095, 4096, 4097, 65536,
-				      MAX - 16 };
+	static const size_t big[] = { 1023, 1024,  4095,    4096,
+				      4097, 65536, MAX - 16 };
 	uint8_t *buf = malloc(MAX);
 	uint64_t s = 0x9E3779B97F4A7C15u;
 	bool hw_ok = true, sw_ok = true, chain_ok = true, big_ok = true;
@@ -109,8 +109,8 @@ int main(void)
 	plan(14);
 #if defined(__x86_64__)
 	__builtin_cpu_init();
-	diag("sse4.2 %s", __builtin_cpu_supports("sse4.2") ? "available" :
-							     "not available");
+	diag("sse4.2 %s",
+	     __builtin_cpu_supports("sse4.2") ? "available" : "not available");
 #endif
 	is(sk_crc32c(0, check, 9), 0xE3069283, "check value of 123456789");
 	is(sk_crc32c_sw(0, check, 9), 0xE3069283, "check value (sw)");

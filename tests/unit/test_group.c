@@ -110,8 +110,8 @@ static uint8_t *recv_frame(struct cli *c, struct cli **all, size_t n,
 }
 
 /* Start a request frame; finish with frame_end. */
-static struct sk_wr frame_start(struct cli *c, struct sk_buf *tmp,
-				int16_t key, int16_t ver)
+static struct sk_wr frame_start(struct cli *c, struct sk_buf *tmp, int16_t key,
+				int16_t ver)
 {
 	struct sk_wr w = { tmp };
 
@@ -202,8 +202,8 @@ static bool parse_join(const uint8_t *f, size_t len, int16_t ver,
 	return sk_rd_ok(&r) && sk_rd_left(&r) == 0;
 }
 
-static bool join_wait(struct cli *c, struct cli **all, size_t n,
-		      int16_t ver, int64_t ms, struct join_res *out)
+static bool join_wait(struct cli *c, struct cli **all, size_t n, int16_t ver,
+		      int64_t ms, struct join_res *out)
 {
 	size_t len;
 	uint8_t *f = recv_frame(c, all, n, ms, &len);
@@ -254,8 +254,8 @@ static void setup(void)
 	    sk_config_set(&b.cfg, "listeners", listen, "test", &err) ||
 	    sk_config_set(&b.cfg, "group.initial.rebalance.delay.ms", "0",
 			  "test", &err) ||
-	    sk_config_set(&b.cfg, "group.min.session.timeout.ms", "10",
-			  "test", &err) ||
+	    sk_config_set(&b.cfg, "group.min.session.timeout.ms", "10", "test",
+			  &err) ||
 	    sk_config_set(&b.cfg, "queued.max.requests", "100000", "test",
 			  &err) ||
 	    sk_broker_init(&b, loop, &err)) {
@@ -284,8 +284,7 @@ static void send_leave(struct cli *c, const char *group, const char *member)
 }
 
 /* Read and drop n responses of c (Sync, Leave answers). */
-static bool skip_frames(struct cli *c, struct cli **all, size_t n_all,
-			int n)
+static bool skip_frames(struct cli *c, struct cli **all, size_t n_all, int n)
 {
 	for (int i = 0; i < n; i++) {
 		size_t len;
@@ -378,7 +377,7 @@ static void test_cancel(void)
 		   r.n_members == 1,
 	   "cancel: the leader's rejoin completes generation 2 alone");
 	ok(sk_mono_ms() - t0 < 1000, "cancel: without waiting the rebalance "
-	   "timeout");
+				     "timeout");
 	cli_free(cs[0]);
 }
 
@@ -422,7 +421,8 @@ static void test_session_expiry(void)
 	end = sk_mono_ms() + 2000;
 	while (g->n_members && sk_mono_ms() < end)
 		pump(cs, 1);
-	ok(g->n_members == 0 && g->state == SK_GROUP_EMPTY && g->generation == 2,
+	ok(g->n_members == 0 && g->state == SK_GROUP_EMPTY &&
+		   g->generation == 2,
 	   "expiry: removed; the group is Empty in generation 2");
 	cli_free(cs[0]);
 }

@@ -56,7 +56,8 @@ static void recs_of(struct sk_hook_recs *rs, const char *const *values,
 static enum sk_hook_status run1(const char *src, const char *in, char *out,
 				size_t cap, struct sk_hook_res *res)
 {
-	struct sk_hook_call call = { .topic = "t", .hook = "h",
+	struct sk_hook_call call = { .topic = "t",
+				     .hook = "h",
 				     .options_json = "{\"x\":[1,2]}" };
 	struct sk_hook_recs rs;
 	struct sk_hook_script *s;
@@ -99,11 +100,12 @@ static void expect_value(const char *expr, const char *want, const char *desc)
 static void test_sandbox(void)
 {
 	static const char *const absent[] = {
-		"load", "loadstring", "dofile", "loadfile", "getfenv",
-		"setfenv", "rawset", "newproxy", "collectgarbage", "require",
-		"package", "io", "debug", "ffi", "jit", "module", "print",
-		"string.dump", "os.execute", "os.getenv", "os.exit",
-		"os.remove", "coroutine",
+		"load",		  "loadstring",	 "dofile",     "loadfile",
+		"getfenv",	  "setfenv",	 "rawset",     "newproxy",
+		"collectgarbage", "require",	 "package",    "io",
+		"debug",	  "ffi",	 "jit",	       "module",
+		"print",	  "string.dump", "os.execute", "os.getenv",
+		"os.exit",	  "os.remove",	 "coroutine",
 	};
 	char expr[100], out[600];
 	struct sk_hook_res res;
@@ -131,8 +133,8 @@ static void test_sandbox(void)
 		     "the skald module is there");
 	expect_value("skald.json.encode(skald.json.decode('[]'))", "[]",
 		     "json keeps empty arrays");
-	expect_value("skald.json.encode(1234567890123456)",
-		     "1234567890123456", "json keeps 16-digit integers");
+	expect_value("skald.json.encode(1234567890123456)", "1234567890123456",
+		     "json keeps 16-digit integers");
 	expect_value("ctx.options.x[2]", "2", "ctx.options from JSON");
 	expect_value("os.time() > 0 and math.floor(1.5) == 1 and "
 		     "bit.band(3, 1) == 1 and table.concat({'a'}) == 'a'",
@@ -149,11 +151,9 @@ static void test_sandbox(void)
 	is_str(out, "nilnil", "nothing written persists across calls");
 
 	/* Bytecode: refused, whatever it holds. */
-	ok(!compile("\033LJ\002\000\000", &err) &&
-		   strstr(err.msg, "mode"),
+	ok(!compile("\033LJ\002\000\000", &err) && strstr(err.msg, "mode"),
 	   "a bytecode chunk is refused (%s)", err.msg);
-	ok(!compile("return {}", &err) &&
-		   strstr(err.msg, "no on_record"),
+	ok(!compile("return {}", &err) && strstr(err.msg, "no on_record"),
 	   "a script without hooks is refused (%s)", err.msg);
 	ok(!compile("return {\n on_record = function( end }", &err) &&
 		   strstr(err.msg, "t/test.lua:2:"),
@@ -226,14 +226,13 @@ static void test_state_reuse(void)
 	struct sk_hook_script *s;
 
 	lim.timeout_ms = 2000; /* the memory case must not time out */
-	s = compile(
-		"local n = 0\n"
-		"return { on_record = function(rec)\n"
-		"  if rec.value == 'loop' then while true do end end\n"
-		"  if rec.value == 'grow' then local t = {} while true do "
-		"t[#t + 1] = {} end end\n"
-		"  n = n + 1 rec.value = 'ok' .. n return rec end }\n",
-		&err);
+	s = compile("local n = 0\n"
+		    "return { on_record = function(rec)\n"
+		    "  if rec.value == 'loop' then while true do end end\n"
+		    "  if rec.value == 'grow' then local t = {} while true do "
+		    "t[#t + 1] = {} end end\n"
+		    "  n = n + 1 rec.value = 'ok' .. n return rec end }\n",
+		    &err);
 
 	ok(s != NULL, "compiled (%s)", err.msg);
 	recs_of(&rs, loop, 1);
@@ -285,8 +284,7 @@ static void test_batch_api(void)
 	sk_hook_run_records(s, 0, &call, &rs, &res);
 	is(res.status, SK_HOOK_OK, "on_batch ran (%s)", res.msg);
 	ok(rs.r[1].dropped && !rs.r[0].dropped, "drop(2)");
-	ok(rs.r[0].changed && rs.r[0].value_len == 1 &&
-		   rs.r[0].value[0] == 'A',
+	ok(rs.r[0].changed && rs.r[0].value_len == 1 && rs.r[0].value[0] == 'A',
 	   "set_value(1)");
 	is(rs.r[2].n_hdrs, 1, "set_header(3)");
 	is(rs.n_emits, 1, "emit staged");
@@ -349,7 +347,8 @@ static void make_batch(struct sk_buf *b, size_t n, int64_t pid,
 
 	for (size_t i = 0; i < n; i++) {
 		snprintf(vals[i], sizeof(vals[i]), "v%d", (int)(i % 8));
-		in[i] = (struct sk_record_in){ .key = "k", .key_len = 1,
+		in[i] = (struct sk_record_in){ .key = "k",
+					       .key_len = 1,
 					       .value = vals[i],
 					       .value_len = 2,
 					       .timestamp = 5000 + (int64_t)i };
@@ -373,10 +372,10 @@ static void test_chain(void)
 	c = chain_of("return { on_record = function(rec) return rec end }",
 		     SK_HOOK_ON_ERROR_REJECT);
 	make_batch(&b, 3, -1, 0);
-	sk_hook_chain_process(c, 0, NULL, "t", 0, b.data, b.len, 1 << 20,
-			      &out);
-	is(out.what, SK_HOOK_OUT_ORIGINAL, "an untouched batch is written "
-					   "as it came");
+	sk_hook_chain_process(c, 0, NULL, "t", 0, b.data, b.len, 1 << 20, &out);
+	is(out.what, SK_HOOK_OUT_ORIGINAL,
+	   "an untouched batch is written "
+	   "as it came");
 	sk_hook_batch_out_free(&out);
 	sk_hook_chain_unref(c);
 
@@ -384,8 +383,7 @@ static void test_chain(void)
 	c = chain_of(drop_v1, SK_HOOK_ON_ERROR_REJECT);
 	b.len = 0;
 	make_batch(&b, 3, 7, 0);
-	sk_hook_chain_process(c, 0, NULL, "t", 0, b.data, b.len, 1 << 20,
-			      &out);
+	sk_hook_chain_process(c, 0, NULL, "t", 0, b.data, b.len, 1 << 20, &out);
 	is(out.what, SK_HOOK_OUT_REBUILT, "a drop rebuilds the batch");
 	ok(sk_batch_parse_header(out.batch.data, out.batch.len, &h) == 0 &&
 		   sk_batch_crc_ok(out.batch.data, out.batch.len),
@@ -417,11 +415,10 @@ static void test_chain(void)
 	h.attributes = SK_CODEC_GZIP;
 	b.len = 0;
 	sk_batch_frame(&b, &h, gz.data, gz.len);
-	sk_hook_chain_process(c, 0, NULL, "t", 0, b.data, b.len, 1 << 20,
-			      &out);
+	sk_hook_chain_process(c, 0, NULL, "t", 0, b.data, b.len, 1 << 20, &out);
 	ok(out.what == SK_HOOK_OUT_REBUILT &&
-		   sk_batch_parse_header(out.batch.data, out.batch.len,
-					 &h) == 0 &&
+		   sk_batch_parse_header(out.batch.data, out.batch.len, &h) ==
+			   0 &&
 		   (h.attributes & SK_BATCH_ATTR_CODEC_MASK) == SK_CODEC_GZIP &&
 		   h.records_count == 2 &&
 		   sk_batch_crc_ok(out.batch.data, out.batch.len) &&
@@ -438,17 +435,15 @@ static void test_chain(void)
 		     SK_HOOK_ON_ERROR_REJECT);
 	b.len = 0;
 	make_batch(&b, 2, -1, 0);
-	sk_hook_chain_process(c, 0, NULL, "t", 0, b.data, b.len, 1 << 20,
-			      &out);
+	sk_hook_chain_process(c, 0, NULL, "t", 0, b.data, b.len, 1 << 20, &out);
 	is(out.what, SK_HOOK_OUT_NOTHING, "all dropped: nothing written");
 	sk_hook_batch_out_free(&out);
 	b.len = 0;
 	make_batch(&b, 2, 9, 0);
-	sk_hook_chain_process(c, 0, NULL, "t", 0, b.data, b.len, 1 << 20,
-			      &out);
+	sk_hook_chain_process(c, 0, NULL, "t", 0, b.data, b.len, 1 << 20, &out);
 	ok(out.what == SK_HOOK_OUT_REBUILT &&
-		   sk_batch_parse_header(out.batch.data, out.batch.len,
-					 &h) == 0 &&
+		   sk_batch_parse_header(out.batch.data, out.batch.len, &h) ==
+			   0 &&
 		   h.records_count == 0 && h.last_offset_delta == 1 &&
 		   h.producer_id == 9,
 	   "all dropped with a producer id: an empty batch keeps the "
@@ -478,22 +473,22 @@ static void test_chain(void)
 				     "  rec.value = 'x'\n"
 				     "  error('bad record') end }\n",
 				     p[i].policy);
-			sk_hook_chain_process(c, 0, NULL, "t", 0, b.data,
-					      b.len, 1 << 20, &out);
+			sk_hook_chain_process(c, 0, NULL, "t", 0, b.data, b.len,
+					      1 << 20, &out);
 			is(out.what, p[i].what, "on_error: %s", p[i].name);
 			if (p[i].policy == SK_HOOK_ON_ERROR_REJECT)
 				is(out.kerr, SK_KERR_POLICY_VIOLATION,
 				   "reject answers POLICY_VIOLATION");
 			if (p[i].policy == SK_HOOK_ON_ERROR_DEAD_LETTER) {
 				ok(out.n_extra == 1 &&
-					   strcmp(out.extra[0].topic,
-						  "dlq") == 0 &&
+					   strcmp(out.extra[0].topic, "dlq") ==
+						   0 &&
 					   memmem(out.extra[0].batch.data,
 						  out.extra[0].batch.len,
 						  "bad record", 10) &&
 					   memmem(out.extra[0].batch.data,
-						  out.extra[0].batch.len,
-						  "v1", 2),
+						  out.extra[0].batch.len, "v1",
+						  2),
 				   "dead letters carry the originals and why");
 			}
 			sk_hook_batch_out_free(&out);
@@ -533,8 +528,7 @@ static void test_reload(void)
 		 "        script: %s\n",
 		 path);
 	sk_config_init(&cfg);
-	ok(sk_config_load_string(&cfg, "t.yaml", yaml, strlen(yaml), &err) ==
-		   0,
+	ok(sk_config_load_string(&cfg, "t.yaml", yaml, strlen(yaml), &err) == 0,
 	   "config (%s)", err.msg);
 	ok(sk_hooks_init(&hs, NULL, &cfg, &err) == 0, "hooks init (%s)",
 	   err.msg);
@@ -587,8 +581,8 @@ static void test_jit_probe(void)
 		const char *src = "return { on_record = function(rec)\n"
 				  "  while true do end end }\n";
 
-		if (sk_hook_script_new(&s, "probe.lua", src, strlen(src),
-				       &jit, 1, &err))
+		if (sk_hook_script_new(&s, "probe.lua", src, strlen(src), &jit,
+				       1, &err))
 			_exit(3);
 		recs_of(&rs, v, 1);
 		sk_hook_run_records(s, 0, &call, &rs, &res);
@@ -605,8 +599,9 @@ static void test_jit_probe(void)
 		ok(1, "probe: with the JIT on, while true do end is NOT "
 		      "interrupted by the count hook (hence the interpreter)");
 	} else {
-		ok(1, "probe: with the JIT on the loop was interrupted "
-		      "(exit %d): this LuaJIT has CHECKHOOK",
+		ok(1,
+		   "probe: with the JIT on the loop was interrupted "
+		   "(exit %d): this LuaJIT has CHECKHOOK",
 		   WIFEXITED(status) ? WEXITSTATUS(status) : -1);
 	}
 }

@@ -101,10 +101,13 @@ static void build(struct sk_buf *b, int nrec, int64_t ts0, const int64_t *ts,
 		val[i] = (uint8_t)(i * 31 + (size_t)ts0);
 	for (int j = 0; j < nrec; j++) {
 		snprintf(keys[j], sizeof(keys[j]), "k%d", j);
-		recs[j] = (struct sk_record_in){
-			keys[j], (int32_t)strlen(keys[j]), val, (int32_t)vlen,
-			ts ? ts[j] : ts0 + j, NULL, 0
-		};
+		recs[j] = (struct sk_record_in){ keys[j],
+						 (int32_t)strlen(keys[j]),
+						 val,
+						 (int32_t)vlen,
+						 ts ? ts[j] : ts0 + j,
+						 NULL,
+						 0 };
 	}
 	b->len = 0;
 	sk_batch_build(b, 0, recs, (size_t)nrec, 0, -1, -1, -1);
@@ -187,8 +190,8 @@ static int model_find(const struct model *m, int64_t offset)
  * Read like a consumer from model batch `from` to the end with max_bytes
  * per read; every batch must come back byte-exact, in order, once.
  */
-static bool consume_all(struct sk_partition *p, const struct model *m,
-			int from, size_t max_bytes)
+static bool consume_all(struct sk_partition *p, const struct model *m, int from,
+			size_t max_bytes)
 {
 	int64_t offset = m->base[from];
 	int i = from;
@@ -477,8 +480,8 @@ static void test_roll_and_reopen(void)
 	ok(p && st0.st_ino == st1.st_ino && st0.st_mtime == st1.st_mtime,
 	   "reopen loads the index files instead of rebuilding them");
 	ok(sk_partition_start_offset(p) == 0 &&
-		   sk_partition_end_offset(p) == m.base[m.n - 1] +
-							  m.count[m.n - 1] &&
+		   sk_partition_end_offset(p) ==
+			   m.base[m.n - 1] + m.count[m.n - 1] &&
 		   (int)sk_partition_segment_count(p) == n,
 	   "reopen keeps start, end and segments");
 	ok(consume_all(p, &m, 0, 700) && read_every_offset(p, &m),
@@ -500,8 +503,8 @@ static void test_roll_and_reopen(void)
 	}
 	p = open_p(dir, &small_cfg);
 	ok(p && !sk_partition_damaged(p) &&
-		   sk_partition_end_offset(p) == m.base[m.n - 1] +
-							  m.count[m.n - 1],
+		   sk_partition_end_offset(p) ==
+			   m.base[m.n - 1] + m.count[m.n - 1],
 	   "reopen without index files rebuilds them");
 	ok(consume_all(p, &m, 0, 1500) && read_every_offset(p, &m),
 	   "reads are right with rebuilt indexes");
@@ -536,8 +539,8 @@ static void test_roll_and_reopen(void)
 }
 
 /* Open, check the end offset and that appends continue there. */
-static bool reopen_continues(char *dir, struct model *m,
-			     const char *what, off_t want_size)
+static bool reopen_continues(char *dir, struct model *m, const char *what,
+			     off_t want_size)
 {
 	struct sk_partition *p = open_p(dir, &big_cfg);
 	char *path = active_log(dir);
@@ -690,7 +693,7 @@ static bool check_times(struct sk_partition *p, const struct time_case *c,
 		if (c[i].offset < 0 ? rc != -ENOENT
 				    : rc != 0 || off != c[i].offset ||
 					      t != c[i].timestamp) {
-			diag("ts %lld: rc %d offset %lld ts %lld", 
+			diag("ts %lld: rc %d offset %lld ts %lld",
 			     (long long)c[i].ts, rc, (long long)off,
 			     (long long)t);
 			return false;
@@ -703,8 +706,8 @@ static void test_offset_for_time(void)
 {
 	static const int64_t b2[] = { 3000, 2500, 3500 };
 	static const struct time_case cases[] = {
-		{ 0, 0, 1000 },     { 1000, 0, 1000 },  { 1001, 1, 1001 },
-		{ 1003, 3, 2000 },  { 2003, 6, 2003 },  { 2600, 8, 3000 },
+		{ 0, 0, 1000 },	    { 1000, 0, 1000 },	{ 1001, 1, 1001 },
+		{ 1003, 3, 2000 },  { 2003, 6, 2003 },	{ 2600, 8, 3000 },
 		{ 3200, 10, 3500 }, { 3600, 11, 5000 }, { 4000, 11, 5000 },
 		{ 5001, 13, 6001 }, { 6001, 13, 6001 }, { 6002, -1, -1 },
 	};
@@ -717,17 +720,17 @@ static void test_offset_for_time(void)
 
 	cfg.index_interval_bytes = 1;
 	p = open_p(dir, &cfg);
-	build(&b, 3, 1000, NULL, 5, 0, 0);    /* 0..2: 1000..1002 */
+	build(&b, 3, 1000, NULL, 5, 0, 0); /* 0..2: 1000..1002 */
 	good = append_b(p, &m, &b) == 0;
-	build(&b, 5, 2000, NULL, 5, 0, 0);    /* 3..7: 2000..2004 */
+	build(&b, 5, 2000, NULL, 5, 0, 0); /* 3..7: 2000..2004 */
 	good = good && append_b(p, &m, &b) == 0;
-	build(&b, 3, 0, b2, 5, 0, 0);         /* 8..10: 3000 2500 3500 */
+	build(&b, 3, 0, b2, 5, 0, 0); /* 8..10: 3000 2500 3500 */
 	good = good && append_b(p, &m, &b) == 0;
-	build(&b, 2, 100, NULL, 5, 1, 5000);  /* 11..12: LogAppendTime */
+	build(&b, 2, 100, NULL, 5, 1, 5000); /* 11..12: LogAppendTime */
 	good = good && append_b(p, &m, &b) == 0;
-	build(&b, 2, 6000, NULL, 5, 2, 0);    /* 13..14: "gzip", max 6001 */
+	build(&b, 2, 6000, NULL, 5, 2, 0); /* 13..14: "gzip", max 6001 */
 	good = good && append_b(p, &m, &b) == 0;
-	build(&b, 2, 4000, NULL, 5, 0, 0);    /* 15..16: older again */
+	build(&b, 2, 4000, NULL, 5, 0, 0); /* 15..16: older again */
 	good = good && append_b(p, &m, &b) == 0;
 	ok(good, "batches with mixed timestamps appended");
 	ok(check_times(p, cases, SK_ARRAY_SIZE(cases)),
@@ -750,9 +753,7 @@ static void test_offset_for_time(void)
 		for (int i = 0; i < m.n && good; i++) {
 			int64_t ts0 = 100000 + (int64_t)i * 10;
 			/* Past the batch's last record: the next batch. */
-			struct time_case gap = {
-				ts0 + m.count[i], -1, -1
-			};
+			struct time_case gap = { ts0 + m.count[i], -1, -1 };
 
 			if (i + 1 < m.n) {
 				gap.offset = m.base[i + 1];
@@ -786,8 +787,7 @@ static void test_segment_ms(void)
 	cfg.segment_ms = 20;
 	p = open_p(dir, &cfg);
 	append_many(p, &m, 2);
-	ok(sk_partition_segment_count(p) == 1,
-	   "no roll within segment.ms");
+	ok(sk_partition_segment_count(p) == 1, "no roll within segment.ms");
 	usleep(40 * 1000);
 	append_many(p, &m, 2);
 	ok(sk_partition_segment_count(p) == 2 && consume_all(p, &m, 0, 1 << 20),
@@ -1005,8 +1005,10 @@ static void test_delete_before(void)
 	while (m.count[k] < 2)
 		k++;
 	start = m.base[k] + 1;
-	ok(n >= 5 && start < bases[3], "%d segments; start %lld is inside "
-	   "the third", n, (long long)start);
+	ok(n >= 5 && start < bases[3],
+	   "%d segments; start %lld is inside "
+	   "the third",
+	   n, (long long)start);
 
 	/* A reader of the first segment, which is about to go. */
 	ok(sk_partition_read(p, 0, 1 << 20, true, &held) == 0 && held.len > 0,
@@ -1030,8 +1032,8 @@ static void test_delete_before(void)
 	   "reads below the start are -ERANGE");
 	ok(reads_batch(p, &m, start, k),
 	   "a read at the start returns the whole batch holding it");
-	ok(sk_partition_offset_for_time(p, 0, &off, &ts) == 0 &&
-		   off == start && ts == 100000 + (int64_t)k * 10 + 1,
+	ok(sk_partition_offset_for_time(p, 0, &off, &ts) == 0 && off == start &&
+		   ts == 100000 + (int64_t)k * 10 + 1,
 	   "offset_for_time skips the records below the start");
 
 	ok(sk_partition_delete_before(p, start - 1, &err) == 0 &&

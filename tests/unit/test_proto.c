@@ -73,8 +73,7 @@ static void uvarint_rt(uint32_t v, size_t want_len)
 	q = exact(b.data, b.len);
 	sk_rd_init(&r, q, b.len);
 	got = sk_rd_uvarint(&r);
-	ok(got == v && sk_rd_ok(&r) && sk_rd_left(&r) == 0 &&
-		   b.len == want_len,
+	ok(got == v && sk_rd_ok(&r) && sk_rd_left(&r) == 0 && b.len == want_len,
 	   "uvarint %" PRIu32 " round trips in %zu bytes", v, b.len);
 	free(q);
 	sk_buf_free(&b);
@@ -399,8 +398,8 @@ static void test_reserve_patch(void)
 		sk_wr_i64(&w, i);
 	sk_wr_i32_patch(&w, at, (int32_t)(b.len - at - 4));
 	sk_rd_init(&r, b.data, b.len);
-	ok(sk_rd_i16(&r) == 7 && sk_rd_i32(&r) == 8000 &&
-		   sk_rd_i64(&r) == 0 && sk_rd_ok(&r),
+	ok(sk_rd_i16(&r) == 7 && sk_rd_i32(&r) == 8000 && sk_rd_i64(&r) == 0 &&
+		   sk_rd_ok(&r),
 	   "patched length survives buffer growth");
 	sk_buf_free(&b);
 }
