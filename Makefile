@@ -87,6 +87,8 @@ PLUGINS := $(PLUGIN_NAMES:%=$(BUILD)/plugins/%.so)
 TEST_PLUGINS := $(patsubst tests/plugins/%.c,$(BUILD)/tests/plugins/%.so,\
 	$(wildcard tests/plugins/*.c))
 PUBLIC_HEADERS := $(wildcard include/skald/*.h)
+# tier-s3 speaks S3 over HTTP with libcurl (SigV4 signing built in).
+PLUGIN_LIBS_tier-s3 := $(shell pkg-config --libs libcurl 2>/dev/null)
 
 plugins: $(PLUGINS) $(TEST_PLUGINS)
 
@@ -161,6 +163,15 @@ $(IO_TEST_BINS): $(BUILD)/tests/%: tests/unit/%.c $(IO_TEST_OBJS) \
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -DSK_IO_TEST -Itests -Itests/unit $(LDFLAGS) -o $@ $< \
 		$(IO_TEST_OBJS) $(BUILD)/libskald.a $(LDLIBS)
+
+# meta.db and offsets.db under power loss: the real stores over a test
+# sqlite VFS (tests/unit/sqlite_crash_vfs.c) that drops unsynced writes.
+$(BUILD)/tests/test_meta: tests/unit/test_meta.c \
+		tests/unit/sqlite_crash_vfs.c tests/unit/sqlite_crash_vfs.h \
+		$(BUILD)/libskald.a tests/tap.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests -Itests/unit $(LDFLAGS) -o $@ $< \
+		tests/unit/sqlite_crash_vfs.c $(BUILD)/libskald.a $(LDLIBS)
 
 # Recovery benchmarks (issue 4): bench/durability.py writes logs with this
 # helper and times recovery and restarts into bench/RESULTS-durability.md.

@@ -78,27 +78,36 @@ for _ in $(seq 50); do
 	sleep 0.1
 done
 
-# Seconds to produce every record to topic $1 (kcat waits for delivery).
+# CPU time of every broker thread so far, ns (/proc/PID/task/*/schedstat):
+# unlike throughput, barely moved by other load on the machine.
+cpu_ns() {
+	cat /proc/$pid/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.0f", s }'
+}
+
+# "SECONDS CPU_NS": producing every record to topic $1 (kcat waits for
+# delivery), and the broker's CPU time for it.
 produce() {
-	local t0 t1
+	local t0 t1 c0 c1
+	c0=$(cpu_ns)
 	t0=$(date +%s.%N)
 	kcat -b 127.0.0.1:$port -t "$1" -P -X acks=1 -X linger.ms=5 \
 		-X batch.num.messages=10000 -X queue.buffering.max.messages=1000000 \
 		< "$tmp/records.jsonl"
 	t1=$(date +%s.%N)
-	echo "$t0 $t1" | awk '{ printf "%.3f", $2 - $1 }'
+	c1=$(cpu_ns)
+	echo "$t0 $t1 $c0 $c1" | awk '{ printf "%.3f %.0f\n", $2 - $1, $4 - $3 }'
 }
 
 cases="none filter batch mask"
 for c in $cases; do produce bench.$c > /dev/null; done   # warm up, create
-declare -A secs
+declare -A secs cpu
 for r in $(seq "$REPEATS"); do
 	# Rotate the order so no case always runs first.
 	arr=($cases)
 	k=$(( (r - 1) % ${#arr[@]} ))
 	order="${arr[*]:k} ${arr[*]:0:k}"
 	for c in $order; do
-		secs[$c,$r]=$(produce bench.$c)
+		read -r secs[$c,$r] cpu[$c,$r] < <(produce bench.$c)
 	done
 done
 # Every record must have arrived (nothing dropped or rejected).
@@ -117,20 +126,23 @@ micro() { # script options jit -> records/s
 {
 	echo "# Lua hook benchmark"
 	echo
-	echo "Written by \`bench/hooks_bench.sh $N $REPEATS\` on $(date -u '+%Y-%m-%d %H:%M') UTC at commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'); $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end."
+	echo "Written by \`bench/hooks_bench.sh $N $REPEATS\` on $(date -u '+%Y-%m-%d %H:%M') UTC at commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- core scripts 2>/dev/null || echo ' with uncommitted changes to core/ and scripts/'), binary $SKALD; $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end."
 	echo
 	echo "## Produce throughput, 100-byte JSON records"
 	echo
-	echo "kcat (librdkafka), acks=1, linger.ms=5, one producer, 2 partitions per topic, 2 hook workers, hooks in the interpreter (JIT off). $N records per run, $REPEATS repeats; min / median / max."
+	echo "kcat (librdkafka), acks=1, linger.ms=5, one producer, 2 partitions per topic, 2 hook workers, hooks in the interpreter (JIT off). $N records per run, $REPEATS repeats; min / median / max. The CPU columns (medians) are the broker's CPU time for a run (all threads, /proc/PID/task/*/schedstat) per record, and its excess over the no-hook run of the same repeat: what the hooks cost in CPU, which other load on the machine barely moves, unlike records/s."
 	echo
-	echo "| case | records/s | cost vs no hook | target |"
-	echo "|---|---|---|---|"
+	echo "| case | records/s | cost vs no hook | target | broker CPU ns/record | hook CPU ns/record |"
+	echo "|---|---|---|---|---|---|"
 	for c in $cases; do
-		rates="" ratios=""
+		rates="" ratios="" cpus="" extra=""
 		for r in $(seq "$REPEATS"); do
 			rates="$rates $(awk -v n="$N" -v s="${secs[$c,$r]}" 'BEGIN { printf "%.0f", n / s }')"
 			ratios="$ratios $(awk -v a="${secs[none,$r]}" -v b="${secs[$c,$r]}" 'BEGIN { printf "%.3f", 1 - a / b }')"
+			cpus="$cpus $(awk -v n="$N" -v c="${cpu[$c,$r]}" 'BEGIN { printf "%.0f", c / n }')"
+			extra="$extra $(awk -v n="$N" -v a="${cpu[none,$r]}" -v c="${cpu[$c,$r]}" 'BEGIN { printf "%.0f", (c - a) / n }')"
 		done
+		med() { echo $1 | tr ' ' '\n' | sort -g | awk '{ v[NR] = $1 } END { printf "%s", v[int((NR + 1) / 2)] }'; }
 		stat() { echo $1 | tr ' ' '\n' | sort -g | awk '{ v[NR] = $1 } END { printf "%s / **%s** / %s", v[1], v[int((NR + 1) / 2)], v[NR] }'; }
 		case $c in
 		none) target="-" ;;
@@ -143,10 +155,10 @@ micro() { # script options jit -> records/s
 		[ $c = batch ] && name="the same filter as on_batch"
 		[ $c = mask ] && name="JSON PII mask (on_record)"
 		if [ $c = none ]; then
-			echo "| $name | $(stat "$rates") | - | - |"
+			echo "| $name | $(stat "$rates") | - | - | $(med "$cpus") | - |"
 		else
 			pct=$(echo $ratios | tr ' ' '\n' | sort -g | awk '{ v[NR] = $1 * 100 } END { printf "%.0f%% / **%.0f%%** / %.0f%%", v[1], v[int((NR + 1) / 2)], v[NR] }')
-			echo "| $name | $(stat "$rates") | $pct | $target |"
+			echo "| $name | $(stat "$rates") | $pct | $target | $(med "$cpus") | $(med "$extra") |"
 		fi
 	done
 	echo

@@ -14,6 +14,7 @@
 #include "plugin.h"
 #include "retention.h"
 #include "say.h"
+#include "scrub.h"
 #include "skald/version.h"
 
 #include <unistd.h>
@@ -177,6 +178,7 @@ int sk_broker_init(struct sk_broker *b, struct ev_loop *loop,
 	rc = sk_meta_open(&b->meta, b->cfg.log_dir, err);
 	if (rc)
 		goto fail;
+	sk_meta_start(b->meta, loop);
 	rc = plugins_init(b, err);
 	if (rc)
 		goto fail;
@@ -187,6 +189,8 @@ int sk_broker_init(struct sk_broker *b, struct ev_loop *loop,
 		rc = sk_remote_new(&b->remote, b, b->tier, err);
 		if (rc)
 			goto fail;
+	} else {
+		sk_remote_check_untiered(b);
 	}
 	rc = sk_hooks_init(&b->hooks, b, &b->cfg, err);
 	if (rc)
@@ -212,6 +216,7 @@ int sk_broker_init(struct sk_broker *b, struct ev_loop *loop,
 	sk_retention_start(b);
 	sk_plugins_start_soon(b->plugins, on_plugin_start_failed, b);
 	b->cleaner = sk_cleaner_new(b);
+	b->scrub = sk_scrub_new(b);
 	sk_info("skald %s listening on %s (advertised as %s:%d), data in %s, "
 		"cluster id %s, %zu topics",
 		SKALD_VERSION, b->cfg.listeners, b->adv_host, b->adv_port,
@@ -232,9 +237,13 @@ void sk_broker_fini(struct sk_broker *b)
 		ev_timer_stop(b->loop, &b->fetch_timer);
 	}
 	sk_retention_stop(b);
+	/* Topic changes in flight settle (or are undone) on live topics. */
+	sk_meta_flush(b->meta);
 	/* Before the topics: a swap under way completes on them. */
 	sk_cleaner_free(b->cleaner);
 	b->cleaner = NULL;
+	sk_scrub_free(b->scrub);
+	b->scrub = NULL;
 	/* Closing the connections cancels every waiting request. */
 	sk_server_close(&b->server);
 	/* Hook jobs in flight append when they finish: before the topics. */

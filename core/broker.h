@@ -17,6 +17,7 @@
 #include "topic.h"
 
 struct sk_plugins;
+struct sk_scrub;
 struct sk_tier;
 
 struct sk_broker {
@@ -45,6 +46,7 @@ struct sk_broker {
 	ev_timer fetch_timer;	      /* runs them on the next iteration */
 	ev_timer retention_timer;     /* time/size retention (retention.c) */
 	struct sk_cleaner *cleaner;   /* compaction (compact.h); NULL if off */
+	struct sk_scrub *scrub;	      /* bit-rot scrub (scrub.h); NULL if off */
 	ev_signal sig_term, sig_int;
 	struct sk_hooks hooks;	 /* Lua topic hooks (hook.h) */
 	ev_signal sig_hup;	 /* reload the hooks (hook_chain.c) */

@@ -15,6 +15,7 @@
 #include "codec.h"
 #include "crc32c.h"
 #include "io.h"
+#include "log_ckpt.h"
 #include "log_internal.h"
 #include "say.h"
 
@@ -132,86 +133,41 @@ struct sk_compact_job {
 static int state_save(const char *dir, int64_t first_dirty, int64_t horizon,
 		      struct sk_err *err)
 {
-	char *path = sk_xasprintf("%s/%s", dir, SK_CLEAN_CKPT);
-	char *tmp = sk_xasprintf("%s.tmp", path);
 	uint8_t buf[SK_CLEAN_CKPT_SIZE];
-	ssize_t w;
-	int fd, rc = 0;
+	int rc;
 
-	sk_put_be32(buf, SK_CLEAN_CKPT_MAGIC);
-	sk_put_be32(buf + 4, SK_CLEAN_CKPT_VERSION);
 	sk_put_be64(buf + 8, (uint64_t)first_dirty);
 	sk_put_be64(buf + 16, (uint64_t)horizon);
-	sk_put_be32(buf + 24, sk_crc32c(0, buf, 24));
-
-	fd = sk_io_open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0) {
-		rc = -errno;
-		goto out;
-	}
-	do
-		w = sk_io_pwrite(fd, buf, sizeof(buf), 0);
-	while (w < 0 && errno == EINTR);
-	if (w != (ssize_t)sizeof(buf))
-		rc = w < 0 ? -errno : -ENOSPC;
-	else if (sk_io_fdatasync(fd) < 0)
-		rc = -errno;
-	if (sk_io_close(fd) < 0 && rc == 0)
-		rc = -errno;
-	if (rc == 0 && sk_io_rename(tmp, path) < 0)
-		rc = -errno;
+	rc = sk_ckpt_write(dir, SK_CLEAN_CKPT, SK_CLEAN_CKPT_MAGIC,
+			   SK_CLEAN_CKPT_VERSION, buf, sizeof(buf), true, NULL);
 	if (rc < 0)
-		sk_io_unlink(tmp);
-	else if (sk_io_fsync_dir(dir) < 0)
-		rc = -errno;
-out:
-	if (rc < 0)
-		sk_err_setc(err, rc, "cannot write %s: %s", path,
-			    strerror(-rc));
-	free(tmp);
-	free(path);
+		sk_err_setc(err, rc, "cannot write %s/%s: %s", dir,
+			    SK_CLEAN_CKPT, strerror(-rc));
 	return rc;
 }
 
 void sk_compact_state_load(const char *dir, struct sk_compact_state *st)
 {
-	char *path = sk_xasprintf("%s/%s", dir, SK_CLEAN_CKPT);
-	uint8_t buf[SK_CLEAN_CKPT_SIZE + 1];
-	const char *why = NULL;
-	ssize_t n;
-	int fd;
+	uint8_t buf[SK_CLEAN_CKPT_SIZE];
+	const char *why;
+	int rc;
 
 	st->first_dirty = 0;
 	st->horizon = SK_CLEAN_NO_HORIZON;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		if (errno != ENOENT)
-			sk_warn("partition %s: cannot open %s, cleaning from "
-				"the log start: %s",
-				dir, path, strerror(errno));
-		goto out;
-	}
-	n = pread(fd, buf, sizeof(buf), 0);
-	close(fd);
-	if (n != SK_CLEAN_CKPT_SIZE)
-		why = n < 0 ? strerror(errno) : "wrong size";
-	else if (sk_be32(buf) != SK_CLEAN_CKPT_MAGIC ||
-		 sk_be32(buf + 4) != SK_CLEAN_CKPT_VERSION)
-		why = "bad magic or version";
-	else if (sk_be32(buf + 24) != sk_crc32c(0, buf, 24))
-		why = "CRC mismatch";
-	if (why) {
+	rc = sk_ckpt_read(dir, SK_CLEAN_CKPT, SK_CLEAN_CKPT_MAGIC,
+			  SK_CLEAN_CKPT_VERSION, buf, sizeof(buf), &why);
+	if (rc == -ENOENT)
+		return;
+	if (rc < 0) {
 		/* Whatever it said, a full pass finds out again. */
-		sk_warn("partition %s: ignoring %s: %s; cleaning from the log "
-			"start",
-			dir, path, why);
+		sk_warn("partition %s: ignoring %s/%s: %s; cleaning from the "
+			"log start",
+			dir, dir, SK_CLEAN_CKPT, why);
 		st->horizon = 0;
-		goto out;
+		return;
 	}
 	st->first_dirty = (int64_t)sk_be64(buf + 8);
 	st->horizon = (int64_t)sk_be64(buf + 16);
-out:
-	free(path);
 }
 
 /* ------------------------------------------------------------------ */

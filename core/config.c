@@ -235,6 +235,20 @@ static const struct cfg_key broker_keys[] = {
 		 "what was appended is synced (off the event loop) and a "
 		 "checkpoint written, so that recovery after a crash scans "
 		 "only what came after it." },
+	{ .name = "log.scrub.interval.ms", .type = CFG_INT,
+	  BROKER(log_scrub_interval_ms), .def = "86400000", .min = 0,
+	  .max = INT64_MAX,
+	  .doc = "How often a scrub pass starts: every batch of every closed "
+		 "segment is read back off the event loop and its CRC-32C "
+		 "checked, and a partition with a bad one is marked damaged "
+		 "(never served past it). The first pass starts this long "
+		 "after startup, at most a minute. 0 disables scrubbing." },
+	{ .name = "log.scrub.bytes.per.sec", .type = CFG_INT,
+	  BROKER(log_scrub_bytes_per_sec), .def = "10485760", .min = 0,
+	  .max = INT64_MAX,
+	  .doc = "How fast the scrub reads segments, in bytes per second, "
+		 "so that it never competes much with clients for the disk. "
+		 "0 disables scrubbing." },
 	{ .name = "node.id", .type = CFG_INT, BROKER(node_id), .def = "0",
 	  .min = 0, .max = INT32_MAX,
 	  .doc = "This broker's id, as reported in Metadata." },
@@ -349,6 +363,18 @@ static const struct cfg_key broker_keys[] = {
 	  .max = INT64_MAX,
 	  .doc = "Disk space for segments read back from the storage tier "
 		 "(in log.dir/remote-cache), least recently used first out." },
+	{ .name = "remote.log.orphan.sweep.interval.ms", .type = CFG_INT,
+	  BROKER(remote_sweep_interval_ms), .def = "3600000", .min = 0,
+	  .max = INT64_MAX,
+	  .doc = "How often the storage tier is swept for objects no "
+		 "manifest names (interrupted copies, failed deletes), one "
+		 "partition per remote.log.manager.task.interval.ms; 0: "
+		 "never." },
+	{ .name = "remote.log.orphan.grace.ms", .type = CFG_INT,
+	  BROKER(remote_orphan_grace_ms), .def = "3600000", .min = 0,
+	  .max = INT64_MAX,
+	  .doc = "Objects younger than this (by the time in their key) are "
+		 "never swept, whatever the manifest says." },
 };
 /* clang-format on */
 
@@ -1729,12 +1755,6 @@ static int load_topic(struct sk_config *c, struct cfg_doc *d, const char *name,
 			if (rc)
 				goto out_free;
 			continue;
-		}
-		if (topic_glob(name)) {
-			rc = node_err(err, d, k, kp,
-				      "a glob entry takes only hooks and "
-				      "retention");
-			goto out_free;
 		}
 		if (strcmp(kname, "configs") == 0) {
 			rc = load_topic_configs(d, &decl, kp, k, v, err);

@@ -111,8 +111,10 @@ struct sk_topic_decl {
 	char *where; /* "FILE:LINE" of the declaration */
 	/*
 	 * A glob ("logs.*", fnmatch rules): applies its hooks and retention
-	 * script to every matching topic, existing or created later, and
-	 * creates none.
+	 * script to every matching topic, existing or created later, gives
+	 * topics created later (auto-creation, CreateTopics) its partitions
+	 * and configs unless the request says otherwise, and creates none.
+	 * An exact name's entry beats any glob.
 	 */
 	bool glob;
 	struct sk_hook_decl *hooks; /* hooks: the produce chain, in order */
@@ -148,6 +150,8 @@ struct sk_config {
 	char *log_dir;		    /* log.dir: data directory */
 	int64_t log_retention_check_interval_ms; /* log.retention.check.interval.ms */
 	int64_t log_flush_checkpoint_ms; /* log.flush.offset.checkpoint.interval.ms */
+	int64_t log_scrub_interval_ms;	 /* log.scrub.interval.ms; 0 = off */
+	int64_t log_scrub_bytes_per_sec; /* log.scrub.bytes.per.sec; 0 = off */
 	int32_t node_id;		 /* node.id */
 	int32_t num_partitions;		 /* num.partitions */
 	bool auto_create_topics;	 /* auto.create.topics.enable */
@@ -173,6 +177,8 @@ struct sk_config {
 	int64_t log_cleaner_dedupe_buffer_size; /* log.cleaner.dedupe.buffer.size */
 	int64_t remote_task_interval_ms; /* remote.log.manager.task.interval.ms */
 	int64_t remote_cache_bytes;	 /* remote.log.cache.bytes */
+	int64_t remote_sweep_interval_ms; /* remote.log.orphan.sweep.interval.ms */
+	int64_t remote_orphan_grace_ms;	       /* remote.log.orphan.grace.ms */
 	struct sk_topic_config topic_defaults; /* from the log.* keys */
 	struct sk_topic_decl *topics;	       /* the topics: section */
 	size_t n_topics;

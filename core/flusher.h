@@ -40,7 +40,9 @@ struct sk_flush_wait {
 
 struct sk_flusher {
 	struct sk_broker *b;
-	struct sk_pool *pool;	/* one thread: rounds run in order */
+	struct sk_pool *pool; /* one thread: rounds run in order */
+	/* one thread: file removals, index files of rolled segments */
+	struct sk_pool *bg;
 	struct sk_list dirty;	/* struct sk_tpart, via flush_link */
 	struct sk_list waiters; /* struct sk_flush_wait */
 	/* struct sk_tpart with records for flush.messages/flush.ms */
@@ -76,5 +78,18 @@ void sk_flusher_wait(struct sk_flusher *f, struct sk_flush_wait *w,
 		     sk_flush_done_fn done);
 /* Withdraw a waiter (its operation was cancelled). */
 void sk_flusher_cancel(struct sk_flush_wait *w);
+
+/*
+ * Disk work that must not run on the loop thread but that nobody waits
+ * for, on a second thread of its own (a slow removal never delays a
+ * sync round): remove the tree at path (owned, freed after), logging a
+ * failure. sk_flusher_fini finishes whatever is queued.
+ */
+void sk_flusher_rmtree(struct sk_flusher *f, char *path);
+/*
+ * Run job on that thread, its done() back on the loop thread: the
+ * partitions' sk_log_offload_fn (log.h), with the flusher as arg.
+ */
+void sk_flusher_offload(void *flusher, struct sk_job *job);
 
 #endif

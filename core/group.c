@@ -1448,37 +1448,11 @@ void sk_groups_flush(struct sk_groups *gs)
 	flush(gs);
 }
 
-/* Finish a response once the offsets queued so far are durable. */
-struct durable {
-	struct sk_resp *resp;
-	int16_t fail;
-	size_t n;
-	size_t pos[];
-};
-
-static void durable_done(void *arg, int rc)
-{
-	struct durable *d = arg;
-
-	if (rc)
-		for (size_t i = 0; i < d->n; i++)
-			sk_put_be16(d->resp->buf.data + d->pos[i],
-				    (uint16_t)d->fail);
-	sk_resp_finish(d->resp);
-	free(d);
-}
-
 void sk_groups_answer_durable(struct sk_groups *gs, struct sk_resp *resp,
 			      const size_t *pos, size_t n, int16_t fail)
 {
-	struct durable *d = sk_xmalloc(sizeof(*d) + n * sizeof(size_t));
-
-	d->resp = resp;
-	d->fail = fail;
-	d->n = n;
-	if (n)
-		memcpy(d->pos, pos, n * sizeof(size_t));
-	sk_offsets_wait(gs->store, durable_done, d);
+	sk_offsets_wait(gs->store, sk_resp_defer_done,
+			sk_resp_defer(resp, pos, n, fail));
 }
 
 /* --- offsets ------------------------------------------------------ */

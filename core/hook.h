@@ -14,8 +14,9 @@
  *    policies, the circuit breaker, metrics, reload on SIGHUP;
  *  - hook_produce.c: the produce path: per-partition queues so that order
  *    holds, jobs on the hook pool, decoding the batch, re-encoding it when
- *    something changed, dead letters and emitted copies, appends on the
- *    loop thread.
+ *    something changed, dead letters and emitted copies, the compacted
+ *    topics' key check (after the hooks), appends on the loop thread.
+ * And hook_json.c, skald.json in C for the states.
  *
  * CPU bound. Debian's LuaJIT does not run count hooks inside JIT-compiled
  * traces, so `while true do end` would never be interrupted with the JIT
@@ -141,6 +142,8 @@ struct sk_hook_recs {
 	size_t n_emits, cap_emits;
 	void **arena; /* blocks freed with the set */
 	size_t n_arena, cap_arena;
+	uint8_t *bump; /* free room of the newest shared block */
+	size_t bump_left;
 };
 
 void sk_hook_recs_free(struct sk_hook_recs *rs);
@@ -197,6 +200,13 @@ void sk_hook_run_retain(struct sk_hook_script *s, int slot,
 			const struct sk_hook_segment *seg, bool *keep,
 			struct sk_hook_res *res);
 
+/*
+ * host.json(null, array_mt) -> decode, encode (hook_json.c): skald.json
+ * in C, with the rules and errors of the Lua codec in skald.lua.
+ */
+struct lua_State;
+int sk_hook_json_open(struct lua_State *L);
+
 /* ------------------------------------------------------------------ */
 /* Chains, policies, breaker, metrics, reload (hook_chain.c) */
 
@@ -211,7 +221,8 @@ struct sk_hook_metrics {
 	uint64_t time_ns;
 	uint64_t memory; /* Lua heap of the script's states, bytes */
 	uint64_t breaker_trips;
-	uint64_t skipped; /* batches the open breaker answered */
+	uint64_t skipped;      /* batches the open breaker answered */
+	uint64_t acks0_closes; /* acks=0 connections closed for a rejection */
 };
 
 /* One hook of a topic's chain. */
@@ -259,6 +270,10 @@ struct sk_hooks {
 	int64_t reloads;		/* successful reloads */
 	struct sk_pool *retention_pool; /* retention scripts */
 	bool retention_running;
+	/* acks=0 produces refused after the hooks (connections closed) */
+	uint64_t acks0_closes;
+	uint64_t acks0_logged[64]; /* client.id hashes already logged */
+	size_t n_acks0_logged;
 };
 
 /*
@@ -360,6 +375,7 @@ struct sk_hook_wait {
 	void (*done)(struct sk_hook_wait *w, int16_t kerr, int64_t base_offset,
 		     int64_t append_time);
 	void *arg;
+	bool noreply;	    /* acks=0: a refusal closes the connection */
 	struct hk_job *job; /* internal */
 };
 
@@ -375,6 +391,15 @@ bool sk_hook_produce(struct sk_broker *b, struct sk_topic *tp,
 		     struct sk_hook_wait *w);
 /* The waiting produce went away: its batch still goes through. */
 void sk_hook_wait_cancel(struct sk_hook_wait *w);
+
+/*
+ * A produce with acks=0 was refused after its hooks (topic/partition,
+ * Kafka error kerr): count it, and log it once per client.id (up to 64
+ * of them) rather than once per batch. The caller closes the connection.
+ */
+void sk_hook_acks0_refused(struct sk_hooks *hs, const uint8_t *client,
+			   size_t client_len, struct sk_str topic,
+			   int32_t partition, int16_t kerr);
 
 /*
  * Append one batch the broker built to topic name, partition

@@ -331,8 +331,14 @@ int sk_hook_cli_main(int argc, char **argv)
 	L = luaL_newstate();
 	luaL_openlibs(L);
 	if (luaL_loadbuffer(L, sk_hook_skald_lua, strlen(sk_hook_skald_lua),
-			    "@scripts/skald/skald.lua") ||
-	    lua_pcall(L, 0, 1, 0)) {
+			    "@scripts/skald/skald.lua")) {
+		fprintf(stderr, "skald hook-test: %s\n", lua_tostring(L, -1));
+		goto out;
+	}
+	lua_createtable(L, 0, 1);
+	lua_pushcfunction(L, sk_hook_json_open);
+	lua_setfield(L, -2, "json");
+	if (lua_pcall(L, 1, 1, 0)) {
 		fprintf(stderr, "skald hook-test: %s\n", lua_tostring(L, -1));
 		goto out;
 	}

@@ -25,6 +25,7 @@
 
 #include "broker.h"
 #include "codec.h"
+#include "compact.h"
 #include "hook.h"
 #include "kafka.h"
 #include "say.h"
@@ -48,6 +49,7 @@ struct hk_job {
 	uint8_t *bytes; /* the batch as produced */
 	size_t len;
 	int64_t max_message_bytes;
+	bool compact; /* a compacted topic: keys checked after the hooks */
 	struct sk_hook_batch_out out;
 	struct sk_hook_wait *w; /* NULL once the produce went away */
 };
@@ -357,9 +359,14 @@ void sk_hook_chain_process(const struct sk_hook_chain *c, int slot,
 		snprintf(out->err, sizeof(out->err), "%s", err.msg);
 		goto out;
 	}
-	orig = sk_xmalloc((rs.n ? rs.n : 1) * sizeof(*orig));
-	if (rs.n)
-		memcpy(orig, rs.r, rs.n * sizeof(*orig));
+	/* The originals are only needed for dead letters. */
+	for (size_t i = 0; i < c->n && !orig; i++) {
+		if (c->hooks[i]->on_error != SK_HOOK_ON_ERROR_DEAD_LETTER)
+			continue;
+		orig = sk_xmalloc((rs.n ? rs.n : 1) * sizeof(*orig));
+		if (rs.n)
+			memcpy(orig, rs.r, rs.n * sizeof(*orig));
+	}
 
 	for (size_t i = 0; i < c->n; i++) {
 		const struct sk_hook *hk = c->hooks[i];
@@ -454,17 +461,51 @@ out:
 /* ------------------------------------------------------------------ */
 /* Jobs and partition queues */
 
+/*
+ * A compacted topic refuses records without a key: checked on what the
+ * hooks made of the batch, so that a hook may give a record its key.
+ */
+static void check_keys(struct hk_job *job)
+{
+	struct sk_hook_batch_out *out = &job->out;
+	const uint8_t *p = job->bytes;
+	size_t n = job->len;
+	struct sk_batch_hdr h;
+	struct sk_err err = { "" };
+	enum sk_kerr kerr;
+
+	if (out->what == SK_HOOK_OUT_REBUILT) {
+		p = out->batch.data;
+		n = out->batch.len;
+	} else if (out->what != SK_HOOK_OUT_ORIGINAL) {
+		return;
+	}
+	if (sk_batch_parse_header(p, n, &h))
+		return; /* validated before */
+	kerr = sk_compact_check_keys(p, n, &h, NULL, &err);
+	if (kerr == SK_KERR_NONE)
+		return;
+	out->what = SK_HOOK_OUT_REJECT;
+	out->kerr = (int16_t)kerr;
+	snprintf(out->err, sizeof(out->err), "after the hooks: %.400s",
+		 err.msg);
+	drop_extras(out);
+	sk_buf_free(&out->batch);
+}
+
 static void job_run(struct sk_job *j)
 {
 	struct hk_job *job = sk_container_of(j, struct hk_job, job);
 
-	if (!job->chain) {
+	if (!job->chain)
 		job->out.what = SK_HOOK_OUT_ORIGINAL;
-		return;
-	}
-	sk_hook_chain_process(job->chain, sk_hooks_slot(job->hs), job->skip,
-			      job->topic, job->partition, job->bytes, job->len,
-			      job->max_message_bytes, &job->out);
+	else
+		sk_hook_chain_process(job->chain, sk_hooks_slot(job->hs),
+				      job->skip, job->topic, job->partition,
+				      job->bytes, job->len,
+				      job->max_message_bytes, &job->out);
+	if (job->compact)
+		check_keys(job);
 }
 
 int sk_hook_append_extra(struct sk_broker *b, const char *topic,
@@ -477,8 +518,7 @@ int sk_hook_append_extra(struct sk_broker *b, const char *topic,
 	int16_t kerr;
 
 	if (!tp && b->cfg.auto_create_topics) {
-		kerr = sk_topic_create(b, topic, b->cfg.num_partitions, NULL, 0,
-				       false, err);
+		kerr = sk_topic_create(b, topic, -1, NULL, 0, false, err);
 		if (kerr)
 			return -EINVAL;
 		tp = sk_topics_find(&b->topics, topic, strlen(topic));
@@ -487,6 +527,16 @@ int sk_hook_append_extra(struct sk_broker *b, const char *topic,
 		return sk_err_set(err, "topic '%s' does not exist", topic);
 	part = sk_topic_part(
 		tp, (int32_t)((uint32_t)part_hint % (uint32_t)tp->n_parts));
+	if (tp->cfg.cleanup_policy & SK_CLEANUP_COMPACT) {
+		struct sk_batch_hdr h;
+		struct sk_err why = { "" };
+
+		if (sk_batch_parse_header(batch->data, batch->len, &h) ||
+		    sk_compact_check_keys(batch->data, batch->len, &h,
+					  &b->scratch, &why))
+			return sk_err_set(err, "append to '%s': %s", topic,
+					  why.msg);
+	}
 	kerr = sk_produce_append(b, tp, part, batch->data, batch->len, &base,
 				 &at);
 	if (kerr)
@@ -505,6 +555,43 @@ static void job_free(struct hk_job *job)
 	free(job->topic);
 	free(job->bytes);
 	free(job);
+}
+
+/* The hook whose failure refused an acks=0 batch counts the close. */
+static void count_acks0(struct hk_job *job)
+{
+	for (size_t i = 0; i < job->chain->n; i++) {
+		const struct sk_hook_delta *d = &job->out.d[i];
+
+		if (d->skipped || (d->ran && d->res.status != SK_HOOK_OK)) {
+			job->chain->hooks[i]->m.acks0_closes++;
+			return;
+		}
+	}
+}
+
+void sk_hook_acks0_refused(struct sk_hooks *hs, const uint8_t *client,
+			   size_t client_len, struct sk_str topic,
+			   int32_t partition, int16_t kerr)
+{
+	uint64_t h = 14695981039346656037ull; /* FNV-1a */
+
+	hs->acks0_closes++;
+	for (size_t i = 0; i < client_len; i++)
+		h = (h ^ client[i]) * 1099511628211ull;
+	for (size_t i = 0; i < hs->n_acks0_logged; i++)
+		if (hs->acks0_logged[i] == h)
+			return;
+	if (hs->n_acks0_logged == SK_ARRAY_SIZE(hs->acks0_logged))
+		return;
+	hs->acks0_logged[hs->n_acks0_logged++] = h;
+	sk_warn("produce: topic %.*s partition %d refused a batch of client "
+		"'%.*s' (%s); it produces with acks=0, which has no answer "
+		"to say so, so its connection is closed (logged once per "
+		"client.id)",
+		(int)SK_MAX(topic.len, 0), topic.p ? (const char *)topic.p : "",
+		partition, (int)SK_MIN(client_len, 100), (const char *)client,
+		sk_kerr_name(kerr));
 }
 
 static void job_done(struct sk_job *j)
@@ -549,6 +636,8 @@ static void job_done(struct sk_job *j)
 					 &job->out.extra[i].batch, &err))
 			sk_warn("hooks: topic %s: cannot write to %s: %s",
 				job->topic, job->out.extra[i].topic, err.msg);
+	if (job->chain && kerr != SK_KERR_NONE && job->w && job->w->noreply)
+		count_acks0(job);
 	if (job->chain)
 		sk_hook_chain_account(hs, job->chain, job->out.d);
 	if (job->w) {
@@ -601,6 +690,7 @@ bool sk_hook_produce(struct sk_broker *b, struct sk_topic *tp,
 	memcpy(job->bytes, batch, len);
 	job->len = len;
 	job->max_message_bytes = tp->cfg.max_message_bytes;
+	job->compact = (tp->cfg.cleanup_policy & SK_CLEANUP_COMPACT) != 0;
 	if (chain) {
 		sk_hook_chain_ref(chain);
 		job->chain = chain;

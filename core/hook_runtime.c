@@ -45,18 +45,39 @@ extern const char sk_hook_skald_lua[];
 
 struct hk_call;
 
+/*
+ * Small blocks: a state's objects are mostly small and short-lived (a
+ * string and a table per record), and the GC frees them by the thousand,
+ * more than glibc's per-thread cache holds. Each state keeps its freed
+ * blocks of up to HK_SMALL_MAX bytes on free lists by 16-byte class
+ * (the state is only ever used by one thread at a time), up to
+ * HK_CACHE_MAX bytes in all.
+ */
+#define HK_SMALL_MAX	 256
+#define HK_CLASSES	 (HK_SMALL_MAX / 16)
+#define HK_CACHE_MAX	 ((size_t)1 << 20)
+#define HK_CLASS(n)	 (((n) + 15) / 16 - 1)
+#define HK_CLASS_SIZE(c) (((size_t)(c) + 1) * 16)
+
+struct hk_free {
+	struct hk_free *next;
+};
+
 /* One lua_State and its accounting; the allocator's userdata. */
 struct hk_state {
 	lua_State *L;
 	size_t used;  /* heap bytes */
 	size_t limit; /* memory.mb */
-	bool oom;     /* an allocation was refused */
+	struct hk_free *free[HK_CLASSES];
+	size_t cached; /* bytes on the free lists */
+	bool oom;      /* an allocation was refused */
 	bool timed_out;
 	int64_t deadline_ns; /* monotonic */
 	int check_insns;
 	int prelude_ref;     /* registry: the prelude's table */
 	int mod_ref;	     /* registry: the script's module table */
 	int options_ref;     /* registry: options JSON -> decoded */
+	int rec_mt_ref;	     /* registry: metatable of on_record's rec */
 	struct hk_call *cur; /* the call running, for C functions */
 	uint64_t gen;	     /* per call: stale batch objects fail */
 	int64_t log_sec;     /* rate limit of skald.log */
@@ -77,6 +98,11 @@ struct hk_call {
 	bool keep;
 	size_t arena_limit; /* bytes the call may copy out of Lua */
 	size_t arena_used;
+	void *batch_ud; /* the on_batch call's batch object */
+	/* on_record: the record being called and its table */
+	struct sk_hook_rec *rec;
+	const void *rec_tab;
+	bool hdrs_touched; /* rec.headers was read or assigned */
 };
 
 /* A batch object as Lua sees it (userdata "skald.batch"). */
@@ -105,6 +131,51 @@ static struct hk_state *state_of(lua_State *L)
  * The allocator: counts, and refuses growth past the limit (LuaJIT then
  * raises "not enough memory", which a protected call catches).
  */
+static void small_free(struct hk_state *st, void *p, size_t size)
+{
+	struct hk_free *f = p;
+	int c = HK_CLASS(size);
+
+	if (st->cached + HK_CLASS_SIZE(c) > HK_CACHE_MAX) {
+		free(p);
+		return;
+	}
+	f->next = st->free[c];
+	st->free[c] = f;
+	st->cached += HK_CLASS_SIZE(c);
+}
+
+static void *small_alloc(struct hk_state *st, size_t size)
+{
+	int c = HK_CLASS(size);
+	struct hk_free *f = st->free[c];
+
+	if (!f)
+		return malloc(HK_CLASS_SIZE(c));
+	st->free[c] = f->next;
+	st->cached -= HK_CLASS_SIZE(c);
+	return f;
+}
+
+static void small_release(struct hk_state *st)
+{
+	for (int c = 0; c < HK_CLASSES; c++) {
+		while (st->free[c]) {
+			struct hk_free *f = st->free[c];
+
+			st->free[c] = f->next;
+			free(f);
+		}
+	}
+	st->cached = 0;
+}
+
+/*
+ * The allocator: counts, and refuses growth past the limit (LuaJIT then
+ * raises "not enough memory", which a protected call catches). LuaJIT
+ * always passes a block's true size as osize, so a block's size class is
+ * known when it is freed or resized.
+ */
 static void *hk_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
 	struct hk_state *st = ud;
@@ -113,7 +184,12 @@ static void *hk_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 	if (!ptr)
 		osize = 0;
 	if (nsize == 0) {
-		free(ptr);
+		if (!ptr)
+			return NULL;
+		if (osize <= HK_SMALL_MAX)
+			small_free(st, ptr, osize);
+		else
+			free(ptr);
 		st->used -= osize;
 		return NULL;
 	}
@@ -121,9 +197,27 @@ static void *hk_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 		st->oom = true;
 		return NULL;
 	}
-	q = realloc(ptr, nsize);
-	if (!q)
-		return NULL;
+	if (ptr && osize <= HK_SMALL_MAX && nsize <= HK_SMALL_MAX &&
+	    HK_CLASS(osize) == HK_CLASS(nsize)) {
+		q = ptr;
+	} else if (nsize <= HK_SMALL_MAX || (ptr && osize <= HK_SMALL_MAX)) {
+		/* Into or out of a size class: move. */
+		q = nsize <= HK_SMALL_MAX ? small_alloc(st, nsize)
+					  : malloc(nsize);
+		if (!q)
+			return NULL;
+		if (ptr) {
+			memcpy(q, ptr, SK_MIN(osize, nsize));
+			if (osize <= HK_SMALL_MAX)
+				small_free(st, ptr, osize);
+			else
+				free(ptr);
+		}
+	} else {
+		q = realloc(ptr, nsize);
+		if (!q)
+			return NULL;
+	}
 	st->used = st->used - osize + nsize;
 	return q;
 }
@@ -399,23 +493,99 @@ static void set_headers_from(lua_State *L, struct hk_call *c, int idx,
 	sk_buf_free(&tmp);
 }
 
-/* Push the record table on_record receives. */
-static void push_rec(lua_State *L, const struct sk_hook_rec *rec, int topic_idx,
-		     int32_t partition)
+/*
+ * Stack slots of run_records_c's on_record loop, relative to its top:
+ * the interned field names, the rec metatable, then per record the
+ * original value and the rec table.
+ */
+#define RS_KEY	    (-4)
+#define RS_VALUE    (-3)
+#define RS_TS	    (-2)
+#define RS_HEADERS  (-1)
+#define RS_MT	    0
+#define RS_ORIG_VAL 1
+#define RS_REC	    2
+
+/*
+ * Push the record table on_record receives (the field names and the
+ * metatable are at the top of the stack, see RS_*): key, value and
+ * timestamp are set; headers, topic and partition come from the
+ * metatable's __index on first use, so a record whose script never
+ * looks at its headers costs no headers table.
+ */
+static void push_rec(lua_State *L, const struct sk_hook_rec *rec)
 {
-	lua_createtable(L, 0, 6);
-	push_bytes(L, rec->key, rec->key_len);
-	lua_setfield(L, -2, "key");
-	push_bytes(L, rec->value, rec->value_len);
-	lua_setfield(L, -2, "value");
+	int top = lua_gettop(L) - 1; /* the original value is pushed */
+
+	lua_createtable(L, 0, 4);
+	if (rec->key_len >= 0) {
+		lua_pushvalue(L, top + RS_KEY);
+		lua_pushlstring(L, (const char *)rec->key,
+				(size_t)rec->key_len);
+		lua_rawset(L, -3);
+	}
+	if (rec->value_len >= 0) {
+		lua_pushvalue(L, top + RS_VALUE);
+		lua_pushvalue(L, top + RS_ORIG_VAL);
+		lua_rawset(L, -3);
+	}
+	lua_pushvalue(L, top + RS_TS);
 	lua_pushnumber(L, (lua_Number)rec->timestamp);
-	lua_setfield(L, -2, "timestamp");
-	push_headers(L, rec);
-	lua_setfield(L, -2, "headers");
-	lua_pushinteger(L, partition);
-	lua_setfield(L, -2, "partition");
-	lua_pushvalue(L, topic_idx);
-	lua_setfield(L, -2, "topic");
+	lua_rawset(L, -3);
+	lua_pushvalue(L, top + RS_MT);
+	lua_setmetatable(L, -2);
+}
+
+/* The record table of the running on_record call, or an error. */
+static struct hk_call *rec_call(lua_State *L)
+{
+	struct hk_call *c = state_of(L)->cur;
+
+	if (!c || !c->rec || lua_topointer(L, 1) != c->rec_tab)
+		luaL_error(L, "record used outside its on_record call");
+	return c;
+}
+
+/* __index of rec: headers, topic, partition on first use (cached). */
+static int rec_index(lua_State *L)
+{
+	struct hk_call *c;
+	const char *k =
+		lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : NULL;
+
+	if (!k)
+		return 0;
+	if (strcmp(k, "headers") == 0) {
+		c = rec_call(L);
+		push_headers(L, c->rec);
+		c->hdrs_touched = true;
+	} else if (strcmp(k, "topic") == 0) {
+		c = rec_call(L);
+		lua_pushstring(L, c->call->topic ? c->call->topic : "");
+	} else if (strcmp(k, "partition") == 0) {
+		c = rec_call(L);
+		lua_pushinteger(L, c->call->partition);
+	} else {
+		return 0;
+	}
+	lua_pushvalue(L, 2);
+	lua_pushvalue(L, -2);
+	lua_rawset(L, 1);
+	return 1;
+}
+
+/* __newindex of rec: note an assignment to headers not yet read. */
+static int rec_newindex(lua_State *L)
+{
+	struct hk_call *c = state_of(L)->cur;
+
+	lua_settop(L, 3);
+	if (c && c->rec && lua_topointer(L, 1) == c->rec_tab &&
+	    lua_type(L, 2) == LUA_TSTRING &&
+	    strcmp(lua_tostring(L, 2), "headers") == 0)
+		c->hdrs_touched = true;
+	lua_rawset(L, 1);
+	return 0;
 }
 
 static int64_t check_ts(lua_State *L, int idx, const char *what)
@@ -471,6 +641,60 @@ static void apply_rec(lua_State *L, struct hk_call *c, int idx,
 	lua_settop(L, top);
 }
 
+/*
+ * Apply the record table on_record was given and returned (stack slots
+ * RS_* relative to top): an unchanged value is the very string pushed,
+ * and headers never read nor assigned are unchanged.
+ */
+static void apply_own_rec(lua_State *L, struct hk_call *c, int top,
+			  struct sk_hook_rec *rec)
+{
+	int tab = top + RS_REC;
+	const uint8_t *p;
+	int32_t n;
+	int64_t ts;
+
+	lua_pushvalue(L, top + RS_KEY);
+	lua_rawget(L, tab);
+	opt_bytes(L, -1, "rec.key", &p, &n);
+	if (!same_bytes(p, n, rec->key, rec->key_len)) {
+		rec->key = n > 0 ? call_keep(L, c, p, (size_t)n)
+				 : (const uint8_t *)"";
+		rec->key_len = n;
+		rec->changed = true;
+	}
+	lua_pushvalue(L, top + RS_VALUE);
+	lua_rawget(L, tab);
+	if (!lua_rawequal(L, -1, top + RS_ORIG_VAL)) {
+		opt_bytes(L, -1, "rec.value", &p, &n);
+		if (!same_bytes(p, n, rec->value, rec->value_len)) {
+			rec->value = n > 0 ? call_keep(L, c, p, (size_t)n)
+					   : (const uint8_t *)"";
+			rec->value_len = n;
+			rec->changed = true;
+		}
+	}
+	lua_pushvalue(L, top + RS_TS);
+	lua_rawget(L, tab);
+	ts = lua_isnil(L, -1) ? rec->timestamp
+			      : check_ts(L, -1, "rec.timestamp");
+	if (ts != rec->timestamp) {
+		rec->timestamp = ts;
+		rec->changed = true;
+	}
+	if (c->hdrs_touched) {
+		int h;
+
+		lua_pushvalue(L, top + RS_HEADERS);
+		lua_rawget(L, tab);
+		h = lua_gettop(L);
+		if (!same_headers(L, h, rec)) {
+			set_headers_from(L, c, h, rec);
+			rec->changed = true;
+		}
+	}
+}
+
 /* ctx.emit(topic, rec): stage a copy of rec for another topic. */
 static int hk_emit(lua_State *L)
 {
@@ -521,13 +745,22 @@ static int hk_emit(lua_State *L)
 /* ------------------------------------------------------------------ */
 /* The batch object */
 
+/*
+ * The call of the batch object in argument 1. The current call's object
+ * is the only one accepted (an identity check: cheaper than
+ * luaL_checkudata, and it refuses stale objects too).
+ */
 static struct hk_call *batch_call(lua_State *L)
 {
-	struct hk_batch *b = luaL_checkudata(L, 1, "skald.batch");
+	struct hk_state *st = state_of(L);
+	void *b = lua_touserdata(L, 1);
 
-	if (!b->st->cur || b->st->gen != b->gen)
+	if (!b || !st->cur || b != st->cur->batch_ud) {
+		if (!b || !lua_getmetatable(L, 1))
+			luaL_typerror(L, 1, "skald.batch");
 		luaL_error(L, "batch used outside its on_batch call");
-	return b->st->cur;
+	}
+	return st->cur;
 }
 
 static struct sk_hook_rec *batch_rec(lua_State *L, struct hk_call **cp)
@@ -708,11 +941,13 @@ static int setup_c(lua_State *L)
 	if (luaL_loadbuffer(L, sk_hook_skald_lua, strlen(sk_hook_skald_lua),
 			    "@scripts/skald/skald.lua"))
 		return lua_error(L);
-	lua_createtable(L, 0, 2);
+	lua_createtable(L, 0, 3);
 	lua_pushcfunction(L, hk_log);
 	lua_setfield(L, -2, "log");
 	lua_pushcfunction(L, hk_now);
 	lua_setfield(L, -2, "now");
+	lua_pushcfunction(L, sk_hook_json_open);
+	lua_setfield(L, -2, "json");
 	lua_call(L, 2, 1);
 	st->prelude_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 
@@ -726,6 +961,15 @@ static int setup_c(lua_State *L)
 
 	lua_newtable(L);
 	st->options_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
+	lua_createtable(L, 0, 3);
+	lua_pushcfunction(L, rec_index);
+	lua_setfield(L, -2, "__index");
+	lua_pushcfunction(L, rec_newindex);
+	lua_setfield(L, -2, "__newindex");
+	lua_pushboolean(L, 0);
+	lua_setfield(L, -2, "__metatable");
+	st->rec_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 
 	/* User code: text only ("t"): LuaJIT does not verify bytecode. */
 	snprintf(chunkname, sizeof(chunkname), "@%s", s->path);
@@ -787,6 +1031,7 @@ static void state_close(struct hk_state *st)
 		return;
 	if (st->L)
 		lua_close(st->L);
+	small_release(st);
 	free(st);
 }
 
@@ -801,6 +1046,7 @@ static struct hk_state *state_new(const struct sk_hook_script *s,
 	st->limit = s->lim.memory_bytes;
 	st->check_insns = SK_HOOK_CHECK_INSNS;
 	st->prelude_ref = st->mod_ref = st->options_ref = LUA_NOREF;
+	st->rec_mt_ref = LUA_NOREF;
 	L = lua_newstate(hk_alloc, st);
 	if (!L) {
 		sk_err_set(err,
@@ -971,19 +1217,42 @@ size_t sk_hook_script_memory(const struct sk_hook_script *s)
 /* ------------------------------------------------------------------ */
 /* Record sets */
 
-const uint8_t *sk_hook_recs_keep(struct sk_hook_recs *rs, const void *p,
-				 size_t n)
+/* Blocks that small copies share (one malloc per record was a cost). */
+#define HK_ARENA_BLOCK (64u << 10)
+#define HK_ARENA_SMALL 4096u
+
+static void *arena_block(struct sk_hook_recs *rs, size_t n)
 {
 	void *m = sk_xmalloc(n ? n : 1);
 
-	if (n)
-		memcpy(m, p, n);
 	if (rs->n_arena == rs->cap_arena) {
 		rs->cap_arena = rs->cap_arena ? rs->cap_arena * 2 : 16;
 		rs->arena = sk_xrealloc(rs->arena,
 					rs->cap_arena * sizeof(*rs->arena));
 	}
 	rs->arena[rs->n_arena++] = m;
+	return m;
+}
+
+const uint8_t *sk_hook_recs_keep(struct sk_hook_recs *rs, const void *p,
+				 size_t n)
+{
+	size_t need = (n + 7) & ~(size_t)7;
+	uint8_t *m;
+
+	if (n > HK_ARENA_SMALL) {
+		m = arena_block(rs, n);
+	} else {
+		if (need > rs->bump_left || !rs->bump) {
+			rs->bump = arena_block(rs, HK_ARENA_BLOCK);
+			rs->bump_left = HK_ARENA_BLOCK;
+		}
+		m = rs->bump;
+		rs->bump += need;
+		rs->bump_left -= need;
+	}
+	if (n)
+		memcpy(m, p, n);
 	return m;
 }
 
@@ -1041,7 +1310,7 @@ static int run_records_c(lua_State *L)
 {
 	struct hk_call *c = lua_touserdata(L, 1);
 	struct hk_state *st = c->st;
-	int fn, ctx, topic;
+	int fn, ctx, top;
 
 	lua_settop(L, 0);
 	lua_rawgeti(L, LUA_REGISTRYINDEX, st->mod_ref);
@@ -1053,6 +1322,7 @@ static int run_records_c(lua_State *L)
 
 		b->st = st;
 		b->gen = st->gen;
+		c->batch_ud = b;
 		luaL_getmetatable(L, "skald.batch");
 		lua_setmetatable(L, -2);
 		lua_pushvalue(L, 2);
@@ -1063,26 +1333,40 @@ static int run_records_c(lua_State *L)
 	}
 	lua_getfield(L, 1, "on_record");
 	fn = 4;
-	lua_pushstring(L, c->call->topic ? c->call->topic : "");
-	topic = 5;
+	/* Field names, interned once per call rather than per record. */
+	lua_pushliteral(L, "key");
+	lua_pushliteral(L, "value");
+	lua_pushliteral(L, "timestamp");
+	lua_pushliteral(L, "headers");
+	lua_rawgeti(L, LUA_REGISTRYINDEX, st->rec_mt_ref);
+	top = lua_gettop(L);
 	for (size_t i = 0; i < c->n; i++) {
 		struct sk_hook_rec *rec = &c->rs->r[c->idx[i]];
 
+		push_bytes(L, rec->value, rec->value_len); /* top + 1 */
+		push_rec(L, rec);			   /* top + 2 */
+		c->rec = rec;
+		c->rec_tab = lua_topointer(L, -1);
+		c->hdrs_touched = false;
 		lua_pushvalue(L, fn);
-		push_rec(L, rec, topic, c->call->partition);
+		lua_pushvalue(L, top + 2);
 		lua_pushvalue(L, ctx);
-		lua_call(L, 2, 1);
+		lua_call(L, 2, 1); /* top + 3 */
 		if (lua_isnil(L, -1) ||
 		    (lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1)))
 			rec->dropped = true;
+		else if (lua_rawequal(L, top + 3, top + 2))
+			apply_own_rec(L, c, top, rec);
 		else if (lua_istable(L, -1))
-			apply_rec(L, c, lua_gettop(L), rec);
+			apply_rec(L, c, top + 3, rec);
 		else
 			return luaL_error(L,
 					  "on_record must return the "
 					  "record (a table) or nil, got %s",
 					  luaL_typename(L, -1));
-		lua_settop(L, topic);
+		c->rec = NULL;
+		c->rec_tab = NULL;
+		lua_settop(L, top);
 		if ((i & 63) == 63)
 			check_deadline(L);
 	}

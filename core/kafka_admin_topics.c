@@ -11,6 +11,11 @@
  *
  * This is a single-node broker: a replication factor is 1 (or -1, "the
  * default") and a manual replica assignment may only name this node.
+ *
+ * Changes take effect in memory at once, and each response goes out only
+ * once they are stored durably in meta.db (sk_topics_answer_durable); if
+ * the store fails they are undone and their results become
+ * KAFKA_STORAGE_ERROR.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -293,9 +298,11 @@ static enum sk_kerr ct_create(struct sk_broker *b, const struct ct_topic *t,
 	} else if (partitions == -1) {
 		/*
 		 * Clients send -1 only from v4 (KIP-464); Kafka's broker
-		 * applies the default whatever the version, and so do we.
+		 * applies the default whatever the version, and so do we
+		 * (sk_topic_create: the matching topics: entry's, else
+		 * num.partitions).
 		 */
-		partitions = b->cfg.num_partitions;
+		partitions = -1;
 	}
 	ec = ct_configs(t, flex, &kvs, err);
 	if (ec)
@@ -319,6 +326,7 @@ int sk_kafka_create_topics(struct sk_req *req)
 	struct ct_topic *topics;
 	struct sk_str *names;
 	uint8_t *flags;
+	size_t *pos, n_pos = 0;
 	int32_t n, n_results = 0;
 
 	n = sk_rd_array(r, flex, flex ? 10 : 16);
@@ -331,7 +339,7 @@ int sk_kafka_create_topics(struct sk_req *req)
 		ct_decode_topic(r, flex, &topics[i]);
 		names[i] = topics[i].name;
 	}
-	sk_rd_i32(r); /* timeout_ms: creation is synchronous here */
+	sk_rd_i32(r); /* timeout_ms: answered once durable */
 	if (v >= 1)
 		validate_only = sk_rd_i8(r) != 0;
 	sk_rd_tags(r, flex);
@@ -345,6 +353,7 @@ int sk_kafka_create_topics(struct sk_req *req)
 	names_mark_dups(names, n, flags);
 	for (int32_t i = 0; i < n; i++)
 		n_results += !(flags[i] & NAME_REPEAT);
+	pos = sk_xmalloc((size_t)SK_MAX(n, 1) * sizeof(*pos));
 
 	if (v >= 2)
 		sk_wr_i32(&w, 0); /* throttle_time_ms */
@@ -364,6 +373,8 @@ int sk_kafka_create_topics(struct sk_req *req)
 			ec = ct_create(req->b, t, flex, validate_only, &err);
 		}
 		sk_wr_strn(&w, (const char *)t->name.p, t->name.len, flex);
+		if (ec == SK_KERR_NONE && !validate_only)
+			pos[n_pos++] = req->resp->buf.len;
 		sk_wr_i16(&w, (int16_t)ec);
 		if (v >= 1)
 			sk_wr_str(&w, ec && err.msg[0] ? err.msg : NULL, flex);
@@ -373,7 +384,9 @@ int sk_kafka_create_topics(struct sk_req *req)
 	free(topics);
 	free(names);
 	free(flags);
-	sk_resp_finish(req->resp);
+	sk_topics_answer_durable(req->b, req->resp, pos, n_pos,
+				 SK_KERR_KAFKA_STORAGE_ERROR);
+	free(pos);
 	return 0;
 }
 
@@ -408,6 +421,7 @@ int sk_kafka_delete_topics(struct sk_req *req)
 	bool flex = req->flexible;
 	struct sk_str *names;
 	uint8_t *flags;
+	size_t *pos, n_pos = 0;
 	int32_t n, n_results = 0;
 
 	n = sk_rd_array(r, flex, flex ? 1 : 2);
@@ -417,7 +431,7 @@ int sk_kafka_delete_topics(struct sk_req *req)
 	flags = sk_xcalloc((size_t)SK_MAX(n, 1), 1);
 	for (int32_t i = 0; i < n && sk_rd_ok(r); i++)
 		names[i] = rd_name(r, flex);
-	sk_rd_i32(r); /* timeout_ms: deletion is synchronous here */
+	sk_rd_i32(r); /* timeout_ms: answered once durable */
 	sk_rd_tags(r, flex);
 	if (!sk_rd_ok(r)) {
 		free(names);
@@ -428,6 +442,7 @@ int sk_kafka_delete_topics(struct sk_req *req)
 	names_mark_dups(names, n, flags);
 	for (int32_t i = 0; i < n; i++)
 		n_results += !(flags[i] & NAME_REPEAT);
+	pos = sk_xmalloc((size_t)SK_MAX(n, 1) * sizeof(*pos));
 
 	if (v >= 1)
 		sk_wr_i32(&w, 0); /* throttle_time_ms */
@@ -443,13 +458,17 @@ int sk_kafka_delete_topics(struct sk_req *req)
 		else
 			ec = dt_delete(req->b, names[i], v, &err);
 		sk_wr_strn(&w, (const char *)names[i].p, names[i].len, flex);
+		if (ec == SK_KERR_NONE)
+			pos[n_pos++] = req->resp->buf.len;
 		sk_wr_i16(&w, (int16_t)ec);
 		sk_wr_tags(&w, flex);
 	}
 	sk_wr_tags(&w, flex);
 	free(names);
 	free(flags);
-	sk_resp_finish(req->resp);
+	sk_topics_answer_durable(req->b, req->resp, pos, n_pos,
+				 SK_KERR_KAFKA_STORAGE_ERROR);
+	free(pos);
 	return 0;
 }
 
@@ -529,6 +548,7 @@ int sk_kafka_create_partitions(struct sk_req *req)
 	struct cp_topic *topics;
 	struct sk_str *names;
 	uint8_t *flags;
+	size_t *pos, n_pos = 0;
 	int32_t n, n_results = 0;
 
 	n = sk_rd_array(r, flex, flex ? 7 : 10);
@@ -541,7 +561,7 @@ int sk_kafka_create_partitions(struct sk_req *req)
 		cp_decode_topic(r, flex, &topics[i]);
 		names[i] = topics[i].name;
 	}
-	sk_rd_i32(r); /* timeout_ms: partitions are created synchronously */
+	sk_rd_i32(r); /* timeout_ms: answered once durable */
 	validate_only = sk_rd_i8(r) != 0;
 	sk_rd_tags(r, flex);
 	if (!sk_rd_ok(r)) {
@@ -554,6 +574,7 @@ int sk_kafka_create_partitions(struct sk_req *req)
 	names_mark_dups(names, n, flags);
 	for (int32_t i = 0; i < n; i++)
 		n_results += !(flags[i] & NAME_REPEAT);
+	pos = sk_xmalloc((size_t)SK_MAX(n, 1) * sizeof(*pos));
 
 	sk_wr_i32(&w, 0); /* throttle_time_ms */
 	sk_wr_array(&w, n_results, flex);
@@ -572,6 +593,8 @@ int sk_kafka_create_partitions(struct sk_req *req)
 			ec = cp_create(req->b, t, flex, validate_only, &err);
 		}
 		sk_wr_strn(&w, (const char *)t->name.p, t->name.len, flex);
+		if (ec == SK_KERR_NONE && !validate_only)
+			pos[n_pos++] = req->resp->buf.len;
 		sk_wr_i16(&w, (int16_t)ec);
 		sk_wr_str(&w, ec && err.msg[0] ? err.msg : NULL, flex);
 		sk_wr_tags(&w, flex);
@@ -580,6 +603,8 @@ int sk_kafka_create_partitions(struct sk_req *req)
 	free(topics);
 	free(names);
 	free(flags);
-	sk_resp_finish(req->resp);
+	sk_topics_answer_durable(req->b, req->resp, pos, n_pos,
+				 SK_KERR_KAFKA_STORAGE_ERROR);
+	free(pos);
 	return 0;
 }

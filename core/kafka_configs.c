@@ -7,6 +7,10 @@
  * log.retention.ms for retention.ms). The broker's own configuration
  * comes from the YAML file and cannot change at run time, so it is
  * described read-only and AlterConfigs refuses it.
+ *
+ * AlterConfigs answers once the new overrides are stored durably in
+ * meta.db; if they could not be, they are undone and the resource gets
+ * KAFKA_STORAGE_ERROR.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -457,6 +461,7 @@ int sk_kafka_alter_configs(struct sk_req *req)
 	bool flex = req->flexible;
 	bool validate_only;
 	struct ac_res *res;
+	size_t *pos, n_pos = 0;
 	int32_t n;
 
 	n = sk_rd_array(r, flex, flex ? 4 : 7);
@@ -484,6 +489,7 @@ int sk_kafka_alter_configs(struct sk_req *req)
 		return -EPROTO;
 	}
 
+	pos = sk_xmalloc((size_t)SK_MAX(n, 1) * sizeof(*pos));
 	sk_wr_i32(&w, 0); /* throttle_time_ms */
 	sk_wr_array(&w, n, flex);
 	for (int32_t i = 0; i < n; i++) {
@@ -491,6 +497,8 @@ int sk_kafka_alter_configs(struct sk_req *req)
 		enum sk_kerr ec;
 
 		ec = ac_apply(req->b, &res[i], flex, validate_only, &err);
+		if (ec == SK_KERR_NONE && !validate_only)
+			pos[n_pos++] = req->resp->buf.len;
 		sk_wr_i16(&w, (int16_t)ec);
 		sk_wr_str(&w, ec ? err.msg : NULL, flex);
 		sk_wr_i8(&w, res[i].type);
@@ -500,6 +508,8 @@ int sk_kafka_alter_configs(struct sk_req *req)
 	}
 	sk_wr_tags(&w, flex);
 	free(res);
-	sk_resp_finish(req->resp);
+	sk_topics_answer_durable(req->b, req->resp, pos, n_pos,
+				 SK_KERR_KAFKA_STORAGE_ERROR);
+	free(pos);
 	return 0;
 }

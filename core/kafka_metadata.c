@@ -62,8 +62,7 @@ static struct sk_topic *lookup_or_create(struct sk_req *req, const char *name,
 		*kerr = SK_KERR_UNKNOWN_TOPIC_OR_PARTITION;
 		return NULL;
 	}
-	*kerr = (int16_t)sk_topic_create(b, name, b->cfg.num_partitions, NULL,
-					 0, false, &err);
+	*kerr = (int16_t)sk_topic_create(b, name, -1, NULL, 0, false, &err);
 	if (*kerr) {
 		sk_debug("auto-create of '%s' refused: %s", name, err.msg);
 		return NULL;

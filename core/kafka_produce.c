@@ -38,7 +38,9 @@ struct produce_wait {
 	int32_t n_topics;
 	struct produce_part *parts;
 	size_t n_parts;
-	char *names; /* topic names copied out of the request buffer */
+	char *names;  /* topic names copied out of the request buffer */
+	char *client; /* client.id, for acks=0 refusals */
+	size_t client_len;
 	struct sk_broker *b;
 	int16_t acks;
 	int32_t hooks_left; /* hooked batches not yet appended */
@@ -76,17 +78,20 @@ static int16_t produce_one(struct sk_broker *b, struct produce_part *pp,
 		return SK_KERR_CORRUPT_MESSAGE;
 	kerr = sk_batch_validate_produce(batch, len, tp->cfg.max_message_bytes,
 					 &b->scratch, &h, &err);
+	/*
+	 * A hooked topic's batch is appended when its hooks are done; a
+	 * compacted one's keys are checked after them (a hook may set one).
+	 */
+	if (!kerr && sk_hook_produce(b, tp, part, batch, len, &pp->hw)) {
+		pp->hooked = true;
+		return SK_KERR_NONE;
+	}
 	if (!kerr && (tp->cfg.cleanup_policy & SK_CLEANUP_COMPACT))
 		kerr = sk_compact_check_keys(batch, len, &h, &b->scratch, &err);
 	if (kerr) {
 		sk_debug("produce to %s-%d refused: %s (%s)", tp->name,
 			 pp->partition, sk_kerr_name((int16_t)kerr), err.msg);
 		return (int16_t)kerr;
-	}
-	/* A hooked topic's batch is appended when its hooks are done. */
-	if (sk_hook_produce(b, tp, part, batch, len, &pp->hw)) {
-		pp->hooked = true;
-		return SK_KERR_NONE;
 	}
 	return sk_produce_append(b, tp, part, batch, len, base_offset,
 				 append_time);
@@ -156,6 +161,7 @@ static void produce_wait_free(struct produce_wait *pw)
 {
 	free(pw->parts);
 	free(pw->names);
+	free(pw->client);
 	free(pw);
 }
 
@@ -210,6 +216,27 @@ static void wait_flush(struct produce_wait *pw)
 	sk_flusher_wait(&pw->b->flusher, &pw->fw, on_durable);
 }
 
+/* Whether any part of an acks=0 produce failed (each one reported). */
+static bool acks0_refused(struct produce_wait *pw)
+{
+	bool any = false;
+
+	for (size_t i = 0; i < pw->n_parts; i++) {
+		const struct produce_part *pp = &pw->parts[i];
+
+		if (pp->kerr == SK_KERR_NONE ||
+		    (pp->first_of_topic && pp->topic_parts == 0))
+			continue;
+		if (!any)
+			sk_hook_acks0_refused(&pw->b->hooks,
+					      (const uint8_t *)pw->client,
+					      pw->client_len, pp->topic,
+					      pp->partition, pp->kerr);
+		any = true;
+	}
+	return any;
+}
+
 /* A hooked batch was appended (or refused): the last one answers. */
 static void on_hooked(struct sk_hook_wait *hw, int16_t kerr,
 		      int64_t base_offset, int64_t append_time)
@@ -225,6 +252,12 @@ static void on_hooked(struct sk_hook_wait *hw, int16_t kerr,
 		pw->any_durable = true;
 	if (--pw->hooks_left > 0)
 		return;
+	if (pw->acks == 0 && acks0_refused(pw)) {
+		/* No answer can say so: close the connection, as Kafka does. */
+		produce_wait_free(pw);
+		sk_resp_abort(resp, "a produce with acks=0 was refused");
+		return;
+	}
 	if (pw->any_durable) {
 		wait_flush(pw);
 		return;
@@ -269,6 +302,11 @@ static struct produce_wait *park(struct sk_req *req, struct produce_part *parts,
 		}
 	}
 	pw->b = req->b;
+	pw->client_len = (size_t)SK_MAX(req->client_id.len, 0);
+	pw->client = sk_xmalloc(pw->client_len + 1);
+	if (pw->client_len)
+		memcpy(pw->client, req->client_id.p, pw->client_len);
+	pw->client[pw->client_len] = '\0';
 	pw->resp = req->resp;
 	pw->version = req->api_version;
 	pw->flex = req->flexible;
@@ -312,6 +350,7 @@ int sk_kafka_produce(struct sk_req *req)
 			pp->first_of_topic = p == 0;
 			pp->topic_parts = np;
 			pp->hooked = false;
+			pp->hw.noreply = acks == 0;
 			sk_rd_tags(r, flex);
 		}
 		if (np == 0) {

@@ -29,10 +29,13 @@
  * the first bad byte (a torn tail) and the segments after a cut are
  * deleted (nothing after a tear was acknowledged: acks=all syncs every
  * earlier segment first). A bad batch in the trusted part of a closed
- * segment is damage, not a tear (see sk_partition_damaged); in the active
- * segment it is cut, as a torn tail. After a clean close the checkpoint
- * matches the active segment's size, so nothing but the last index
- * interval is read.
+ * segment is damage, not a tear (see sk_partition_damaged); so it is in
+ * the active segment: bytes the checkpoint vouches for were synced and
+ * may have been acknowledged, and cutting them would drop them silently.
+ * After a clean close the checkpoint matches the active segment's size,
+ * so nothing but the last index interval is read. Bit rot in the middle
+ * of a trusted closed segment is therefore not seen at open: the scrub
+ * (sk_partition_scrub_next, core/scrub.c) reads those back later.
  *
  * Threading: a partition is owned by the event-loop thread, which appends
  * and reads. Segments are reference counted so a reader (a queued
@@ -96,6 +99,19 @@ struct sk_partition;
 int sk_partition_open(struct sk_partition **out, const char *dir,
 		      const struct sk_log_config *cfg, struct sk_err *err);
 
+/*
+ * Where a partition sends file work its loop-thread callers must not wait
+ * for: writing the index files of the segment a roll closed, and deleting
+ * the files of segments retention or DeleteRecords removed. fn runs the
+ * job's run() on another thread and then its done() on the loop thread
+ * (core/pool.h); jobs must run in the order given (one thread). Without
+ * one (the default: tests, tools) that work runs inline. log_offload.c.
+ */
+struct sk_job;
+typedef void (*sk_log_offload_fn)(void *arg, struct sk_job *job);
+void sk_partition_set_offload(struct sk_partition *p, sk_log_offload_fn fn,
+			      void *arg);
+
 /* Apply new settings (after AlterConfigs); takes effect on the next roll. */
 void sk_partition_set_config(struct sk_partition *p,
 			     const struct sk_log_config *cfg);
@@ -110,6 +126,12 @@ void sk_partition_set_config(struct sk_partition *p,
  * rather than an fsync per file).
  */
 void sk_partition_close(struct sk_partition *p);
+/*
+ * Release without saving: close fds and free, writing and syncing nothing
+ * (a partition about to be removed, or a stop out of time). The next open
+ * recovers from the last recovery checkpoint. Safe with NULL.
+ */
+void sk_partition_abandon(struct sk_partition *p);
 
 /* Close and remove the partition directory with all its files. */
 void sk_partition_destroy(struct sk_partition *p);
@@ -139,17 +161,51 @@ int64_t sk_partition_start_offset(const struct sk_partition *p);
  * The new start is made durable before any file is removed, in
  * log-start-offset.checkpoint (written to a .tmp, fdatasync'd, renamed,
  * directory fsync'd): a crash can then neither bring deleted records back
- * nor, if segment unlinks are lost with it, move the start backwards. That
- * is two syncs on the calling (loop) thread, accepted for a rare admin
- * request; retention (below) never writes the file.
+ * nor, if segment unlinks are lost with it, move the start backwards.
+ * Retention (below) never writes the file.
  *
- * Returns 0; -ERANGE (offset < 0 or past the end offset); or a negative
- * errno when the checkpoint cannot be written, with nothing changed. A
- * segment file that cannot be removed is logged and left for the next
- * retention run; the start has moved regardless.
+ * Returns 0; -ERANGE (offset < 0 or past the end offset); -EAGAIN while a
+ * split DeleteRecords (below) is in flight on p; or a negative errno when
+ * the checkpoint cannot be written, with nothing changed. A segment file
+ * that cannot be removed is logged and left for the next retention run;
+ * the start has moved regardless. Its two syncs run on the calling
+ * thread: the loop thread uses the split form instead.
  */
 int sk_partition_delete_before(struct sk_partition *p, int64_t offset,
 			       struct sk_err *err);
+
+/*
+ * sk_partition_delete_before in three steps, so that the checkpoint's
+ * syncs run off the loop thread (DeleteRecords answers once they are
+ * done): begin on the loop thread checks the offset and rolls; run on any
+ * thread writes the checkpoint; end on the loop thread moves the start
+ * and deletes the segments below it. Runs of one partition must go in the
+ * order begun (one worker thread): each records the highest start begun
+ * so far. If the partition is closed in between, end changes nothing.
+ */
+struct sk_log_start_write {
+	struct sk_partition *p; /* NULL once the partition was closed */
+	struct sk_log_start_write *next; /* p's writes in flight */
+	char *dir;			 /* owned until end */
+	int64_t start;			 /* the log start offset to record */
+	int rc;				 /* of run */
+};
+
+/*
+ * Returns 1 when w must now be run and ended; 0 when there is nothing to
+ * do (offset at or below the start); -ERANGE, or the -errno of a failed
+ * roll, with err set.
+ */
+int sk_partition_delete_begin(struct sk_partition *p, int64_t offset,
+			      struct sk_log_start_write *w, struct sk_err *err);
+/* Any thread: write the checkpoint; sets w->rc. Touches no partition. */
+void sk_log_start_write_run(struct sk_log_start_write *w);
+/*
+ * Loop thread: apply w. Returns 0, -ECANCELED if the partition was closed
+ * meanwhile, or the -errno of the write (the start did not move); err
+ * says what. Releases w's resources in every case.
+ */
+int sk_partition_delete_end(struct sk_log_start_write *w, struct sk_err *err);
 
 /*
  * Retention, applying Kafka's rules in Kafka's order to the oldest
@@ -280,12 +336,60 @@ void sk_log_sync_end(struct sk_log_sync *s);
 bool sk_partition_check_sync(struct sk_partition *p);
 
 /*
- * True when recovery found a bad batch inside a closed segment (or
- * overlapping segments): reads at or after that offset and all appends
+ * True when recovery found a bad batch inside a closed segment or the
+ * synced part of the active one (or overlapping segments), or a scrub
+ * found one in a closed segment: reads at or after that offset and all appends
  * then fail with -EIO, and offset_for_time answers -EIO when no record
  * before the damage qualifies. The error log names the segment and offset.
  */
 bool sk_partition_damaged(const struct sk_partition *p);
+
+/*
+ * Scrubbing (core/scrub.c): reading closed segments back to find bit rot
+ * that recovery, which trusts a closed segment whose index files check
+ * out, and sendfile, which never looks at the bytes, would both miss.
+ * One chunk at a time: picked on the loop thread, verified (framing and
+ * CRC-32C of every batch) on any thread, judged on the loop thread.
+ */
+struct sk_scrub_chunk {
+	struct sk_segment *seg; /* referenced until end */
+	int64_t base;		/* its base offset */
+	int64_t pos;		/* first byte to verify: a batch boundary */
+	int64_t next;		/* offset expected there (gaps allowed) */
+	int64_t limit;		/* stop here: a batch boundary */
+	int64_t end_offset;	/* the segment's, checked at its end */
+	bool last;		/* limit is the end of the segment */
+	/* Set by run. */
+	int rc;		    /* 0, or -errno of a read */
+	bool bad;	    /* a bad batch at bad_pos */
+	int64_t bad_pos;    /* its file position */
+	int64_t bad_offset; /* the offset expected there */
+	int64_t done_pos;   /* where the next chunk starts */
+	int64_t done_next;  /* and the offset expected there */
+	char why[160];
+};
+
+/*
+ * Loop thread: turn c into the next chunk of p to verify, of at most
+ * about max_bytes. c is zeroed for the first chunk of p; afterwards it
+ * is the chunk before, a cursor: the walk goes on in its segment if that
+ * is still p's (its reference makes the comparison safe), else from the
+ * start of the next closed segment. Returns false when p has nothing
+ * left to verify (or is damaged already); c then holds no reference.
+ */
+bool sk_partition_scrub_next(struct sk_partition *p, size_t max_bytes,
+			     struct sk_scrub_chunk *c);
+/* Any thread: verify the chunk. Touches no partition. */
+void sk_scrub_chunk_run(struct sk_scrub_chunk *c);
+/*
+ * Loop thread, with p the partition the chunk came from or NULL if it
+ * was closed meanwhile: if the chunk was bad (or could not be read) and
+ * its segment is still p's, log file, position and offset and mark p
+ * damaged from there. Returns true when it did. c stays the cursor.
+ */
+bool sk_partition_scrub_end(struct sk_partition *p, struct sk_scrub_chunk *c);
+/* Drop the cursor's segment reference (the walk is over); c zeroed. */
+void sk_scrub_chunk_release(struct sk_scrub_chunk *c);
 
 /* Number of segment files (metrics and tests). */
 size_t sk_partition_segment_count(const struct sk_partition *p);

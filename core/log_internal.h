@@ -156,6 +156,26 @@ int sk_segment_write(struct sk_segment *seg, const uint8_t *buf, size_t len,
 int sk_segment_save_index(struct sk_segment *seg, bool keep_mapped,
 			  struct sk_err *err);
 
+/*
+ * The loop-thread half of sk_segment_save_index: close the time index
+ * with the segment's max timestamp (idempotent). The other half,
+ * sk_log_index_save, then only reads the entries.
+ */
+void sk_segment_seal_index(struct sk_segment *seg);
+
+/*
+ * log_offload.c, loop thread. With fn: write seg's index files (then map
+ * them and mark it index_saved) on fn's thread, and delete the files of
+ * the removed segment stem there; without: inline, as before. A failure
+ * is logged: a missing index is rebuilt at the next open; files left
+ * behind by a failed delete are found at the next open and retention
+ * deletes them again.
+ */
+void sk_log_offload_index(sk_log_offload_fn fn, void *arg, const char *dir,
+			  struct sk_segment *seg);
+void sk_log_offload_remove(sk_log_offload_fn fn, void *arg, const char *dir,
+			   const char *stem);
+
 /* fdatasync the segment file if it was written since the last sync. */
 int sk_segment_sync(struct sk_segment *seg);
 

@@ -22,16 +22,18 @@
  *   a clean close), 12 segment base offset i64, 20 size i64 (bytes of
  *   that segment synced), 28 end offset i64 (after the batch ending at
  *   size), 36 log start offset i64, 44 crc u32: CRC-32C of bytes 0-43.
- * Written to a .tmp, fdatasync'd, renamed, directory fsync'd: a torn
- * checkpoint is never durable, and a lost rename leaves the previous one,
- * which is still true (a recovery point only moves forward). Recovery
- * deletes it (durably) when it finds the log contradicting it.
+ * Written (by log_ckpt.c, as every checkpoint file) to a .tmp,
+ * fdatasync'd, renamed, directory fsync'd: a torn checkpoint is never
+ * durable, and a lost rename leaves the previous one, which is still true
+ * (a recovery point only moves forward). Recovery deletes it (durably)
+ * when it finds the log contradicting it.
  */
 #include "log_internal.h"
 
 #include "compact.h"
 #include "crc32c.h"
 #include "io.h"
+#include "log_ckpt.h"
 #include "say.h"
 
 #include <dirent.h>
@@ -85,11 +87,16 @@ struct sk_partition {
 	bool damaged;		  /* see sk_partition_damaged */
 	bool sync_failed;	  /* a sync failed: appends refused */
 	int64_t damage_offset;	  /* first offset not served when damaged */
+	/* DeleteRecords: checkpoint writes in flight, the highest start */
+	struct sk_log_start_write *start_writes;
+	int64_t pending_start;
 	/* log start offset: segs[0]->base_offset <= start <= end offset */
 	int64_t start_offset;
 	/* What the last checkpoint begun recorded (-1 base: none yet). */
 	int64_t ckpt_base, ckpt_size, ckpt_start;
 	struct sk_log_recovery rec; /* what open did */
+	sk_log_offload_fn offload;  /* file work off the loop, or NULL */
+	void *offload_arg;
 };
 
 static struct sk_segment *active(const struct sk_partition *p)
@@ -385,8 +392,8 @@ static int cut_tail(struct sk_partition *p, struct sk_segment *seg,
  * entry at or below the trusted end to their end verify. Past the trusted
  * end every batch is verified; a bad one there is a torn tail: the file is
  * cut, and for a closed segment *cut is set (the caller deletes the
- * segments after it). A bad batch in the trusted part of a closed segment
- * is damage; in the active segment it is cut too.
+ * segments after it). A bad batch in the trusted part is damage, in the
+ * active segment too: those bytes were synced, perhaps acknowledged.
  */
 static int recover_segment(struct sk_partition *p, struct recovery *r,
 			   struct sk_segment *seg, int64_t file_size,
@@ -448,21 +455,24 @@ static int recover_segment(struct sk_partition *p, struct recovery *r,
 		  SK_SCAN_CRC | SK_SCAN_INDEX | gaps, &res);
 	if (rc < 0)
 		goto io_error;
-	if (res.bad && !last && res.pos < trusted) {
-		sk_error("partition %s: closed segment %" PRId64
+	/*
+	 * Synced bytes, possibly acknowledged: cutting them would drop
+	 * records silently, in the active segment as in a closed one.
+	 */
+	if (res.bad && res.pos < trusted) {
+		sk_error("partition %s: %s segment %" PRId64
 			 " is corrupt at offset %" PRId64
-			 " (file position %" PRId64 " of %" PRId64
-			 "): %s; offsets from %" PRId64
+			 " (file %s.log, position %" PRId64 " of %" PRId64
+			 ", in its synced part): %s; offsets from %" PRId64
 			 " on will not be served and appends are refused",
-			 p->dir, seg->base_offset, res.end_offset, res.pos,
-			 file_size, res.why, res.end_offset);
+			 p->dir, last ? "active" : "closed", seg->base_offset,
+			 res.end_offset, seg->stem, res.pos, file_size, res.why,
+			 res.end_offset);
 		mark_damaged(p, res.end_offset);
 		seg->corrupt = true;
 		return 0;
 	}
 	if (res.bad) {
-		if (res.pos < trusted)
-			r->contradicted = true;
 		rc = cut_tail(p, seg, file_size, &res, err);
 		if (rc < 0)
 			return rc;
@@ -498,15 +508,20 @@ static int remove_oldest(struct sk_partition *p, size_t k, size_t *removed)
 		struct sk_segment *seg = p->segs[i];
 		char *path = sk_xasprintf("%s.log", seg->stem);
 
-		if (sk_io_unlink(path) < 0 && errno != ENOENT) {
+		if (p->offload) {
+			/* Off the loop: log_offload.c logs a failure. */
+			sk_log_offload_remove(p->offload, p->offload_arg,
+					      p->dir, seg->stem);
+		} else if (sk_io_unlink(path) < 0 && errno != ENOENT) {
 			rc = -errno;
 			sk_error("partition %s: cannot delete segment %s: %s",
 				 p->dir, path, strerror(-rc));
 			free(path);
 			break;
+		} else {
+			sk_log_index_unlink(seg->stem);
 		}
 		free(path);
-		sk_log_index_unlink(seg->stem);
 		sk_debug("partition %s: deleted segment %" PRId64
 			 " (offsets %" PRId64 "-%" PRId64 ", %" PRId64
 			 " bytes)",
@@ -541,67 +556,6 @@ static size_t count_below_start(const struct sk_partition *p)
 }
 
 /*
- * Make start the durable log start offset: the checkpoint is written to
- * a .tmp, synced and renamed over the old one, then the directory is
- * synced. Fails (nothing changed) before the rename; a failed directory
- * sync after it only leaves the rename's durability in doubt, as the file
- * holding the new value is synced, so it is logged and the new start
- * stands (the old value, should it come back, is a valid earlier start).
- */
-static int write_start_checkpoint(struct sk_partition *p, int64_t start,
-				  struct sk_err *err)
-{
-	char *path = sk_xasprintf("%s/%s", p->dir, SK_START_CKPT);
-	char *tmp = sk_xasprintf("%s.tmp", path);
-	uint8_t buf[SK_START_CKPT_SIZE];
-	ssize_t w;
-	int fd, rc = 0;
-
-	sk_put_be32(buf, SK_START_CKPT_MAGIC);
-	sk_put_be32(buf + 4, SK_START_CKPT_VERSION);
-	sk_put_be64(buf + 8, (uint64_t)start);
-	sk_put_be32(buf + 16, sk_crc32c(0, buf, 16));
-
-	fd = sk_io_open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0) {
-		rc = -errno;
-		goto fail;
-	}
-	do
-		w = sk_io_pwrite(fd, buf, sizeof(buf), 0);
-	while (w < 0 && errno == EINTR);
-	if (w != (ssize_t)sizeof(buf))
-		rc = w < 0 ? -errno : -ENOSPC;
-	else if (sk_io_fdatasync(fd) < 0)
-		rc = -errno;
-	if (sk_io_close(fd) < 0 && rc == 0)
-		rc = -errno;
-	if (rc == 0 && sk_io_rename(tmp, path) < 0)
-		rc = -errno;
-	if (rc < 0) {
-		sk_io_unlink(tmp);
-		goto fail;
-	}
-	rc = fsync_dir(p->dir);
-	if (rc < 0)
-		sk_warn("partition %s: cannot sync the directory after "
-			"writing %s: %s",
-			p->dir, SK_START_CKPT, strerror(-rc));
-	free(tmp);
-	free(path);
-	return 0;
-
-fail:
-	sk_err_setc(err, rc,
-		    "partition %s: cannot write the log start offset to %s: "
-		    "%s",
-		    p->dir, tmp, strerror(-rc));
-	free(tmp);
-	free(path);
-	return rc;
-}
-
-/*
  * The start offset DeleteRecords recorded, when it is inside the log
  * (above the first segment's base, at most the end offset); -1 otherwise.
  * A damaged or misplaced checkpoint is ignored with a warning: the start
@@ -610,56 +564,38 @@ fail:
  */
 static int64_t read_start_checkpoint(struct sk_partition *p)
 {
-	char *path = sk_xasprintf("%s/%s", p->dir, SK_START_CKPT);
-	char *tmp = sk_xasprintf("%s.tmp", path);
+	char *tmp = sk_xasprintf("%s/%s.tmp", p->dir, SK_START_CKPT);
 	int64_t first = p->segs[0]->base_offset, start = -1;
 	int64_t end = active(p)->end_offset;
-	uint8_t buf[SK_START_CKPT_SIZE + 1];
-	const char *why = NULL;
-	ssize_t n;
-	int fd;
+	uint8_t buf[SK_START_CKPT_SIZE];
+	const char *why;
+	int rc;
 
 	/* A .tmp never renamed was never acknowledged. */
 	if (sk_io_unlink(tmp) < 0 && errno != ENOENT)
 		sk_warn("partition %s: cannot remove %s: %s", p->dir, tmp,
 			strerror(errno));
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		if (errno != ENOENT)
-			sk_warn("partition %s: cannot open %s, ignoring it: %s",
-				p->dir, path, strerror(errno));
-		goto out;
-	}
-	n = pread(fd, buf, sizeof(buf), 0);
-	close(fd);
-	if (n != SK_START_CKPT_SIZE)
-		why = n < 0 ? strerror(errno) : "wrong size";
-	else if (sk_be32(buf) != SK_START_CKPT_MAGIC ||
-		 sk_be32(buf + 4) != SK_START_CKPT_VERSION)
-		why = "bad magic or version";
-	else if (sk_be32(buf + 16) != sk_crc32c(0, buf, 16))
-		why = "CRC mismatch";
-	if (why) {
-		sk_warn("partition %s: ignoring %s: %s; the log starts at "
+	free(tmp);
+	rc = sk_ckpt_read(p->dir, SK_START_CKPT, SK_START_CKPT_MAGIC,
+			  SK_START_CKPT_VERSION, buf, sizeof(buf), &why);
+	if (rc == -ENOENT)
+		return -1;
+	if (rc < 0) {
+		sk_warn("partition %s: ignoring %s/%s: %s; the log starts at "
 			"offset %" PRId64,
-			p->dir, path, why, first);
-		goto out;
+			p->dir, p->dir, SK_START_CKPT, why, first);
+		return -1;
 	}
 	start = (int64_t)sk_be64(buf + 8);
 	if (start > end) {
-		sk_warn("partition %s: ignoring %s: log start offset %" PRId64
-			" is past the end offset %" PRId64
+		sk_warn("partition %s: ignoring %s/%s: log start offset "
+			"%" PRId64 " is past the end offset %" PRId64
 			"; the log starts at offset %" PRId64,
-			p->dir, path, start, end, first);
-		start = -1;
-	} else if (start <= first) {
-		/* Retention has deleted past it: nothing to apply. */
-		start = -1;
+			p->dir, p->dir, SK_START_CKPT, start, end, first);
+		return -1;
 	}
-out:
-	free(tmp);
-	free(path);
-	return start;
+	/* At or below the first base: retention has deleted past it. */
+	return start > first ? start : -1;
 }
 
 /*
@@ -668,21 +604,13 @@ out:
  */
 static int64_t peek_start_checkpoint(const char *dir)
 {
-	char *path = sk_xasprintf("%s/%s", dir, SK_START_CKPT);
 	uint8_t buf[SK_START_CKPT_SIZE];
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	int64_t start = -1;
+	const char *why;
 
-	free(path);
-	if (fd < 0)
+	if (sk_ckpt_read(dir, SK_START_CKPT, SK_START_CKPT_MAGIC,
+			 SK_START_CKPT_VERSION, buf, sizeof(buf), &why) < 0)
 		return -1;
-	if (pread(fd, buf, sizeof(buf), 0) == (ssize_t)sizeof(buf) &&
-	    sk_be32(buf) == SK_START_CKPT_MAGIC &&
-	    sk_be32(buf + 4) == SK_START_CKPT_VERSION &&
-	    sk_be32(buf + 16) == sk_crc32c(0, buf, 16))
-		start = (int64_t)sk_be64(buf + 8);
-	close(fd);
-	return start;
+	return (int64_t)sk_be64(buf + 8);
 }
 
 /*
@@ -727,59 +655,33 @@ static void drop_below_start(struct sk_partition *p,
 	p->dir_dirty = true;
 }
 
-/* Encode the recovery checkpoint for p as it is now. */
+/*
+ * Encode the recovery checkpoint for p as it is now (magic, version and
+ * CRC are added when it is written).
+ */
 static void ckpt_encode(const struct sk_partition *p, bool clean, uint8_t *buf)
 {
 	const struct sk_segment *seg = active(p);
 
-	sk_put_be32(buf, SK_RECOVERY_CKPT_MAGIC);
-	sk_put_be32(buf + 4, SK_RECOVERY_CKPT_VERSION);
+	memset(buf, 0, SK_LOG_CKPT_SIZE);
 	sk_put_be32(buf + 8, clean ? SK_RECOVERY_CKPT_CLEAN : 0);
 	sk_put_be64(buf + 12, (uint64_t)seg->base_offset);
 	sk_put_be64(buf + 20, (uint64_t)seg->size);
 	sk_put_be64(buf + 28, (uint64_t)seg->end_offset);
 	sk_put_be64(buf + 36, (uint64_t)p->start_offset);
-	sk_put_be32(buf + 44, sk_crc32c(0, buf, 44));
 }
 
 /*
- * Write recovery.checkpoint into dir: .tmp, fdatasync, rename, directory
- * fsync; without durable, only the .tmp and the rename (a clean close:
- * the broker syncs the file system once at the end, see broker.c; a
- * checkpoint lost or torn meanwhile costs a scan, nothing else). Any
- * thread (it touches no partition). Returns 0 or -errno.
+ * Write recovery.checkpoint into dir; without durable, only the .tmp and
+ * the rename (a clean close: the broker syncs the file system once at the
+ * end, see broker.c; a checkpoint lost or torn meanwhile costs a scan,
+ * nothing else). Any thread (it touches no partition). 0 or -errno.
  */
-static int ckpt_write(const char *dir, const uint8_t *buf, bool durable)
+static int ckpt_write(const char *dir, uint8_t *buf, bool durable)
 {
-	char *path = sk_xasprintf("%s/%s", dir, SK_RECOVERY_CKPT);
-	char *tmp = sk_xasprintf("%s.tmp", path);
-	ssize_t w;
-	int fd, rc = 0;
-
-	fd = sk_io_open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0) {
-		rc = -errno;
-		goto out;
-	}
-	do
-		w = sk_io_pwrite(fd, buf, SK_LOG_CKPT_SIZE, 0);
-	while (w < 0 && errno == EINTR);
-	if (w != SK_LOG_CKPT_SIZE)
-		rc = w < 0 ? -errno : -ENOSPC;
-	else if (durable && sk_io_fdatasync(fd) < 0)
-		rc = -errno;
-	if (sk_io_close(fd) < 0 && rc == 0)
-		rc = -errno;
-	if (rc == 0 && sk_io_rename(tmp, path) < 0)
-		rc = -errno;
-	if (rc < 0)
-		sk_io_unlink(tmp);
-	else if (durable)
-		rc = fsync_dir(dir);
-out:
-	free(tmp);
-	free(path);
-	return rc;
+	return sk_ckpt_write(dir, SK_RECOVERY_CKPT, SK_RECOVERY_CKPT_MAGIC,
+			     SK_RECOVERY_CKPT_VERSION, buf, SK_LOG_CKPT_SIZE,
+			     durable, NULL);
 }
 
 /*
@@ -788,51 +690,37 @@ out:
  */
 static void ckpt_read(struct sk_partition *p, struct recovery_ckpt *ck)
 {
-	char *path = sk_xasprintf("%s/%s", p->dir, SK_RECOVERY_CKPT);
-	char *tmp = sk_xasprintf("%s.tmp", path);
-	uint8_t buf[SK_LOG_CKPT_SIZE + 1];
+	char *tmp = sk_xasprintf("%s/%s.tmp", p->dir, SK_RECOVERY_CKPT);
+	uint8_t buf[SK_LOG_CKPT_SIZE];
 	const char *why = NULL;
-	ssize_t n;
-	int fd;
+	int rc;
 
 	memset(ck, 0, sizeof(*ck));
 	/* Never renamed into place, so never relied on. */
 	if (sk_io_unlink(tmp) < 0 && errno != ENOENT)
 		sk_warn("partition %s: cannot remove %s: %s", p->dir, tmp,
 			strerror(errno));
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		if (errno != ENOENT)
-			why = strerror(errno);
-		goto out;
-	}
-	n = pread(fd, buf, sizeof(buf), 0);
-	close(fd);
-	if (n != SK_LOG_CKPT_SIZE)
-		why = n < 0 ? strerror(errno) : "wrong size";
-	else if (sk_be32(buf) != SK_RECOVERY_CKPT_MAGIC ||
-		 sk_be32(buf + 4) != SK_RECOVERY_CKPT_VERSION)
-		why = "bad magic or version";
-	else if (sk_be32(buf + 44) != sk_crc32c(0, buf, 44))
-		why = "CRC mismatch";
-	if (why)
-		goto out;
-	ck->clean = sk_be32(buf + 8) & SK_RECOVERY_CKPT_CLEAN;
-	ck->base = (int64_t)sk_be64(buf + 12);
-	ck->size = (int64_t)sk_be64(buf + 20);
-	ck->end = (int64_t)sk_be64(buf + 28);
-	ck->start = (int64_t)sk_be64(buf + 36);
-	if (ck->base < 0 || ck->size < 0 || ck->end < ck->base || ck->start < 0)
-		why = "values out of range";
-	else
-		ck->valid = true;
-out:
-	if (why)
-		sk_warn("partition %s: ignoring %s: %s; every segment will be "
-			"scanned",
-			p->dir, path, why);
 	free(tmp);
-	free(path);
+	rc = sk_ckpt_read(p->dir, SK_RECOVERY_CKPT, SK_RECOVERY_CKPT_MAGIC,
+			  SK_RECOVERY_CKPT_VERSION, buf, sizeof(buf), &why);
+	if (rc == -ENOENT)
+		return;
+	if (rc == 0) {
+		ck->clean = sk_be32(buf + 8) & SK_RECOVERY_CKPT_CLEAN;
+		ck->base = (int64_t)sk_be64(buf + 12);
+		ck->size = (int64_t)sk_be64(buf + 20);
+		ck->end = (int64_t)sk_be64(buf + 28);
+		ck->start = (int64_t)sk_be64(buf + 36);
+		if (ck->base < 0 || ck->size < 0 || ck->end < ck->base ||
+		    ck->start < 0)
+			why = "values out of range";
+		else
+			ck->valid = true;
+	}
+	if (why)
+		sk_warn("partition %s: ignoring %s/%s: %s; every segment will "
+			"be scanned",
+			p->dir, p->dir, SK_RECOVERY_CKPT, why);
 }
 
 /* How much of the segment at base the checkpoint vouches for. */
@@ -935,6 +823,9 @@ static void release(struct sk_partition *p, bool save)
 				"cover",
 				p->dir, SK_RECOVERY_CKPT, strerror(-rc));
 	}
+	/* Their end finds the partition gone. */
+	for (struct sk_log_start_write *w = p->start_writes; w; w = w->next)
+		w->p = NULL;
 	for (size_t i = 0; i < p->nsegs; i++)
 		sk_segment_unref(p->segs[i]);
 	free(p->segs);
@@ -1174,6 +1065,13 @@ fail:
 	return rc;
 }
 
+void sk_partition_set_offload(struct sk_partition *p, sk_log_offload_fn fn,
+			      void *arg)
+{
+	p->offload = fn;
+	p->offload_arg = arg;
+}
+
 void sk_partition_set_config(struct sk_partition *p,
 			     const struct sk_log_config *cfg)
 {
@@ -1184,6 +1082,12 @@ void sk_partition_close(struct sk_partition *p)
 {
 	if (p)
 		release(p, true);
+}
+
+void sk_partition_abandon(struct sk_partition *p)
+{
+	if (p)
+		release(p, false);
 }
 
 void sk_partition_destroy(struct sk_partition *p)
@@ -1203,6 +1107,124 @@ void sk_partition_destroy(struct sk_partition *p)
 bool sk_partition_damaged(const struct sk_partition *p)
 {
 	return p->damaged;
+}
+
+/* Position of the first offset entry past pos, or the segment's size. */
+static int64_t entry_after(const struct sk_segment *seg, int64_t pos)
+{
+	size_t lo = 0, hi = seg->idx.off.n;
+	uint32_t rel, at;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		sk_log_index_offset_at(&seg->idx, mid, &rel, &at);
+		if ((int64_t)at <= pos)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == seg->idx.off.n)
+		return seg->size;
+	sk_log_index_offset_at(&seg->idx, lo, &rel, &at);
+	return at;
+}
+
+bool sk_partition_scrub_next(struct sk_partition *p, size_t max_bytes,
+			     struct sk_scrub_chunk *c)
+{
+	struct sk_segment *prev = c->seg, *seg;
+	size_t i = 0, closed = p->nsegs - 1;
+	int64_t pos = 0, next, limit;
+
+	if (prev) {
+		/* Bases rise: find where prev is, or would be. */
+		while (i < closed &&
+		       p->segs[i]->base_offset < prev->base_offset)
+			i++;
+		if (i < closed && p->segs[i] == prev) {
+			if (c->done_pos < prev->size && !prev->corrupt)
+				pos = c->done_pos;
+			else
+				i++;
+		}
+		/* Else prev was replaced (compaction): the new file anew. */
+	}
+	while (i < closed && p->segs[i]->corrupt)
+		i++;
+	if (p->damaged || i >= closed) {
+		sk_scrub_chunk_release(c);
+		return false;
+	}
+	seg = p->segs[i];
+	next = pos ? c->done_next : seg->base_offset;
+	if (seg != prev) {
+		sk_segment_ref(seg);
+		sk_segment_unref(prev);
+	}
+	memset(c, 0, sizeof(*c));
+	c->seg = seg;
+	c->base = seg->base_offset;
+	c->pos = pos;
+	c->next = next;
+	c->end_offset = seg->end_offset;
+	/* End on a batch boundary the index knows, or at the end. */
+	limit = (uint64_t)max_bytes >= (uint64_t)(seg->size - pos)
+			? seg->size
+			: sk_log_index_floor_pos(
+				  &seg->idx,
+				  (uint32_t)(pos + (int64_t)max_bytes));
+	if (limit <= pos)
+		limit = entry_after(seg, pos);
+	c->limit = limit;
+	c->last = limit == seg->size;
+	c->done_pos = pos;
+	c->done_next = next;
+	return true;
+}
+
+void sk_scrub_chunk_release(struct sk_scrub_chunk *c)
+{
+	sk_segment_unref(c->seg);
+	memset(c, 0, sizeof(*c));
+}
+
+bool sk_partition_scrub_end(struct sk_partition *p, struct sk_scrub_chunk *c)
+{
+	struct sk_segment *seg = c->seg;
+	bool mine = false;
+
+	if (!p || (!c->bad && c->rc == 0))
+		return false;
+	for (size_t i = 0; i + 1 < p->nsegs && !mine; i++)
+		mine = p->segs[i] == seg;
+	if (!mine || seg->corrupt)
+		return false;
+	if (c->rc < 0) {
+		/* A disk that cannot read it back has lost it as surely. */
+		c->bad_pos = c->pos;
+		c->bad_offset = c->next;
+		snprintf(c->why, sizeof(c->why), "read error: %s",
+			 strerror(-c->rc));
+	}
+	sk_error("partition %s: scrub found bit rot in closed segment %s.log "
+		 "at file position %" PRId64 " (offset %" PRId64 "): %s; "
+		 "offsets from %" PRId64
+		 " on will not be served and appends are refused",
+		 p->dir, seg->stem, c->bad_pos, c->bad_offset, c->why,
+		 c->bad_offset);
+	mark_damaged(p, c->bad_offset);
+	/*
+	 * As if recovery had found it: the segment ends before the bad
+	 * batch, so that no read of the batches before it runs into it.
+	 */
+	seg->corrupt = true;
+	seg->size = c->bad_pos;
+	seg->end_offset = c->bad_offset;
+	seg->index_saved = false;
+	/* The walk of this partition is over. */
+	c->done_pos = seg->size;
+	return true;
 }
 
 size_t sk_partition_segment_count(const struct sk_partition *p)
@@ -1232,23 +1254,20 @@ static const char *roll_reason(const struct sk_partition *p,
 /*
  * Start a new segment at the end offset. The new file is created first,
  * so a failure leaves the partition as it was. The old segment's index
- * goes to disk now (a page-cache write and a rename; their durability is
- * lazy, as a lost index is rebuilt).
+ * goes to disk off the loop (sk_partition_set_offload; a page-cache write
+ * and a rename, their durability lazy, as a lost index is rebuilt).
  */
 static int roll(struct sk_partition *p, const char *reason, struct sk_err *err)
 {
 	struct sk_segment *old = active(p), *seg;
 	int64_t file_size;
-	struct sk_err e;
 	int rc;
 
 	rc = sk_segment_open(&seg, p->dir, old->end_offset, true, &file_size,
 			     err);
 	if (rc < 0)
 		return rc;
-	if (sk_segment_save_index(old, true, &e) < 0)
-		sk_warn("partition %s: %s (rebuilt at the next open)", p->dir,
-			e.msg);
+	sk_log_offload_index(p->offload, p->offload_arg, p->dir, old);
 	push_segment(p, seg);
 	p->dir_dirty = true;
 	sk_debug("partition %s: rolled to segment %" PRId64 " (%s)", p->dir,
@@ -1307,13 +1326,13 @@ int64_t sk_partition_start_offset(const struct sk_partition *p)
 	return p->start_offset;
 }
 
-int sk_partition_delete_before(struct sk_partition *p, int64_t offset,
-			       struct sk_err *err)
+int sk_partition_delete_begin(struct sk_partition *p, int64_t offset,
+			      struct sk_log_start_write *w, struct sk_err *err)
 {
 	int64_t end = sk_partition_end_offset(p);
-	size_t removed;
 	int rc;
 
+	memset(w, 0, sizeof(*w));
 	if (offset < 0 || offset > end)
 		return sk_err_setc(err, -ERANGE,
 				   "partition %s: offset %" PRId64
@@ -1333,13 +1352,103 @@ int sk_partition_delete_before(struct sk_partition *p, int64_t offset,
 		if (rc < 0)
 			return rc;
 	}
-	rc = write_start_checkpoint(p, offset, err);
+	/*
+	 * Writes run in the order begun (one thread): each records the
+	 * highest start asked for so far, so the last to land is the
+	 * highest and the durable start never goes back.
+	 */
+	if (offset > p->pending_start)
+		p->pending_start = offset;
+	w->start = p->pending_start;
+	w->dir = sk_xstrdup(p->dir);
+	w->p = p;
+	w->next = p->start_writes;
+	p->start_writes = w;
+	return 1;
+}
+
+void sk_log_start_write_run(struct sk_log_start_write *w)
+{
+	uint8_t buf[SK_START_CKPT_SIZE];
+	bool renamed;
+	int rc;
+
+	sk_put_be64(buf + 8, (uint64_t)w->start);
+	rc = sk_ckpt_write(w->dir, SK_START_CKPT, SK_START_CKPT_MAGIC,
+			   SK_START_CKPT_VERSION, buf, sizeof(buf), true,
+			   &renamed);
+	/*
+	 * Only the directory sync failed: the file holding the new value
+	 * is synced, so the rename's durability alone is in doubt, and the
+	 * old value, should it come back, is a valid earlier start.
+	 */
+	if (rc < 0 && renamed) {
+		sk_warn("partition %s: cannot sync the directory after "
+			"writing %s: %s",
+			w->dir, SK_START_CKPT, strerror(-rc));
+		rc = 0;
+	}
+	w->rc = rc;
+}
+
+int sk_partition_delete_end(struct sk_log_start_write *w, struct sk_err *err)
+{
+	struct sk_partition *p = w->p;
+	size_t removed;
+	int rc = w->rc;
+
+	if (p) {
+		struct sk_log_start_write **pp = &p->start_writes;
+
+		while (*pp != w)
+			pp = &(*pp)->next;
+		*pp = w->next;
+	}
+	if (rc < 0 && p) {
+		/* What failed was never asked for by the writes still due. */
+		p->pending_start = p->start_offset;
+		for (struct sk_log_start_write *o = p->start_writes; o;
+		     o = o->next)
+			p->pending_start = SK_MAX(p->pending_start, o->start);
+	}
+	if (rc < 0)
+		sk_err_setc(err, rc,
+			    "partition %s: cannot write the log start offset "
+			    "to %s/%s: %s",
+			    w->dir, w->dir, SK_START_CKPT, strerror(-rc));
+	else if (!p)
+		rc = sk_err_setc(err, -ECANCELED,
+				 "partition %s was closed during DeleteRecords",
+				 w->dir);
+	free(w->dir);
+	w->dir = NULL;
+	w->p = NULL;
 	if (rc < 0)
 		return rc;
-	p->start_offset = offset;
+	if (w->start > p->start_offset)
+		p->start_offset = w->start;
 	/* Errors are logged; the next retention run retries. */
 	remove_oldest(p, count_below_start(p), &removed);
 	return 0;
+}
+
+int sk_partition_delete_before(struct sk_partition *p, int64_t offset,
+			       struct sk_err *err)
+{
+	struct sk_log_start_write w;
+	int rc;
+
+	/* A write in flight elsewhere could land after this one. */
+	if (p->start_writes)
+		return sk_err_setc(err, -EAGAIN,
+				   "partition %s: a DeleteRecords is in "
+				   "progress; try again",
+				   p->dir);
+	rc = sk_partition_delete_begin(p, offset, &w, err);
+	if (rc <= 0)
+		return rc;
+	sk_log_start_write_run(&w);
+	return sk_partition_delete_end(&w, err);
 }
 
 /*

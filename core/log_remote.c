@@ -100,7 +100,10 @@ struct sk_remote_part {
 	int64_t backoff_ms;
 	uint32_t failures; /* consecutive copy failures */
 	bool warned_compact;
-	struct sk_list link; /* in sk_remote.parts */
+	const char *copy_key; /* of the copy in flight (the copy owns it) */
+	uint64_t swept_gen;   /* sk_remote.sweep_gen when last swept */
+	bool keep_orphans;    /* a damaged manifest was set aside */
+	struct sk_list link;  /* in sk_remote.parts */
 };
 
 struct sk_remote {
@@ -115,9 +118,13 @@ struct sk_remote {
 	long inflight;	      /* jobs and tier operations */
 	uint64_t seq;	      /* for unique segment keys */
 	bool stopped;
+	/* the orphan sweep: one partition at a time, each once a round */
+	bool sweeping;
+	uint64_t sweep_gen; /* the round */
+	int64_t sweep_at;   /* monotonic ms: the next round */
 	struct sk_metric *m_copied, *m_copy_bytes, *m_copy_failures, *m_deleted,
 		*m_local_deleted, *m_reads, *m_read_failures, *m_cache_bytes,
-		*m_lag;
+		*m_lag, *m_orphans;
 };
 
 static void rp_put(struct sk_remote_part *rp);
@@ -483,6 +490,13 @@ static void manifest_load(struct sk_remote_part *rp)
 	const char *why = NULL;
 	bool ended = false;
 
+	{
+		/* Its objects may be needed to recover: never swept. */
+		char *bad = sk_xasprintf("%s.bad", path);
+
+		rp->keep_orphans = access(bad, F_OK) == 0;
+		free(bad);
+	}
 	if (!f) {
 		if (errno != ENOENT)
 			sk_error("remote: cannot read %s: %s", path,
@@ -556,6 +570,7 @@ static void manifest_load(struct sk_remote_part *rp)
 			sk_warn("remote: cannot rename %s: %s", path,
 				strerror(errno));
 		free(bad);
+		rp->keep_orphans = true;
 		while (rp->n)
 			rseg_put(rp->segs[--rp->n]);
 	}
@@ -739,6 +754,7 @@ static void copy_uploaded(void *arg, const struct sk_tier_result *res)
 
 	r->inflight--;
 	rp->copying = false;
+	rp->copy_key = NULL;
 	if (res->rc == 0 && rp->tp) {
 		struct rseg *e = sk_xcalloc(1, sizeof(*e));
 		uint64_t bytes = 0;
@@ -836,6 +852,7 @@ static size_t copy_next(struct sk_remote_part *rp)
 	c->job.run = copy_run;
 	c->job.done = copy_ready;
 	rp->copying = true;
+	rp->copy_key = c->key;
 	rp->refs++;
 	r->inflight++;
 	sk_pool_submit(r->pool, &c->job);
@@ -1282,20 +1299,293 @@ int sk_remote_offset_for_time(struct sk_broker *b, struct sk_tpart *tp,
 
 		if (e->max_ts < ts || e->end <= rp->start)
 			continue;
-		if (e->state == RC_READY &&
-		    sk_segment_find_time(e->cached, ts,
-					 SK_MAX(e->base, rp->start), offset,
-					 timestamp) == 0)
-			return 0;
+		if (e->state == RC_READY) {
+			if (sk_segment_find_time(e->cached, ts,
+						 SK_MAX(e->base, rp->start),
+						 offset, timestamp) == 0)
+				return 0;
+			continue;
+		}
 		if (e->state == RC_NONE ||
 		    (e->state == RC_FAILED && sk_mono_ms() >= e->failed_until))
 			load_start(rp, e);
-		/* Not cached: the segment's start, records may be older. */
-		*offset = SK_MAX(e->base, rp->start);
-		*timestamp = -1;
-		return 0;
+		/*
+		 * The answer is in the segment's records, which are not here
+		 * yet: a retriable error (KAFKA_STORAGE_ERROR) while they
+		 * download, and the client's retry finds them cached.
+		 */
+		return e->state == RC_FAILED ? -EIO : -EAGAIN;
 	}
 	return sk_partition_offset_for_time(tp->log, ts, offset, timestamp);
+}
+
+/* ------------------------------------------------------------------ */
+/* Sweeping orphaned objects */
+
+/*
+ * An object nobody references: left by a copy interrupted between its
+ * upload and the manifest write (a crash, a failed manifest write whose
+ * copy is redone under a new key), or by a delete that failed. Every
+ * remote.log.orphan.sweep.interval.ms each partition's objects are listed
+ * (one partition per periodic run, one list or delete in flight at a
+ * time), and those of segments that neither the manifest, nor the deletes
+ * waiting for it, nor the copy in flight name, and whose key says they
+ * were created more than remote.log.orphan.grace.ms ago, are deleted.
+ */
+struct sweep {
+	struct sk_remote_part *rp;
+	char **keys;	/* segment keys of orphans, owned */
+	uint8_t *masks; /* bit f: the object key + suffixes[f] exists */
+	int64_t *ages;	/* ms */
+	size_t n, cap, next;
+	struct skald_tier_segment ts;
+	struct skald_tier_file files[N_FILES];
+	const struct skald_tier_file *fp[N_FILES];
+};
+
+static void sweep_next(struct sweep *sw);
+
+/*
+ * Split an object key "TOPIC/P/BASE-TIMESEQ.suffix" of rp into its
+ * segment key (into seg), base offset, creation time and suffix index.
+ * false for anything else, which the sweep leaves alone.
+ */
+static bool orphan_parse(const struct sk_remote_part *rp, const char *key,
+			 char *seg, size_t cap, int64_t *base, int64_t *ms,
+			 int *suffix)
+{
+	const char *name = strrchr(key, '/'), *dot, *dash;
+	size_t dir = name ? (size_t)(name - key) + 1 : 0, hex;
+	char prefix[300], digits[32];
+	char *end;
+
+	snprintf(prefix, sizeof(prefix), "%s/%d/", rp->topic, rp->partition);
+	if (!name || dir != strlen(prefix) || strncmp(key, prefix, dir) != 0)
+		return false;
+	name++;
+	dot = strchr(name, '.');
+	dash = strchr(name, '-');
+	if (!dot || !dash || dash - name != 20 || dash > dot)
+		return false;
+	*suffix = -1;
+	for (int f = 0; f < N_FILES; f++)
+		if (strcmp(dot, suffixes[f]) == 0)
+			*suffix = f;
+	hex = (size_t)(dot - dash - 1);
+	if (*suffix < 0 || hex < 5 || hex - 4 >= sizeof(digits) ||
+	    (size_t)(dot - key) >= cap)
+		return false;
+	for (const char *p = name; p < dash; p++)
+		if (*p < '0' || *p > '9')
+			return false;
+	for (const char *p = dash + 1; p < dot; p++)
+		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+			return false;
+	*base = strtoll(name, NULL, 10);
+	memcpy(digits, dash + 1, hex - 4);
+	digits[hex - 4] = '\0';
+	*ms = (int64_t)strtoull(digits, &end, 16);
+	memcpy(seg, key, (size_t)(dot - key));
+	seg[dot - key] = '\0';
+	return true;
+}
+
+/* Whether segment key seg (at base) is named by rp or being copied. */
+static bool referenced(const struct sk_remote_part *rp, const char *seg,
+		       int64_t base)
+{
+	const struct rseg *e = entry_at(rp, base);
+
+	if ((e && strcmp(e->key, seg) == 0) ||
+	    (rp->copy_key && strcmp(rp->copy_key, seg) == 0))
+		return true;
+	for (size_t i = 0; i < rp->n_drops; i++)
+		if (strcmp(rp->drops[i]->key, seg) == 0)
+			return true;
+	return false;
+}
+
+static void sweep_finish(struct sweep *sw)
+{
+	struct sk_remote_part *rp = sw->rp;
+
+	rp->r->sweeping = false;
+	rp->swept_gen = rp->r->sweep_gen;
+	for (size_t i = 0; i < sw->n; i++)
+		free(sw->keys[i]);
+	free(sw->keys);
+	free(sw->masks);
+	free(sw->ages);
+	free(sw);
+	rp_put(rp);
+}
+
+static void sweep_listed(void *arg, const struct sk_tier_result *res)
+{
+	struct sweep *sw = arg;
+	struct sk_remote_part *rp = sw->rp;
+	struct sk_remote *r = rp->r;
+	int64_t now = sk_now_ms();
+	char seg[1100];
+
+	r->inflight--;
+	if (res->rc) {
+		if (res->rc != -ESHUTDOWN)
+			sk_warn("remote: topic %s partition %d: cannot list "
+				"its objects in %s for the orphan sweep: %s%s%s",
+				rp->topic, rp->partition, sk_tier_name(r->tier),
+				strerror(-res->rc), res->msg[0] ? ": " : "",
+				res->msg);
+		sweep_finish(sw);
+		return;
+	}
+	for (size_t i = 0; i < res->n && rp->tp; i++) {
+		int64_t base, ms;
+		int f;
+		size_t k = 0;
+
+		if (!orphan_parse(rp, res->keys[i], seg, sizeof(seg), &base,
+				  &ms, &f) ||
+		    now - ms < r->b->cfg.remote_orphan_grace_ms ||
+		    referenced(rp, seg, base))
+			continue;
+		while (k < sw->n && strcmp(sw->keys[k], seg) != 0)
+			k++;
+		if (k == sw->n) {
+			if (sw->n == sw->cap) {
+				sw->cap = sw->cap ? 2 * sw->cap : 8;
+				sw->keys = sk_xrealloc(
+					sw->keys, sw->cap * sizeof(*sw->keys));
+				sw->masks = sk_xrealloc(
+					sw->masks,
+					sw->cap * sizeof(*sw->masks));
+				sw->ages = sk_xrealloc(
+					sw->ages, sw->cap * sizeof(*sw->ages));
+			}
+			sw->keys[k] = sk_xstrdup(seg);
+			sw->masks[k] = 0;
+			sw->ages[k] = now - ms;
+			sw->n++;
+		}
+		sw->masks[k] |= (uint8_t)(1u << f);
+	}
+	sweep_next(sw);
+}
+
+static void sweep_removed(void *arg, const struct sk_tier_result *res)
+{
+	struct sweep *sw = arg;
+	struct sk_remote_part *rp = sw->rp;
+	struct sk_remote *r = rp->r;
+	size_t i = sw->next++;
+
+	r->inflight--;
+	if (res->rc) {
+		if (res->rc != -ESHUTDOWN)
+			sk_warn("remote: topic %s partition %d: cannot delete "
+				"orphaned objects of %s from %s: %s%s%s; tried "
+				"again next sweep",
+				rp->topic, rp->partition, sw->keys[i],
+				sk_tier_name(r->tier), strerror(-res->rc),
+				res->msg[0] ? ": " : "", res->msg);
+	} else {
+		sk_metric_add(r->m_orphans, 1);
+		sk_info("remote: topic %s partition %d: deleted orphaned "
+			"objects of %s from %s (no manifest names them; "
+			"created %" PRId64 " s ago)",
+			rp->topic, rp->partition, sw->keys[i],
+			sk_tier_name(r->tier), sw->ages[i] / 1000);
+	}
+	sweep_next(sw);
+}
+
+/* Delete the next orphan, or finish. */
+static void sweep_next(struct sweep *sw)
+{
+	struct sk_remote_part *rp = sw->rp;
+	struct sk_remote *r = rp->r;
+	uint32_t n = 0;
+
+	/* Checked again: the manifest may name it by now. */
+	while (sw->next < sw->n && rp->tp && !r->stopped) {
+		const char *key = sw->keys[sw->next];
+		int64_t base = strtoll(strrchr(key, '/') + 1, NULL, 10);
+
+		if (!referenced(rp, key, base))
+			break;
+		sw->next++;
+	}
+	if (sw->next >= sw->n || !rp->tp || r->stopped) {
+		sweep_finish(sw);
+		return;
+	}
+	for (int f = 0; f < N_FILES; f++) {
+		if (!(sw->masks[sw->next] & (1u << f)))
+			continue;
+		sw->files[f].suffix = suffixes[f];
+		sw->files[f].fd = -1;
+		sw->fp[n++] = &sw->files[f];
+	}
+	sw->ts.size = sizeof(sw->ts);
+	sw->ts.n_files = n;
+	sw->ts.key = sw->keys[sw->next];
+	sw->ts.topic = rp->topic;
+	sw->ts.partition = rp->partition;
+	sw->ts.base_offset = strtoll(strrchr(sw->ts.key, '/') + 1, NULL, 10);
+	sw->ts.end_offset = sw->ts.base_offset;
+	sw->ts.max_timestamp = -1;
+	sw->ts.files = sw->fp;
+	r->inflight++;
+	sk_tier_remove(r->tier, &sw->ts, sweep_removed, sw);
+}
+
+/* From the periodic task: sweep the next partition of the round. */
+static void sweep_tick(struct sk_remote *r)
+{
+	int64_t every = r->b->cfg.remote_sweep_interval_ms, now = sk_mono_ms();
+	struct sk_remote_part *pick = NULL;
+	struct sweep *sw;
+	char prefix[300];
+
+	if (every <= 0 || r->sweeping || r->stopped)
+		return;
+	if (!r->sweep_at)
+		r->sweep_at = now + every;
+	if (now < r->sweep_at)
+		return;
+	for (struct sk_list *l = r->parts.next; l != &r->parts; l = l->next) {
+		struct sk_remote_part *rp =
+			sk_container_of(l, struct sk_remote_part, link);
+
+		if (rp->swept_gen == r->sweep_gen || !rp->tp)
+			continue;
+		if (rp->keep_orphans) {
+			if (rp->swept_gen == 0)
+				sk_warn("remote: topic %s partition %d: not "
+					"swept for orphaned objects while %s/"
+					"%s.bad exists (the segments it names "
+					"may be needed)",
+					rp->topic, rp->partition, rp->dir,
+					SK_REMOTE_MANIFEST);
+			rp->swept_gen = r->sweep_gen;
+			continue;
+		}
+		pick = rp;
+		break;
+	}
+	if (!pick) {
+		r->sweep_gen++;
+		r->sweep_at = now + every;
+		return;
+	}
+	sw = sk_xcalloc(1, sizeof(*sw));
+	sw->rp = pick;
+	pick->refs++;
+	r->sweeping = true;
+	r->inflight++;
+	snprintf(prefix, sizeof(prefix), "%s/%d/", pick->topic,
+		 pick->partition);
+	sk_tier_list(r->tier, prefix, sweep_listed, sw);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1343,6 +1633,7 @@ void sk_remote_run(struct sk_remote *r)
 		}
 	}
 	sk_metric_set(r->m_lag, (double)lag);
+	sweep_tick(r);
 }
 
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
@@ -1407,6 +1698,10 @@ int sk_remote_new(struct sk_remote **out, struct sk_broker *b,
 		       "Bytes of downloaded segments cached");
 	r->m_lag = metric(b, SK_METRIC_GAUGE, "skald_remote_copy_lag_segments",
 			  "Closed segments not yet copied to the tier");
+	r->m_orphans = metric(b, SK_METRIC_COUNTER,
+			      "skald_remote_orphans_deleted_total",
+			      "Orphaned segments deleted from the tier");
+	r->sweep_gen = 1;
 	/* Partitions with data in the tier, whatever their config now. */
 	for (struct sk_hnode *h = sk_hmap_first(&ts->map); h;
 	     h = sk_hmap_next(&ts->map, h)) {
@@ -1431,6 +1726,44 @@ int sk_remote_new(struct sk_remote **out, struct sk_broker *b,
 		b->cfg.remote_cache_bytes, r->cache_root);
 	*out = r;
 	return 0;
+}
+
+int sk_remote_check_untiered(struct sk_broker *b)
+{
+	const struct sk_topics *ts = &b->topics;
+	int warned = 0;
+
+	for (struct sk_hnode *h = sk_hmap_first(&ts->map); h;
+	     h = sk_hmap_next(&ts->map, h)) {
+		struct sk_topic *t = sk_container_of(h, struct sk_topic, hnode);
+		int32_t with = 0, first = -1;
+
+		for (int32_t p = 0; p < t->n_parts; p++) {
+			char *path = sk_xasprintf(
+				"%s/%s", sk_partition_dir(t->parts[p]->log),
+				SK_REMOTE_MANIFEST);
+
+			if (access(path, F_OK) == 0 && with++ == 0)
+				first = p;
+			free(path);
+		}
+		if (with)
+			sk_warn("remote: topic %s has data in a storage tier "
+				"(%d of its %d partitions have a %s, the "
+				"first partition %d) but storage.tier is not "
+				"set: reads below the local start fail and "
+				"retention does not delete that data; set "
+				"storage.tier to the plugin that holds it",
+				t->name, with, t->n_parts, SK_REMOTE_MANIFEST,
+				first);
+		else if (t->cfg.remote_storage_enable)
+			sk_warn("remote: topic %s has remote.storage.enable "
+				"but storage.tier is not set: its segments "
+				"stay local",
+				t->name);
+		warned += with || t->cfg.remote_storage_enable;
+	}
+	return warned;
 }
 
 void sk_remote_stop(struct sk_remote *r)

@@ -26,9 +26,18 @@
  * counted), never loses data: nothing leaves the local disk before it is
  * in the tier and in a durable manifest, and producers never wait for it.
  *
- * All on the loop thread. Not yet exact: ListOffsets by time inside a
- * remote segment not in the cache answers that segment's base offset
- * (and timestamp -1) while the download starts.
+ * ListOffsets by time inside a remote segment not in the cache starts
+ * its download and answers -EAGAIN (a retriable KAFKA_STORAGE_ERROR), so
+ * the client's retry gets the exact answer from the cached segment.
+ *
+ * Objects no manifest names (a copy interrupted before its manifest
+ * write, a failed delete) are swept: every remote.log.orphan.sweep.
+ * interval.ms each partition's objects are listed, one partition per
+ * periodic run, and those older than remote.log.orphan.grace.ms (by the
+ * time in their key) that neither the manifest, the deletes waiting for
+ * it nor the copy in flight name are deleted.
+ *
+ * All on the loop thread.
  */
 #ifndef SK_LOG_REMOTE_H
 #define SK_LOG_REMOTE_H
@@ -49,6 +58,13 @@ struct sk_remote;
  */
 int sk_remote_new(struct sk_remote **out, struct sk_broker *b,
 		  struct sk_tier *tier, struct sk_err *err);
+/*
+ * At start-up without a storage tier: warn about every topic whose
+ * partitions have a remote manifest (data in a tier that cannot be read
+ * now) or that asks for remote.storage.enable. Returns how many topics
+ * it warned about.
+ */
+int sk_remote_check_untiered(struct sk_broker *b);
 /* Stop the periodic task: no new copies (broker stopping). NULL-safe. */
 void sk_remote_stop(struct sk_remote *r);
 /*
@@ -88,7 +104,10 @@ void sk_remote_delete_before(struct sk_broker *b, struct sk_tpart *tp,
 /* The log start offset across both tiers. */
 int64_t sk_remote_start_offset(struct sk_broker *b, struct sk_tpart *tp);
 
-/* sk_partition_offset_for_time across both tiers (see above). */
+/*
+ * sk_partition_offset_for_time across both tiers: -EAGAIN while the
+ * remote segment holding the answer downloads, -EIO if that failed.
+ */
 int sk_remote_offset_for_time(struct sk_broker *b, struct sk_tpart *tp,
 			      int64_t ts, int64_t *offset, int64_t *timestamp);
 

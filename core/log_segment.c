@@ -174,14 +174,10 @@ undo:
 			   len, seg->stem, seg->size, strerror(-rc));
 }
 
-int sk_segment_save_index(struct sk_segment *seg, bool keep_mapped,
-			  struct sk_err *err)
+void sk_segment_seal_index(struct sk_segment *seg)
 {
 	int64_t last_ts = SK_LOG_NO_TIMESTAMP;
-	struct sk_log_index mapped;
-	const char *why;
 	uint32_t rel;
-	int rc;
 
 	/*
 	 * Close the time index with the segment's max timestamp, so a
@@ -193,6 +189,16 @@ int sk_segment_save_index(struct sk_segment *seg, bool keep_mapped,
 	if (seg->max_timestamp > last_ts)
 		sk_log_index_add_time(&seg->idx, seg->max_timestamp,
 				      seg->max_ts_rel);
+}
+
+int sk_segment_save_index(struct sk_segment *seg, bool keep_mapped,
+			  struct sk_err *err)
+{
+	struct sk_log_index mapped;
+	const char *why;
+	int rc;
+
+	sk_segment_seal_index(seg);
 	rc = sk_log_index_save(&seg->idx, seg->stem, seg->size, err);
 	if (rc < 0)
 		return rc;
@@ -401,6 +407,33 @@ out:
 	res->end_offset = next;
 	sk_seg_reader_done(&r);
 	return rc;
+}
+
+void sk_scrub_chunk_run(struct sk_scrub_chunk *c)
+{
+	struct sk_seg_scan res;
+
+	/* Compaction may have left offset gaps in a closed segment. */
+	c->rc = sk_segment_scan(c->seg, c->pos, c->next, c->limit,
+				SK_SCAN_CRC | SK_SCAN_GAPS, 0, &res);
+	c->done_pos = res.pos;
+	c->done_next = res.end_offset;
+	if (c->rc < 0)
+		return;
+	if (res.bad) {
+		c->bad = true;
+		c->bad_pos = res.pos;
+		c->bad_offset = res.end_offset;
+		snprintf(c->why, sizeof(c->why), "%s", res.why);
+	} else if (c->last && res.end_offset != c->end_offset) {
+		c->bad = true;
+		c->bad_pos = res.pos;
+		c->bad_offset = SK_MIN(res.end_offset, c->end_offset);
+		snprintf(c->why, sizeof(c->why),
+			 "its batches end at offset %" PRId64
+			 " where its index says %" PRId64,
+			 res.end_offset, c->end_offset);
+	}
 }
 
 /* Walk headers from pos to the batch containing offset. */

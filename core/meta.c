@@ -1,5 +1,17 @@
+/*
+ * The metadata store. Two connections to DIR/meta.db:
+ *   - wr, synchronous=FULL, owned by the writer thread (sqlite_writer.h)
+ *     once sk_meta_start ran: topic changes, group-committed, with their
+ *     WAL checkpoints (and so every fsync) on that thread;
+ *   - db, on the loop thread: reads, and the plugins' key/value store,
+ *     whose ABI is synchronous. It never checkpoints (autocheckpoint 0)
+ *     and does not sync its commits (NORMAL): the writer's next commit
+ *     syncs the WAL they share. Its busy timeout bounds how long a
+ *     plugin write may wait for a topic commit in flight.
+ */
 #include "meta.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <sqlite3.h>
 #include <stdlib.h>
@@ -7,9 +19,29 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "sqlite_writer.h"
+
 struct sk_meta {
-	sqlite3 *db;
+	sqlite3 *db; /* loop thread */
+	sqlite3 *wr; /* writer thread once started */
+	struct sk_sqlw *writer;
 	char cluster_id[32];
+};
+
+enum meta_op {
+	META_TOPIC_PUT,
+	META_TOPIC_DEL,
+};
+
+/* A queued topic change; strings owned. */
+struct meta_rec {
+	enum meta_op op;
+	char *name;
+	int32_t partitions;
+	struct sk_config_kv *configs;
+	size_t n_configs;
+	sk_meta_settle_fn settle; /* may be NULL */
+	void *arg;
 };
 
 static const char schema_v1[] =
@@ -32,10 +64,11 @@ static int db_fail(struct sk_meta *m, struct sk_err *err, const char *what)
 			   sqlite3_errmsg(m->db));
 }
 
-static int exec(struct sk_meta *m, const char *sql, struct sk_err *err)
+static int exec_on(sqlite3 *db, const char *sql, struct sk_err *err)
 {
-	if (sqlite3_exec(m->db, sql, NULL, NULL, NULL) != SQLITE_OK)
-		return db_fail(m, err, sql);
+	if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
+		return sk_err_setc(err, -EIO, "metadata store: %s: %s", sql,
+				   sqlite3_errmsg(db));
 	return 0;
 }
 
@@ -86,13 +119,33 @@ static int load_cluster_id(struct sk_meta *m, struct sk_err *err)
 	}
 	sqlite3_finalize(st);
 	make_cluster_id(m->cluster_id);
-	if (sqlite3_prepare_v2(m->db, "INSERT INTO kv VALUES ('cluster.id', ?)",
+	/* On the synchronous=FULL connection: durable before we go on. */
+	if (sqlite3_prepare_v2(m->wr, "INSERT INTO kv VALUES ('cluster.id', ?)",
 			       -1, &st, NULL) != SQLITE_OK)
-		return db_fail(m, err, "store cluster id");
+		return sk_err_setc(err, -EIO,
+				   "metadata store: store cluster id: %s",
+				   sqlite3_errmsg(m->wr));
 	sqlite3_bind_text(st, 1, m->cluster_id, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? 0 : db_fail(m, err, "store cluster id");
+	return rc == SQLITE_DONE
+		       ? 0
+		       : sk_err_setc(err, -EIO,
+				     "metadata store: store cluster id: %s",
+				     sqlite3_errmsg(m->wr));
+}
+
+static int open_conn(sqlite3 **db, const char *path, const char *pragmas,
+		     struct sk_err *err)
+{
+	if (sqlite3_open_v2(path, db,
+			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+				    SQLITE_OPEN_NOMUTEX,
+			    NULL) != SQLITE_OK)
+		return sk_err_setc(err, -EIO, "cannot open %s: %s", path,
+				   *db ? sqlite3_errmsg(*db) : "no memory");
+	sqlite3_busy_timeout(*db, 1000);
+	return exec_on(*db, pragmas, err);
 }
 
 int sk_meta_open(struct sk_meta **out, const char *dir, struct sk_err *err)
@@ -101,22 +154,23 @@ int sk_meta_open(struct sk_meta **out, const char *dir, struct sk_err *err)
 	char *path = sk_xasprintf("%s/meta.db", dir);
 	int rc;
 
-	if (sqlite3_open_v2(path, &m->db,
-			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-				    SQLITE_OPEN_NOMUTEX,
-			    NULL) != SQLITE_OK) {
-		rc = sk_err_setc(err, -EIO, "cannot open %s: %s", path,
-				 m->db ? sqlite3_errmsg(m->db) : "no memory");
-		goto fail;
-	}
-	sqlite3_busy_timeout(m->db, 1000);
-	rc = exec(m,
-		  "PRAGMA journal_mode = WAL;"
-		  "PRAGMA synchronous = NORMAL;"
-		  "PRAGMA foreign_keys = ON;",
-		  err);
+	/*
+	 * The writer's connection first: it creates the file in WAL mode
+	 * and the schema, durably (FULL syncs the WAL on every commit).
+	 */
+	rc = open_conn(&m->wr, path,
+		       "PRAGMA journal_mode = WAL;"
+		       "PRAGMA synchronous = FULL;"
+		       "PRAGMA foreign_keys = ON;",
+		       err);
 	if (rc == 0)
-		rc = exec(m, schema_v1, err);
+		rc = exec_on(m->wr, schema_v1, err);
+	if (rc == 0)
+		rc = open_conn(&m->db, path,
+			       "PRAGMA synchronous = NORMAL;"
+			       "PRAGMA wal_autocheckpoint = 0;"
+			       "PRAGMA foreign_keys = ON;",
+			       err);
 	if (rc == 0)
 		rc = load_cluster_id(m, err);
 	if (rc)
@@ -130,11 +184,25 @@ fail:
 	return rc;
 }
 
+static void rec_free(struct meta_rec *r)
+{
+	free(r->name);
+	for (size_t i = 0; i < r->n_configs; i++) {
+		free(r->configs[i].key);
+		free(r->configs[i].value);
+	}
+	free(r->configs);
+}
+
 void sk_meta_close(struct sk_meta *m)
 {
 	if (!m)
 		return;
+	/* Writes what is queued and settles it; the broker flushed while
+	 * its topics were alive, so nothing is left by now. */
+	sk_sqlw_free(m->writer);
 	sqlite3_close(m->db);
+	sqlite3_close(m->wr);
 	free(m);
 }
 
@@ -152,65 +220,141 @@ static int step_done(struct sk_meta *m, sqlite3_stmt *st, struct sk_err *err,
 	return rc == SQLITE_DONE ? 0 : db_fail(m, err, what);
 }
 
-int sk_meta_topic_put(struct sk_meta *m, const char *name, int32_t partitions,
-		      const struct sk_config_kv *configs, size_t n_configs,
-		      struct sk_err *err)
+/* Writer thread: run a prepared statement once; 0 or -EIO. */
+static int step_once(sqlite3_stmt *st)
 {
-	sqlite3_stmt *st;
-	int rc = exec(m, "BEGIN", err);
+	int rc = sqlite3_step(st);
 
-	if (rc)
-		return rc;
-	if (sqlite3_prepare_v2(m->db,
-			       "INSERT INTO topics VALUES (?1, ?2) ON CONFLICT"
-			       "(name) DO UPDATE SET partitions = ?2",
-			       -1, &st, NULL) != SQLITE_OK) {
-		rc = db_fail(m, err, "store topic");
-		goto rollback;
-	}
-	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 2, partitions);
-	if ((rc = step_done(m, st, err, "store topic")))
-		goto rollback;
-	if (sqlite3_prepare_v2(m->db,
-			       "DELETE FROM topic_configs WHERE topic = ?", -1,
-			       &st, NULL) != SQLITE_OK) {
-		rc = db_fail(m, err, "store topic configs");
-		goto rollback;
-	}
-	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	if ((rc = step_done(m, st, err, "store topic configs")))
-		goto rollback;
-	for (size_t i = 0; i < n_configs; i++) {
-		if (sqlite3_prepare_v2(m->db,
-				       "INSERT INTO topic_configs VALUES "
-				       "(?, ?, ?)",
-				       -1, &st, NULL) != SQLITE_OK) {
-			rc = db_fail(m, err, "store topic configs");
-			goto rollback;
-		}
-		sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, configs[i].key, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 3, configs[i].value, -1, SQLITE_STATIC);
-		if ((rc = step_done(m, st, err, "store topic configs")))
-			goto rollback;
-	}
-	return exec(m, "COMMIT", err);
-rollback:
-	sqlite3_exec(m->db, "ROLLBACK", NULL, NULL, NULL);
-	return rc;
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : -EIO;
 }
 
-int sk_meta_topic_delete(struct sk_meta *m, const char *name,
-			 struct sk_err *err)
+/* Writer thread: prepare sql and bind the topic name as ?1. */
+static sqlite3_stmt *prep(sqlite3 *db, const char *sql, const char *name)
 {
 	sqlite3_stmt *st;
 
-	if (sqlite3_prepare_v2(m->db, "DELETE FROM topics WHERE name = ?", -1,
-			       &st, NULL) != SQLITE_OK)
-		return db_fail(m, err, "delete topic");
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+		return NULL;
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	return step_done(m, st, err, "delete topic");
+	return st;
+}
+
+/* Writer thread: one topic change, inside the batch's transaction. */
+static int write_rec(void *ctx, sqlite3 *db, const void *rec)
+{
+	const struct meta_rec *r = rec;
+	sqlite3_stmt *st;
+
+	(void)ctx;
+	if (r->op == META_TOPIC_DEL) {
+		/* Its configs go too: ON DELETE CASCADE. */
+		st = prep(db, "DELETE FROM topics WHERE name = ?1", r->name);
+		return st ? step_once(st) : -EIO;
+	}
+	st = prep(db,
+		  "INSERT INTO topics VALUES (?1, ?2) ON CONFLICT(name) "
+		  "DO UPDATE SET partitions = ?2",
+		  r->name);
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int(st, 2, r->partitions);
+	if (step_once(st))
+		return -EIO;
+	st = prep(db, "DELETE FROM topic_configs WHERE topic = ?1", r->name);
+	if (!st || step_once(st))
+		return -EIO;
+	for (size_t i = 0; i < r->n_configs; i++) {
+		st = prep(db, "INSERT INTO topic_configs VALUES (?1, ?2, ?3)",
+			  r->name);
+		if (!st)
+			return -EIO;
+		sqlite3_bind_text(st, 2, r->configs[i].key, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, r->configs[i].value, -1,
+				  SQLITE_STATIC);
+		if (step_once(st))
+			return -EIO;
+	}
+	return 0;
+}
+
+static void settle_rec(void *ctx, void *rec, int rc)
+{
+	struct meta_rec *r = rec;
+
+	(void)ctx;
+	if (r->settle)
+		r->settle(r->arg, rc);
+	rec_free(r);
+}
+
+static const struct sk_sqlw_ops writer_ops = {
+	.rec_size = sizeof(struct meta_rec),
+	.write = write_rec,
+	.settle = settle_rec,
+};
+
+void sk_meta_start(struct sk_meta *m, struct ev_loop *loop)
+{
+	m->writer = sk_sqlw_new(loop, m->wr, "meta", &writer_ops, m);
+}
+
+void sk_meta_topic_put(struct sk_meta *m, const char *name, int32_t partitions,
+		       const struct sk_config_kv *configs, size_t n_configs,
+		       sk_meta_settle_fn settle, void *arg)
+{
+	struct meta_rec r = {
+		.op = META_TOPIC_PUT,
+		.name = sk_xstrdup(name),
+		.partitions = partitions,
+		.n_configs = n_configs,
+		.settle = settle,
+		.arg = arg,
+	};
+
+	assert(m->writer); /* sk_meta_start first */
+	if (n_configs) {
+		r.configs = sk_xcalloc(n_configs, sizeof(*r.configs));
+		for (size_t i = 0; i < n_configs; i++) {
+			r.configs[i].key = sk_xstrdup(configs[i].key);
+			r.configs[i].value = sk_xstrdup(configs[i].value);
+		}
+	}
+	sk_sqlw_queue(m->writer, &r);
+}
+
+void sk_meta_topic_delete(struct sk_meta *m, const char *name,
+			  sk_meta_settle_fn settle, void *arg)
+{
+	struct meta_rec r = {
+		.op = META_TOPIC_DEL,
+		.name = sk_xstrdup(name),
+		.settle = settle,
+		.arg = arg,
+	};
+
+	assert(m->writer);
+	sk_sqlw_queue(m->writer, &r);
+}
+
+void sk_meta_wait(struct sk_meta *m, sk_meta_settle_fn done, void *arg)
+{
+	if (!m->writer) {
+		done(arg, 0);
+		return;
+	}
+	sk_sqlw_wait(m->writer, done, arg);
+}
+
+size_t sk_meta_pending(const struct sk_meta *m)
+{
+	return m->writer ? sk_sqlw_pending(m->writer) : 0;
+}
+
+void sk_meta_flush(struct sk_meta *m)
+{
+	if (m && m->writer)
+		sk_sqlw_flush(m->writer);
 }
 
 /* Read the config overrides of one topic into a new array. */

@@ -111,6 +111,38 @@ static void resp_free(struct sk_resp *r)
 	free(r);
 }
 
+struct resp_defer {
+	struct sk_resp *resp;
+	int16_t fail;
+	size_t n;
+	size_t pos[];
+};
+
+void *sk_resp_defer(struct sk_resp *r, const size_t *pos, size_t n,
+		    int16_t fail)
+{
+	struct resp_defer *d = sk_xmalloc(sizeof(*d) + n * sizeof(size_t));
+
+	d->resp = r;
+	d->fail = fail;
+	d->n = n;
+	if (n)
+		memcpy(d->pos, pos, n * sizeof(size_t));
+	return d;
+}
+
+void sk_resp_defer_done(void *arg, int rc)
+{
+	struct resp_defer *d = arg;
+
+	if (rc)
+		for (size_t i = 0; i < d->n; i++)
+			sk_put_be16(d->resp->buf.data + d->pos[i],
+				    (uint16_t)d->fail);
+	sk_resp_finish(d->resp);
+	free(d);
+}
+
 void sk_resp_set_pending(struct sk_resp *r, sk_resp_cancel_fn cancel, void *op)
 {
 	r->cancel = cancel;
@@ -137,6 +169,23 @@ void sk_resp_finish(struct sk_resp *r)
 	r->ready = true;
 	c->out_bytes += r->total;
 	conn_pump(c);
+}
+
+void sk_resp_abort(struct sk_resp *r, const char *why)
+{
+	struct sk_conn *c = r->conn;
+
+	r->cancel = NULL;
+	r->pending = NULL;
+	if (!c) {
+		resp_free(r);
+		return;
+	}
+	/* Nothing to write: the close (now or once pumping ends) frees r. */
+	r->noreply = true;
+	r->ready = true;
+	r->total = 0;
+	conn_close(c, why);
 }
 
 struct sk_resp *sk_resp_new(struct sk_conn *c)

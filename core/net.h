@@ -99,6 +99,21 @@ size_t sk_resp_size(const struct sk_resp *r);
  * write it when its turn comes. If the connection is gone, frees it.
  */
 void sk_resp_finish(struct sk_resp *r);
+/*
+ * The request failed and has no response to say so (Produce acks=0):
+ * close the connection instead, as Kafka does; frees r.
+ */
+void sk_resp_abort(struct sk_resp *r, const char *why);
+/*
+ * A response whose answer waits for a durable write (metadata, offsets):
+ * sk_resp_defer returns the argument for the writer's completion callback
+ * sk_resp_defer_done(arg, rc), which finishes r; when rc is not 0 it
+ * first overwrites the int16 error codes at byte positions pos[0..n) of
+ * r's buffer with fail.
+ */
+void *sk_resp_defer(struct sk_resp *r, const size_t *pos, size_t n,
+		    int16_t fail);
+void sk_resp_defer_done(void *arg, int rc);
 /* Mark as pending: cancel(resp) runs if the connection closes first. */
 void sk_resp_set_pending(struct sk_resp *r, sk_resp_cancel_fn cancel, void *op);
 

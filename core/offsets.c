@@ -15,36 +15,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pool.h"
 #include "proto.h"
 #include "say.h"
-
-/* One transaction's worth of records and the waiters it completes. */
-struct batch {
-	struct sk_job job;
-	struct sk_offsets *o;
-	struct sk_offset_rec *recs;
-	size_t n, cap;
-	struct {
-		sk_offsets_done_fn fn;
-		void *arg;
-	} * waiters;
-	size_t n_waiters, cap_waiters;
-	int rc;		  /* set by the writer */
-	char errmsg[256]; /* sqlite's words when rc != 0 */
-};
+#include "sqlite_writer.h"
 
 struct sk_offsets {
 	struct ev_loop *loop;
 	sqlite3 *db;
 	sqlite3_stmt *put, *del, *del_group;
-	struct sk_pool *pool;
-	struct batch *cur;	/* accumulating, not yet submitted */
-	struct batch *inflight; /* with the writer (at most one) */
-	ev_prepare kick;	/* submits cur before the loop sleeps */
+	struct sk_sqlw *writer; /* owns db once started */
 	sk_offsets_apply_fn apply;
 	void *arg;
-	size_t pending; /* records in cur and inflight */
 };
 
 static const char schema_v1[] =
@@ -76,15 +57,6 @@ void sk_offset_rec_free(struct sk_offset_rec *r)
 	r->group = r->topic = r->metadata = NULL;
 }
 
-static void batch_free(struct batch *bt)
-{
-	for (size_t i = 0; i < bt->n; i++)
-		sk_offset_rec_free(&bt->recs[i]);
-	free(bt->recs);
-	free(bt->waiters);
-	free(bt);
-}
-
 /* Bind and run one prepared statement; SQLITE_DONE expected. */
 static int step(sqlite3_stmt *st)
 {
@@ -95,10 +67,14 @@ static int step(sqlite3_stmt *st)
 	return rc == SQLITE_DONE ? 0 : -EIO;
 }
 
-static int write_rec(struct sk_offsets *o, const struct sk_offset_rec *r)
+/* Writer thread: store one record. */
+static int write_rec(void *ctx, sqlite3 *db, const void *rec)
 {
+	struct sk_offsets *o = ctx;
+	const struct sk_offset_rec *r = rec;
 	sqlite3_stmt *st;
 
+	(void)db;
 	switch (r->op) {
 	case SK_OFFSET_PUT:
 		st = o->put;
@@ -126,118 +102,36 @@ static int write_rec(struct sk_offsets *o, const struct sk_offset_rec *r)
 	return -EINVAL;
 }
 
-/* Writer thread: the whole batch in one transaction. */
-static void batch_run(struct sk_job *job)
+/* Loop thread: a durable record goes to memory; either way, free it. */
+static void settle_rec(void *ctx, void *rec, int rc)
 {
-	struct batch *bt = sk_container_of(job, struct batch, job);
-	struct sk_offsets *o = bt->o;
-	int rc = 0;
+	struct sk_offsets *o = ctx;
 
-	if (bt->n == 0)
-		return;
-	if (sqlite3_exec(o->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) !=
-	    SQLITE_OK)
-		rc = -EIO;
-	for (size_t i = 0; rc == 0 && i < bt->n; i++)
-		rc = write_rec(o, &bt->recs[i]);
-	if (rc == 0 &&
-	    sqlite3_exec(o->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-		rc = -EIO;
-	if (rc) {
-		snprintf(bt->errmsg, sizeof(bt->errmsg), "%s",
-			 sqlite3_errmsg(o->db));
-		sqlite3_exec(o->db, "ROLLBACK", NULL, NULL, NULL);
-	}
-	bt->rc = rc;
+	if (rc == 0)
+		o->apply(o->arg, rec);
+	sk_offset_rec_free(rec);
 }
 
-static void submit(struct sk_offsets *o)
-{
-	o->inflight = o->cur;
-	o->cur = NULL;
-	o->inflight->job.run = batch_run;
-	sk_pool_submit(o->pool, &o->inflight->job);
-}
-
-/* Loop thread, after the writer: apply, answer, and start the next. */
-static void batch_done(struct sk_job *job)
-{
-	struct batch *bt = sk_container_of(job, struct batch, job);
-	struct sk_offsets *o = bt->o;
-
-	if (bt->rc)
-		sk_error("offsets store: cannot write %zu records: %s", bt->n,
-			 bt->errmsg);
-	else
-		for (size_t i = 0; i < bt->n; i++)
-			o->apply(o->arg, &bt->recs[i]);
-	o->pending -= bt->n;
-	o->inflight = NULL;
-	for (size_t i = 0; i < bt->n_waiters; i++)
-		bt->waiters[i].fn(bt->waiters[i].arg, bt->rc);
-	batch_free(bt);
-	/* What queued up during this write goes now, as one batch. */
-	if (o->cur)
-		submit(o);
-}
-
-static void on_kick(struct ev_loop *loop, ev_prepare *w, int revents)
-{
-	struct sk_offsets *o = sk_container_of(w, struct sk_offsets, kick);
-
-	(void)revents;
-	ev_prepare_stop(loop, w);
-	if (o->cur && !o->inflight)
-		submit(o);
-}
-
-static struct batch *cur_batch(struct sk_offsets *o)
-{
-	if (!o->cur) {
-		o->cur = sk_xcalloc(1, sizeof(*o->cur));
-		o->cur->o = o;
-		o->cur->job.done = batch_done;
-	}
-	if (!o->inflight && !ev_is_active(&o->kick))
-		ev_prepare_start(o->loop, &o->kick);
-	return o->cur;
-}
+static const struct sk_sqlw_ops writer_ops = {
+	.rec_size = sizeof(struct sk_offset_rec),
+	.write = write_rec,
+	.settle = settle_rec,
+};
 
 void sk_offsets_queue(struct sk_offsets *o, struct sk_offset_rec *r)
 {
-	struct batch *bt = cur_batch(o);
-
-	if (bt->n == bt->cap) {
-		bt->cap = bt->cap ? bt->cap * 2 : 64;
-		bt->recs = sk_xrealloc(bt->recs, bt->cap * sizeof(*bt->recs));
-	}
-	bt->recs[bt->n++] = *r;
-	o->pending++;
+	sk_sqlw_queue(o->writer, r);
 	memset(r, 0, sizeof(*r));
 }
 
 void sk_offsets_wait(struct sk_offsets *o, sk_offsets_done_fn done, void *arg)
 {
-	struct batch *bt;
-
-	if (!o->cur && !o->inflight) {
-		done(arg, 0); /* nothing outstanding: already durable */
-		return;
-	}
-	bt = o->cur ? o->cur : o->inflight;
-	if (bt->n_waiters == bt->cap_waiters) {
-		bt->cap_waiters = bt->cap_waiters ? bt->cap_waiters * 2 : 16;
-		bt->waiters = sk_xrealloc(
-			bt->waiters, bt->cap_waiters * sizeof(*bt->waiters));
-	}
-	bt->waiters[bt->n_waiters].fn = done;
-	bt->waiters[bt->n_waiters].arg = arg;
-	bt->n_waiters++;
+	sk_sqlw_wait(o->writer, done, arg);
 }
 
 size_t sk_offsets_pending(const struct sk_offsets *o)
 {
-	return o->pending;
+	return sk_sqlw_pending(o->writer);
 }
 
 static int db_fail(sqlite3 *db, struct sk_err *err, const char *path,
@@ -292,7 +186,6 @@ int sk_offsets_open(struct sk_offsets **out, struct ev_loop *loop,
 	o->loop = loop;
 	o->apply = apply;
 	o->arg = arg;
-	ev_prepare_init(&o->kick, on_kick);
 	if (sqlite3_open_v2(path, &o->db,
 			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 				    SQLITE_OPEN_NOMUTEX,
@@ -330,7 +223,7 @@ int sk_offsets_open(struct sk_offsets **out, struct ev_loop *loop,
 	rc = load(o, path, loadfn, arg, err);
 	if (rc)
 		goto fail;
-	o->pool = sk_pool_new(loop, 1, "offsets");
+	o->writer = sk_sqlw_new(loop, o->db, "offsets", &writer_ops, o);
 	free(path);
 	*out = o;
 	return 0;
@@ -344,15 +237,8 @@ void sk_offsets_close(struct sk_offsets *o)
 {
 	if (!o)
 		return;
-	ev_prepare_stop(o->loop, &o->kick);
-	if (o->pool) {
-		if (o->cur && !o->inflight)
-			submit(o);
-		/* Runs every queued batch and its done() here. */
-		sk_pool_free(o->pool);
-	}
-	if (o->cur) /* only without a pool: a failed open */
-		batch_free(o->cur);
+	/* Writes what is queued and runs every completion here. */
+	sk_sqlw_free(o->writer);
 	sqlite3_finalize(o->put);
 	sqlite3_finalize(o->del);
 	sqlite3_finalize(o->del_group);

@@ -9,17 +9,19 @@
  * by an older commit.
  *
  * Disk: DIR/offsets.db, a sqlite3 file of its own (WAL, synchronous=FULL),
- * owned by a single writer thread (an sk_pool of one). It is kept apart
- * from meta.db so that the writer's fsyncs never contend with the loop
- * thread's metadata writes for sqlite's write lock, and so the schemas
- * migrate independently (PRAGMA user_version of this file).
+ * owned by a single writer thread (core/sqlite_writer.h, shared with the
+ * metadata store). It is kept apart from meta.db so that the two writers
+ * never contend for sqlite's write lock, and so the schemas migrate
+ * independently (PRAGMA user_version of this file).
  *
  * Group commit: records and waiters queue up on the loop thread; before
  * the loop next sleeps the queue becomes a batch, and the writer stores a
  * whole batch in one transaction. While one batch is being written the
  * next one accumulates, so the number of fsyncs per second stays bounded
  * whatever the commit rate. A waiter (an OffsetCommit response) runs only
- * after its batch committed and was applied.
+ * after its batch committed and was applied; when a write fails, that
+ * batch and the one queued behind it are dropped and their waiters get
+ * -EIO.
  */
 #ifndef SK_OFFSETS_H
 #define SK_OFFSETS_H

@@ -35,6 +35,13 @@ struct sk_pool *sk_pool_new(struct ev_loop *loop, int n_threads,
 			    const char *name);
 /* Queue a job (loop thread only). */
 void sk_pool_submit(struct sk_pool *p, struct sk_job *job);
+/*
+ * After each job, a worker watches for the next one for up to spin_us
+ * (0, the default: it parks at once) before parking. For a latency-bound
+ * serial worker (the flusher) that is handed a job per request: the
+ * submit then finds it awake, with no wake-up to wait for. Any thread.
+ */
+void sk_pool_set_spin(struct sk_pool *p, int spin_us);
 /* Jobs submitted and not yet completed (done() not yet run). */
 size_t sk_pool_pending(const struct sk_pool *p);
 /*

@@ -5,12 +5,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "broker.h"
 #include "compact.h"
 #include "kafka.h"
 #include "log_remote.h"
 #include "say.h"
+#include "shutdown.h"
 
 /* Upper bound on partitions per topic: keeps one request from opening
  * an absurd number of files. */
@@ -82,8 +84,37 @@ static void topic_free(struct sk_topic *tp)
 
 void sk_topics_fini(struct sk_topics *t)
 {
-	struct sk_hnode *h = sk_hmap_first(&t->map);
+	struct sk_hnode *h;
+	struct sk_partition **logs;
+	size_t n = 0, cap = 0, late;
+	int64_t t0 = sk_mono_ms();
 
+	/* The partitions first, all at once (shutdown.h). */
+	for (h = sk_hmap_first(&t->map); h; h = sk_hmap_next(&t->map, h))
+		cap += (size_t)sk_container_of(h, struct sk_topic, hnode)
+			       ->n_parts;
+	logs = sk_xcalloc(cap ? cap : 1, sizeof(*logs));
+	for (h = sk_hmap_first(&t->map); h; h = sk_hmap_next(&t->map, h)) {
+		struct sk_topic *tp =
+			sk_container_of(h, struct sk_topic, hnode);
+
+		for (int32_t i = 0; i < tp->n_parts; i++) {
+			logs[n++] = tp->parts[i]->log;
+			tp->parts[i]->log = NULL;
+		}
+	}
+	late = sk_partitions_close_all(logs, n, SK_STOP_CLOSE_THREADS,
+				       SK_STOP_CLOSE_BUDGET_MS);
+	if (late)
+		sk_warn("shutdown: %zu partitions closed without a recovery "
+			"checkpoint after %d ms; the next start scans their "
+			"unsynced tails",
+			late, SK_STOP_CLOSE_BUDGET_MS);
+	if (n)
+		sk_info("closed %zu partitions in %lld ms", n,
+			(long long)(sk_mono_ms() - t0));
+	free(logs);
+	h = sk_hmap_first(&t->map);
 	while (h) {
 		struct sk_hnode *next = sk_hmap_next(&t->map, h);
 
@@ -134,6 +165,9 @@ static int open_parts(struct sk_broker *b, struct sk_topic *tp, int32_t to,
 			free(p);
 			return rc;
 		}
+		/* Index writes and segment deletions: off the loop. */
+		sk_partition_set_offload(p->log, sk_flusher_offload,
+					 &b->flusher);
 		p->topic = tp;
 		p->id = i;
 		sk_list_init(&p->waiters);
@@ -185,18 +219,191 @@ invalid:
 	return SK_KERR_INVALID_CONFIG;
 }
 
-static int persist(struct sk_broker *b, const struct sk_topic *tp,
-		   struct sk_err *err)
+/*
+ * Metadata changes are applied to memory at once and stored by the meta
+ * writer (meta.h); the admin requests answer once they are durable. If
+ * the store fails, the change is undone here. Failures settle newest
+ * first, so finding the topic by name is enough: later changes to it
+ * were undone already.
+ */
+enum undo_kind { UNDO_CREATE, UNDO_PARTITIONS, UNDO_CONFIGS, UNDO_DELETE };
+
+struct undo {
+	struct sk_broker *b;
+	enum undo_kind kind;
+	char *name;
+	int32_t n_parts;	 /* PARTITIONS, DELETE: the count before */
+	struct sk_config_kv *kv; /* CONFIGS, DELETE: the overrides before */
+	size_t n_kv;
+};
+
+static int load_one(void *arg, const char *name, int32_t partitions,
+		    const struct sk_config_kv *configs, size_t n_configs,
+		    struct sk_err *err);
+
+static struct sk_config_kv *dup_kv(const struct sk_config_kv *kv, size_t n)
 {
-	return sk_meta_topic_put(b->meta, tp->name, tp->n_parts, tp->overrides,
-				 tp->n_overrides, err);
+	struct sk_config_kv *d = sk_xcalloc(n ? n : 1, sizeof(*d));
+
+	for (size_t i = 0; i < n; i++) {
+		d[i].key = sk_xstrdup(kv[i].key);
+		d[i].value = sk_xstrdup(kv[i].value);
+	}
+	return d;
 }
 
-enum sk_kerr sk_topic_create(struct sk_broker *b, const char *name,
-			     int32_t partitions,
-			     const struct sk_config_kv *configs,
-			     size_t n_configs, bool validate_only,
-			     struct sk_err *err)
+static struct undo *undo_new(struct sk_broker *b, enum undo_kind kind,
+			     const struct sk_topic *tp)
+{
+	struct undo *u = sk_xcalloc(1, sizeof(*u));
+
+	u->b = b;
+	u->kind = kind;
+	u->name = sk_xstrdup(tp->name);
+	u->n_parts = tp->n_parts;
+	return u;
+}
+
+/* Close and remove partitions [from, n_parts) of tp, data included. */
+static void drop_parts(struct sk_broker *b, struct sk_topic *tp, int32_t from)
+{
+	while (tp->n_parts > from) {
+		struct sk_tpart *p = tp->parts[--tp->n_parts];
+
+		/* Waiting fetches look the partition up again: gone. */
+		sk_fetch_wake(b, p);
+		sk_flusher_forget(&b->flusher, p);
+		sk_cleaner_forget(b->cleaner, p);
+		sk_remote_forget(b->remote, p, true);
+		sk_partition_destroy(p->log);
+		free(p);
+	}
+}
+
+/* Make tc and norm (n pairs, taken over) the configs of tp. */
+static void install_config(struct sk_topic *tp,
+			   const struct sk_topic_config *tc,
+			   struct sk_config_kv *norm, size_t n)
+{
+	struct sk_log_config lc;
+
+	free_kv(tp->overrides, tp->n_overrides);
+	tp->overrides = norm;
+	tp->n_overrides = n;
+	tp->cfg = *tc;
+	log_config_of(tc, &lc);
+	for (int32_t i = 0; i < tp->n_parts; i++)
+		sk_partition_set_config(tp->parts[i]->log, &lc);
+}
+
+static void undo(struct undo *u)
+{
+	struct sk_broker *b = u->b;
+	struct sk_topic *tp =
+		sk_topics_find(&b->topics, u->name, strlen(u->name));
+	struct sk_topic_config tc;
+	struct sk_config_kv *norm;
+	struct sk_err err;
+
+	switch (u->kind) {
+	case UNDO_CREATE:
+		if (!tp)
+			break;
+		topics_remove(&b->topics, tp);
+		drop_parts(b, tp, 0);
+		topic_free(tp);
+		sk_error("topic '%s' removed: its creation could not be stored",
+			 u->name);
+		break;
+	case UNDO_PARTITIONS:
+		if (tp && tp->n_parts > u->n_parts) {
+			drop_parts(b, tp, u->n_parts);
+			sk_error("topic '%s' back to %d partitions: the new "
+				 "count could not be stored",
+				 u->name, u->n_parts);
+		}
+		break;
+	case UNDO_CONFIGS:
+		if (!tp || build_config(b, u->kv, u->n_kv, &tc, &norm, &err))
+			break;
+		install_config(tp, &tc, norm, u->n_kv);
+		sk_error("topic '%s': configs restored: the change could not "
+			 "be stored",
+			 u->name);
+		break;
+	case UNDO_DELETE:
+		/* Still in the store: back as at a restart (data gone). */
+		if (tp)
+			break;
+		if (load_one(b, u->name, u->n_parts, u->kv, u->n_kv, &err))
+			sk_error("topic '%s': its deletion could not be "
+				 "stored, and reopening it failed: %s",
+				 u->name, err.msg);
+		else
+			sk_error("topic '%s' is back, empty: its deletion "
+				 "could not be stored",
+				 u->name);
+		break;
+	}
+}
+
+static void undo_settle(void *arg, int rc)
+{
+	struct undo *u = arg;
+
+	if (rc)
+		undo(u);
+	free_kv(u->kv, u->n_kv);
+	free(u->name);
+	free(u);
+}
+
+/*
+ * Partition directories [from, to) of a topic about to get them must not
+ * exist: any that do were left by a creation whose metadata never became
+ * durable (a crash before the commit), and may hold records produced in
+ * between. Set them aside, kept for inspection, so the new partitions
+ * start empty.
+ */
+static void set_aside_leftovers(struct sk_broker *b, const char *name,
+				int32_t from, int32_t to)
+{
+	struct stat st;
+
+	for (int32_t i = from; i < to; i++) {
+		char *dir = part_dir(b, name, i), *stray;
+
+		if (stat(dir, &st) < 0) {
+			free(dir);
+			continue;
+		}
+		stray = sk_xasprintf("%s.%lld-stray", dir,
+				     (long long)sk_now_ms());
+		if (rename(dir, stray) < 0)
+			sk_warn("cannot set aside %s: %s", dir,
+				strerror(errno));
+		else
+			sk_warn("%s has no metadata (left by a crash?): "
+				"moved to %s",
+				dir, stray);
+		free(stray);
+		free(dir);
+	}
+}
+
+/* Queue tp's current shape for the store; u says how to take it back. */
+static void persist(struct sk_broker *b, const struct sk_topic *tp,
+		    struct undo *u)
+{
+	sk_meta_topic_put(b->meta, tp->name, tp->n_parts, tp->overrides,
+			  tp->n_overrides, undo_settle, u);
+}
+
+static enum sk_kerr topic_create(struct sk_broker *b, const char *name,
+				 int32_t partitions,
+				 const struct sk_config_kv *configs,
+				 size_t n_configs, bool validate_only,
+				 struct sk_err *err)
 {
 	struct sk_topic_config tc;
 	struct sk_config_kv *norm;
@@ -226,7 +433,13 @@ enum sk_kerr sk_topic_create(struct sk_broker *b, const char *name,
 	tp->cfg = tc;
 	tp->overrides = norm;
 	tp->n_overrides = n_configs;
-	if (open_parts(b, tp, partitions, err) || persist(b, tp, err)) {
+	/*
+	 * Directories first, metadata after: a crash between them leaves
+	 * directories without metadata, set aside by the next creation of
+	 * the name.
+	 */
+	set_aside_leftovers(b, name, 0, partitions);
+	if (open_parts(b, tp, partitions, err)) {
 		sk_error("creating topic '%s' failed: %s", name, err->msg);
 		for (int32_t i = 0; i < tp->n_parts; i++) {
 			sk_partition_destroy(tp->parts[i]->log);
@@ -243,21 +456,76 @@ enum sk_kerr sk_topic_create(struct sk_broker *b, const char *name,
 		return SK_KERR_KAFKA_STORAGE_ERROR;
 	}
 	topics_insert(&b->topics, tp);
+	persist(b, tp, undo_new(b, UNDO_CREATE, tp));
 	sk_info("created topic '%s' with %d partition%s", name, partitions,
 		partitions == 1 ? "" : "s");
 	return SK_KERR_NONE;
 }
 
+/*
+ * The topics: entry a new topic takes its partitions and configs from:
+ * its exact name, else the first glob that matches ("logs.*").
+ */
+static const struct sk_topic_decl *entry_for(const struct sk_broker *b,
+					     const char *name)
+{
+	for (size_t i = 0; i < b->cfg.n_topics; i++)
+		if (!b->cfg.topics[i].glob &&
+		    strcmp(b->cfg.topics[i].name, name) == 0)
+			return &b->cfg.topics[i];
+	return sk_config_topic_glob(&b->cfg, name);
+}
+
+enum sk_kerr sk_topic_create(struct sk_broker *b, const char *name,
+			     int32_t partitions,
+			     const struct sk_config_kv *configs,
+			     size_t n_configs, bool validate_only,
+			     struct sk_err *err)
+{
+	const struct sk_topic_decl *d = entry_for(b, name);
+	struct sk_config_kv *kv;
+	size_t n = n_configs;
+	enum sk_kerr kerr;
+
+	if (partitions == -1)
+		partitions = d && d->partitions > 0 ? d->partitions
+						    : b->cfg.num_partitions;
+	if (!d || d->n_configs == 0)
+		return topic_create(b, name, partitions, configs, n_configs,
+				    validate_only, err);
+	/* The request's configs win over the entry's, key by key. */
+	kv = sk_xcalloc(n_configs + d->n_configs, sizeof(*kv));
+	if (n_configs)
+		memcpy(kv, configs, n_configs * sizeof(*kv));
+	for (size_t i = 0; i < d->n_configs; i++) {
+		bool given = false;
+
+		for (size_t j = 0; j < n_configs && !given; j++)
+			given = strcmp(configs[j].key, d->configs[i].key) == 0;
+		if (!given)
+			kv[n++] = d->configs[i];
+	}
+	kerr = topic_create(b, name, partitions, kv, n, validate_only, err);
+	free(kv);
+	return kerr;
+}
+
 enum sk_kerr sk_topic_delete(struct sk_broker *b, struct sk_topic *tp,
 			     struct sk_err *err)
 {
+	struct undo *u = undo_new(b, UNDO_DELETE, tp);
 	char **trash;
 	int32_t n = tp->n_parts;
 
-	if (sk_meta_topic_delete(b->meta, tp->name, err)) {
-		sk_error("deleting topic '%s': %s", tp->name, err->msg);
-		return SK_KERR_KAFKA_STORAGE_ERROR;
-	}
+	(void)err;
+	/*
+	 * Data first, metadata after: a crash between them brings the
+	 * topic back empty (its trash is removed at start), never a
+	 * metadata-less directory whose data a new topic would find.
+	 */
+	u->kv = dup_kv(tp->overrides, tp->n_overrides);
+	u->n_kv = tp->n_overrides;
+	sk_meta_topic_delete(b->meta, tp->name, undo_settle, u);
 	topics_remove(&b->topics, tp);
 	trash = sk_xcalloc((size_t)(n ? n : 1), sizeof(*trash));
 	for (int32_t i = 0; i < n; i++) {
@@ -271,13 +539,18 @@ enum sk_kerr sk_topic_delete(struct sk_broker *b, struct sk_topic *tp,
 		sk_remote_forget(b->remote, p, true);
 		trash[i] = sk_xasprintf("%s.%lld-delete", dir,
 					(long long)sk_now_ms());
-		sk_partition_close(p->log);
+		/* Nothing to save: its files are about to go. */
+		sk_partition_abandon(p->log);
 		p->log = NULL;
 		if (rename(dir, trash[i]) < 0) {
 			sk_warn("cannot rename %s for deletion: %s", dir,
 				strerror(errno));
+			/* Under its live name: gone before a new topic
+			 * of the same name may use it, so here. */
+			sk_rmtree(dir);
 			free(trash[i]);
-			trash[i] = dir;
+			trash[i] = NULL;
+			free(dir);
 		} else {
 			free(dir);
 		}
@@ -285,8 +558,10 @@ enum sk_kerr sk_topic_delete(struct sk_broker *b, struct sk_topic *tp,
 	tp->n_parts = 0;
 	for (int32_t i = 0; i < n; i++) {
 		free(tp->parts[i]);
-		sk_rmtree(trash[i]);
-		free(trash[i]);
+		/* The removal itself, off the loop: a large topic's files
+		 * take a while; the -delete name keeps them out of sight. */
+		if (trash[i])
+			sk_flusher_rmtree(&b->flusher, trash[i]);
 	}
 	free(trash);
 	sk_info("deleted topic '%s'", tp->name);
@@ -299,6 +574,7 @@ enum sk_kerr sk_topic_add_partitions(struct sk_broker *b, struct sk_topic *tp,
 				     struct sk_err *err)
 {
 	int32_t old = tp->n_parts;
+	struct undo *u;
 
 	if (new_total <= old) {
 		sk_err_set(err,
@@ -314,7 +590,8 @@ enum sk_kerr sk_topic_add_partitions(struct sk_broker *b, struct sk_topic *tp,
 	}
 	if (validate_only)
 		return SK_KERR_NONE;
-	if (open_parts(b, tp, new_total, err) || persist(b, tp, err)) {
+	set_aside_leftovers(b, tp->name, old, new_total);
+	if (open_parts(b, tp, new_total, err)) {
 		sk_error("adding partitions to '%s': %s", tp->name, err->msg);
 		while (tp->n_parts > old) {
 			struct sk_tpart *p = tp->parts[--tp->n_parts];
@@ -324,6 +601,9 @@ enum sk_kerr sk_topic_add_partitions(struct sk_broker *b, struct sk_topic *tp,
 		}
 		return SK_KERR_KAFKA_STORAGE_ERROR;
 	}
+	u = undo_new(b, UNDO_PARTITIONS, tp);
+	u->n_parts = old;
+	persist(b, tp, u);
 	sk_info("topic '%s' now has %d partitions", tp->name, new_total);
 	return SK_KERR_NONE;
 }
@@ -334,9 +614,8 @@ enum sk_kerr sk_topic_set_configs(struct sk_broker *b, struct sk_topic *tp,
 				  struct sk_err *err)
 {
 	struct sk_topic_config tc;
-	struct sk_config_kv *norm, *old_kv = tp->overrides;
-	size_t old_n = tp->n_overrides;
-	struct sk_log_config lc;
+	struct sk_config_kv *norm;
+	struct undo *u;
 	enum sk_kerr kerr;
 
 	kerr = build_config(b, configs, n_configs, &tc, &norm, err);
@@ -345,20 +624,19 @@ enum sk_kerr sk_topic_set_configs(struct sk_broker *b, struct sk_topic *tp,
 			free_kv(norm, n_configs);
 		return kerr;
 	}
-	tp->overrides = norm;
-	tp->n_overrides = n_configs;
-	if (persist(b, tp, err)) {
-		tp->overrides = old_kv;
-		tp->n_overrides = old_n;
-		free_kv(norm, n_configs);
-		return SK_KERR_KAFKA_STORAGE_ERROR;
-	}
-	free_kv(old_kv, old_n);
-	tp->cfg = tc;
-	log_config_of(&tc, &lc);
-	for (int32_t i = 0; i < tp->n_parts; i++)
-		sk_partition_set_config(tp->parts[i]->log, &lc);
+	u = undo_new(b, UNDO_CONFIGS, tp);
+	u->kv = dup_kv(tp->overrides, tp->n_overrides);
+	u->n_kv = tp->n_overrides;
+	install_config(tp, &tc, norm, n_configs);
+	persist(b, tp, u);
 	return SK_KERR_NONE;
+}
+
+void sk_topics_answer_durable(struct sk_broker *b, struct sk_resp *resp,
+			      const size_t *pos, size_t n, int16_t fail)
+{
+	sk_meta_wait(b->meta, sk_resp_defer_done,
+		     sk_resp_defer(resp, pos, n, fail));
 }
 
 /* Restore one stored topic at start. */

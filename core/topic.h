@@ -62,7 +62,10 @@ int sk_topics_load(struct sk_broker *b, struct sk_err *err);
 /*
  * Create a topic: validates the name, partition count and configs, and
  * with validate_only stops there. Returns a Kafka error code, with err
- * describing it for the response's error_message.
+ * describing it for the response's error_message. The topics: entry of
+ * the name (exact, else the first matching glob) supplies the configs
+ * the request does not give, and with partitions -1 the partitions
+ * (else num.partitions).
  */
 enum sk_kerr sk_topic_create(struct sk_broker *b, const char *name,
 			     int32_t partitions,
@@ -81,6 +84,16 @@ enum sk_kerr sk_topic_set_configs(struct sk_broker *b, struct sk_topic *t,
 				  const struct sk_config_kv *configs,
 				  size_t n_configs, bool validate_only,
 				  struct sk_err *err);
+
+/*
+ * The changes above are applied to memory at once and stored by the
+ * metadata writer (meta.h). Finish resp once everything queued so far is
+ * durable; if it could not be stored (the changes were undone), first
+ * overwrite the int16 error codes at the n body offsets pos with fail.
+ */
+struct sk_resp;
+void sk_topics_answer_durable(struct sk_broker *b, struct sk_resp *resp,
+			      const size_t *pos, size_t n, int16_t fail);
 
 /* Partition id of topic t, or NULL when out of range. */
 static inline struct sk_tpart *sk_topic_part(const struct sk_topic *t,

@@ -7,7 +7,7 @@ PKGS="build-essential pkg-config libev-dev libyaml-dev libsqlite3-dev
       zlib1g-dev libsnappy-dev liblz4-dev libzstd-dev
       libluajit-5.1-dev luajit lua-busted luarocks
       clang clang-format kcat librdkafka-dev python3-confluent-kafka python3-kafka
-      nodejs npm perl"
+      nodejs npm perl libcurl4-openssl-dev"
 
 missing=""
 for p in $PKGS; do
@@ -35,4 +35,8 @@ fi
 # kafkajs for the integration tests, pinned by tests/js/package-lock.json.
 if [ -f tests/js/package-lock.json ] && [ ! -d tests/js/node_modules/kafkajs ]; then
 	(cd tests/js && npm ci --no-audit --no-fund --silent)
+fi
+# s3rver (a local S3 server) for tier-s3's tests, pinned the same way.
+if [ -f tests/s3/package-lock.json ] && [ ! -d tests/s3/node_modules/s3rver ]; then
+	(cd tests/s3 && npm ci --no-audit --no-fund --silent)
 fi

@@ -1,9 +1,10 @@
 --[[
 The `skald` module that every hook script sees: skald.json, skald.log,
 skald.now. Pure Lua, so the broker and the SDK run this same file: the
-broker passes a host table ({log = fn(level, msg), now = fn() -> ms});
-required as a plain module (the SDK, busted), it falls back to io.stderr
-and os.time.
+broker passes a host table ({log = fn(level, msg), now = fn() -> ms,
+json = its C codec}); required as a plain module (the SDK, busted), it
+falls back to io.stderr, os.time and the Lua codec below, which the C
+one (core/hook_json.c) matches rule for rule and error for error.
 
 skald.json is exact where JSON libraries often are not:
   - numbers: integers up to 2^53 are written as integers, others with the
@@ -20,14 +21,7 @@ nesting deeper than 200 is an error.
 ]]
 local host = ...
 if type(host) ~= "table" then
-	host = {
-		log = function(level, msg)
-			io.stderr:write(("[skald %s] %s\n"):format(level, msg))
-		end,
-		now = function()
-			return os.time() * 1000
-		end,
-	}
+	host = {}
 end
 
 local byte, char, find, format, gsub, sub =
@@ -373,6 +367,12 @@ function json.encode(v)
 	return concat(out, "", 1, n)
 end
 
+-- The broker's C codec (core/hook_json.c): the same rules and errors,
+-- bound to this module's null and array mark. The SDK keeps the Lua one.
+if host.json then
+	json.decode, json.encode = host.json(null, array_mt)
+end
+
 -- Log and clock ----------------------------------------------------------
 
 local function message(fmt, ...)
@@ -382,7 +382,12 @@ local function message(fmt, ...)
 	return tostring(fmt)
 end
 
-local hostlog, hostnow = host.log, host.now
+local hostlog = host.log or function(level, msg)
+	io.stderr:write(("[skald %s] %s\n"):format(level, msg))
+end
+local hostnow = host.now or function()
+	return os.time() * 1000
+end
 local log = {
 	info = function(fmt, ...)
 		hostlog("info", message(fmt, ...))

@@ -133,6 +133,8 @@ is_((watermarks(T), len(segments(T))), ((0, 200), n_segs),
 alter(T, **{"retention.ms": str(10 * 60 * 1000)})
 ok(wait_until(lambda: watermarks(T)[0] > 0, timeout=15),
    "retention.ms=10min: the log start offset moves up")
+# The files go on the broker's disk thread, just after.
+wait_until(lambda: segments(T)[0][0] == watermarks(T)[0], timeout=15)
 segs = segments(T)
 start = segs[0][0]
 is_(watermarks(T), (start, 200),
@@ -272,6 +274,9 @@ is_(r, {(D, 0): (37, 0), (D, 1): (50, 0), (D, 7): (-1, 3),
     "unknown partitions and topics UNKNOWN_TOPIC_OR_PARTITION")
 is_((watermarks(D, 0), watermarks(D, 1)), ((37, 100), (50, 50)),
     "get_watermark_offsets shows the new starts")
+wait_until(lambda: len(segments(D, 1)) == 1 and
+           (len(segments(D, 0)) < 2 or segments(D, 0)[1][0] > 37),
+           timeout=15)
 ok(len(segments(D, 0)) < n0,
    "partition 0 lost the segments below 37 (%d -> %d)" %
    (n0, len(segments(D, 0))))

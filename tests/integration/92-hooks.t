@@ -4,8 +4,11 @@
 # glob entry) drops exactly the records it should; every on_error policy
 # (reject, pass, drop, dead-letter) as a confluent-kafka producer sees
 # it; a runaway script is cut off while other topics keep serving; the
-# circuit breaker opens visibly; and SIGHUP reloads a changed script
-# without dropping an open connection.
+# circuit breaker opens visibly; SIGHUP reloads a changed script
+# without dropping an open connection; an acks=0 produce a hook refuses
+# closes its connection; a compacted topic's hook may give null-key
+# records their key; and glob entries give the topics created later
+# their partitions and configs.
 import json
 import os
 import signal
@@ -19,6 +22,7 @@ from skald import *  # noqa: E402,F403
 
 EX = os.path.join(REPO, "scripts", "examples")
 POLICY_VIOLATION = 44
+INVALID_RECORD = 87
 
 
 def write(path, text):
@@ -40,6 +44,9 @@ end }
 write(LOOP, "return { on_record = function(rec) while true do end end }\n")
 write(SWAP, "return { on_record = function(rec) rec.value = 'v1:' .. "
             "rec.value return rec end }\n")
+KEYIT = os.path.join(tmp, "keyit.lua")
+write(KEYIT, "return { on_record = function(rec) rec.key = rec.key or "
+             "('k-' .. rec.value) return rec end }\n")
 
 
 def policy(name, on_error, extra=""):
@@ -95,8 +102,30 @@ topics:
     retention:
       script: %(ex)s/keep_flagged.lua
       options: { flagged: [150] }
+  "keyed":
+    configs:
+      cleanup.policy: compact
+    hooks:
+      - name: key-it
+        script: %(keyit)s
+  "keyed.nokey":
+    configs:
+      cleanup.policy: compact
+    hooks:
+      - name: stamp
+        script: %(ex)s/stamp_headers.lua
+  "keyed.plain":
+    configs:
+      cleanup.policy: compact
+  "g.exact":
+    partitions: 1
+  "g.*":
+    partitions: 3
+    configs:
+      retention.ms: 3600000
+      segment.bytes: 1048576
 %(p1)s%(p2)s%(p3)s%(p4)s""" % {
-    "ex": EX, "loop": LOOP, "swap": SWAP,
+    "ex": EX, "loop": LOOP, "swap": SWAP, "keyit": KEYIT,
     "p1": policy("p.reject", "reject"),
     "p2": policy("p.pass", "pass"),
     "p3": policy("p.drop", "drop"),
@@ -276,6 +305,85 @@ ok(r2 and r2[0][2] == 0 and r3 and r3[0][2] == 0,
 is_(values("swap", count=3), ["v1:a", "v1:b", "v2:c"],
     "the old version ran until the good reload, the new one after")
 sock.close()
+
+# --- acks=0: a refusal closes the connection ------------------------------
+def acks0(topic, value, client):
+    s = socket.create_connection((b.host, b.port), 5)
+    s.sendall(kreq(0, 3, 1, produce_request(topic, 0, record_batch([value]),
+                                            acks=0), client_id=client))
+    # ApiVersions after it: answered unless the connection was closed.
+    s.sendall(kreq(18, 0, 2, client_id=client))
+    try:
+        frame = recv_frame(s, 10)
+    except socket.timeout:
+        frame = "timeout"
+    s.close()
+    return frame
+
+
+ok(isinstance(acks0("p.reject", b"good", b"acks0-client"), bytes),
+   "acks=0 accepted by the hook: the connection stays open")
+is_(acks0("p.reject", b"bad", b"acks0-client"), None,
+    "acks=0 refused by a hook: the broker closes the connection")
+is_(acks0("p.reject", b"bad", b"acks0-client"), None,
+    "... every time")
+is_(b.log().count("client 'acks0-client'"), 1,
+    "the refusal is logged once per client.id")
+is_(values("p.reject"), ["good"], "only the accepted acks=0 record is "
+                                  "written")
+
+# --- a compacted topic: the null-key check comes after the hooks ----------
+res = produce(BS, "keyed", [{"value": b"a", "partition": 0},
+                            {"value": b"b", "key": b"own", "partition": 0}])
+ok(all(x[0] is None for x in res),
+   "a compacted topic takes null-key records its hook gives a key: %s"
+   % (res,))
+is_([m.key() for m in consume(BS, "keyed", [0], count=2)],
+    [b"k-a", b"own"], "the keys the hook set are stored")
+res = produce(BS, "keyed.nokey", [{"value": b"a", "partition": 0}])
+ok(res[0][0] is not None and res[0][0].code() == INVALID_RECORD,
+   "hooks that leave the key null: refused after them (%s)" % (res[0][0],))
+res = produce(BS, "keyed.plain", [{"value": b"a", "partition": 0}])
+ok(res[0][0] is not None and res[0][0].code() == INVALID_RECORD,
+   "an unhooked compacted topic still refuses a null key")
+
+# --- glob entries: partitions and configs of topics created later --------
+from confluent_kafka.admin import (AdminClient, ConfigResource,  # noqa
+                                   NewTopic)
+admin = AdminClient({"bootstrap.servers": BS})
+
+
+def nparts(topic):
+    return len(admin.list_topics(topic, timeout=10).topics[topic].partitions)
+
+
+def config(topic, key):
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    f = admin.describe_configs([res])[res]
+    return f.result(10)[key].value
+
+
+r = kcat("-t", "g.auto", "-P", "-p", "0", input=b"x\n")
+is_(r.returncode, 0, "kcat auto-created g.auto")
+is_(nparts("g.auto"), 3, "an auto-created topic takes its glob's partitions")
+is_(config("g.auto", "retention.ms"), "3600000",
+    "... and its glob's configs")
+res = admin_result(admin.create_topics([NewTopic(
+    "g.asked", num_partitions=5, replication_factor=1,
+    config={"retention.ms": "1000"})]))
+ok(res["g.asked"] is None, "CreateTopics g.asked (%s)" % res["g.asked"])
+is_(nparts("g.asked"), 5, "partitions the request gives win")
+is_(config("g.asked", "retention.ms"), "1000", "so do its configs")
+is_(config("g.asked", "segment.bytes"), "1048576",
+    "the glob's other configs still apply")
+res = admin_result(admin.create_topics([NewTopic("g.dflt",
+                                                 num_partitions=-1)]))
+ok(res["g.dflt"] is None, "CreateTopics with the default partitions (%s)"
+   % res["g.dflt"])
+is_(nparts("g.dflt"), 3, "the default is the glob's")
+is_(nparts("g.exact"), 1, "an exact entry beats the glob")
+is_(config("g.exact", "retention.ms"), config("plain", "retention.ms"),
+    "and takes none of its configs")
 
 b.stop()
 done()

@@ -447,7 +447,11 @@ def kreq(api_key, version, corr, body=b"", client_id=b"skald-test",
 def _recv_exact(sock, n):
     buf = b""
     while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
+        try:
+            chunk = sock.recv(n - len(buf))
+        except ConnectionResetError:
+            # A close with unread input reaches us as a reset.
+            return None
         if not chunk:
             return None
         buf += chunk

@@ -1018,10 +1018,16 @@ static void test_hooks(void)
 		   "        script: b.lua\n",
 		   "t.yaml:6: topics.t.hooks: hook name 'a' used twice",
 		   "hook names are unique per topic");
-	load_fails("topics:\n  \"logs.*\":\n    partitions: 3\n",
-		   "t.yaml:3: topics.logs.*.partitions: a glob entry takes "
-		   "only hooks and retention",
-		   "a glob creates no topic");
+	ok(load(&c,
+		"topics:\n  \"logs.*\":\n    partitions: 3\n"
+		"    configs:\n      retention.ms: 5000\n",
+		&err) == 0 &&
+		   c.topics[0].glob && c.topics[0].partitions == 3 &&
+		   c.topics[0].n_configs == 1,
+	   "a glob entry takes partitions and configs for the topics it "
+	   "will create (%s)",
+	   err.msg);
+	sk_config_free(&c);
 	load_fails("topics:\n  t:\n    retention:\n      scrip: x.lua\n",
 		   "t.yaml:4: topics.t.retention.scrip: unknown key",
 		   "unknown retention key");

@@ -12,6 +12,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
 #include "codec.h"
 #include "config.h"
 #include "hook.h"
@@ -606,9 +610,249 @@ static void test_jit_probe(void)
 	}
 }
 
+/* ------------------------------------------------------------------ */
+/* skald.json: the C codec against the Lua one, input for input */
+
+extern const char sk_hook_skald_lua[];
+
+static const char json_helpers[] =
+	"function try_decode(s)\n"
+	"  local ok, v = pcall(skald.json.decode, s)\n"
+	"  if not ok then return 'E:' .. tostring(v) end\n"
+	"  local ok2, e = pcall(skald.json.encode, v)\n"
+	"  return (ok2 and 'V:' or 'EE:') .. tostring(e)\n"
+	"end\n"
+	"function try_encode(expr)\n"
+	"  local f = assert(loadstring('return ' .. expr))\n"
+	"  local ok, v = pcall(skald.json.encode, f())\n"
+	"  return (ok and 'V:' or 'E:') .. tostring(v)\n"
+	"end\n";
+
+/* A trusted state with the skald module: the C codec or the Lua one. */
+static lua_State *json_state(bool c_codec)
+{
+	lua_State *L = luaL_newstate();
+
+	luaL_openlibs(L);
+	if (luaL_loadbuffer(L, sk_hook_skald_lua, strlen(sk_hook_skald_lua),
+			    "@scripts/skald/skald.lua"))
+		return NULL;
+	lua_createtable(L, 0, 1);
+	if (c_codec) {
+		lua_pushcfunction(L, sk_hook_json_open);
+		lua_setfield(L, -2, "json");
+	}
+	if (lua_pcall(L, 1, 1, 0))
+		return NULL;
+	lua_setglobal(L, "skald");
+	if (luaL_dostring(L, json_helpers))
+		return NULL;
+	return L;
+}
+
+/* fn(arg) in L, as a string copied into out. */
+static void json_call(lua_State *L, const char *fn, const char *arg, size_t len,
+		      char *out, size_t cap)
+{
+	size_t n;
+	const char *r;
+
+	lua_getglobal(L, fn);
+	lua_pushlstring(L, arg, len);
+	if (lua_pcall(L, 1, 1, 0)) {
+		snprintf(out, cap, "pcall: %s", lua_tostring(L, -1));
+	} else {
+		r = lua_tolstring(L, -1, &n);
+		snprintf(out, cap, "%.*s", (int)n, r ? r : "(nil)");
+	}
+	lua_pop(L, 1);
+}
+
+static void test_json_codecs(void)
+{
+	static const char *const decode_in[] = {
+		"",
+		" ",
+		"{}",
+		"[]",
+		"null",
+		"true",
+		"false",
+		"tru",
+		"nul",
+		"1",
+		"-0",
+		"01",
+		"-01",
+		"-",
+		"1.",
+		"1.5",
+		"1e5",
+		"1E+5",
+		"1e",
+		"1e+",
+		"-1.25e-3",
+		"123456789012345678901234567890",
+		"1e400",
+		"-1e400",
+		"1e-400",
+		"0.1",
+		"3.14159265358979",
+		"9007199254740993",
+		"[1,2,]",
+		"[1 2]",
+		"{\"a\":1,}",
+		"{\"a\" 1}",
+		"{a:1}",
+		"{\"a\":1",
+		"[",
+		"\"abc",
+		"\"a\\qb\"",
+		"\"a\\u00e9b\"",
+		"\"\\ud83d\\ude00\"",
+		"\"\\ud83d x\"",
+		"\"\\ude00\"",
+		"\"\\uD83D\\uDE00\"",
+		"\"\\ud83d\\u0041\"",
+		"\"\\u12\"",
+		"\"\\u12G4\"",
+		"\"tab\there\"",
+		"\"nl\nthere\"",
+		"\"a\\\"b\\\\c\\/d\\b\\f\\n\\r\\t\"",
+		"[1,[2,[3,{\"x\":null}]]]",
+		"{\"b\":1,\"a\":[],\"c\":{},\"\":0}",
+		"  {\"x\" : [ true , false , null ] }  ",
+		"{} x",
+		"\"\\",
+		"\"\\u",
+		"{\"a\":1,\"a\":2}",
+		"[null,null]",
+		"\"\x01\"",
+		"\"caf\xc3\xa9 \xe2\x82\xac\"",
+		"\"\x7f\"",
+		"[-0.0,1E-2,2e+2]",
+		"{\"k\":\"v\",\"n\":{\"m\":[1.5,\"x\",{}]}}",
+		"\t\r\n[]\t",
+		"[1]]",
+		"\"x\"\"y\"",
+		"+1",
+		".5",
+		"1.e3",
+		"0x10",
+		"NaN",
+		"Infinity",
+		"[\"\\u0000\"]",
+		"{\"a\":[1,{\"b\":[]}]}",
+	};
+	static const char *const encode_in[] = {
+		"{1,2,3}",
+		"{a=1,b='x'}",
+		"{[1]=1,[3]=3}",
+		"{1,2,x=3}",
+		"skald.json.array()",
+		"skald.json.array({})",
+		"{}",
+		"0/0",
+		"1/0",
+		"-1/0",
+		"0.1",
+		"1/3",
+		"2^53",
+		"2^53+2",
+		"-2^53",
+		"-2^53-2",
+		"1e300",
+		"123.456",
+		"-0.0",
+		"5e-324",
+		"1e21",
+		"{f=function() end}",
+		"{[true]=1}",
+		"{[1.5]=1}",
+		"'a\\0b\\1c\"\\\\/\\127\\200'",
+		"skald.json.null",
+		"{skald.json.null, nil, 3}",
+		"nil",
+		"true",
+		"false",
+		"(function() local t = {} t.x = t return t end)()",
+		"function() end",
+		"{b={d=1,c=2},a={3,{}}}",
+		"{['z']=1,['a']=2,['m']=3,['ab']=4,['a\\0']=5}",
+		"setmetatable({}, {__metatable = 'skald.json.array'})",
+		"{[1]='a',[2]='b',[4]='d'}",
+		"'\\8\\12\\n\\r\\t\\31'",
+		"{ {{{{}}}} }",
+		"coroutine.create(function() end)",
+	};
+	lua_State *A = json_state(false), *B = json_state(true);
+	char a[4096], b[4096], deep[1024];
+	int same = 0, total = 0;
+
+	ok(A && B, "a Lua-codec state and a C-codec state");
+	if (!A || !B)
+		return;
+	for (size_t i = 0; i < SK_ARRAY_SIZE(decode_in); i++) {
+		json_call(A, "try_decode", decode_in[i], strlen(decode_in[i]),
+			  a, sizeof(a));
+		json_call(B, "try_decode", decode_in[i], strlen(decode_in[i]),
+			  b, sizeof(b));
+		total++;
+		if (strcmp(a, b) == 0)
+			same++;
+		else
+			diag("decode '%s': Lua '%s', C '%s'", decode_in[i], a,
+			     b);
+	}
+	/* A NUL byte inside a string and after a value. */
+	json_call(A, "try_decode", "\"a\0b\"", 5, a, sizeof(a));
+	json_call(B, "try_decode", "\"a\0b\"", 5, b, sizeof(b));
+	total++;
+	same += strcmp(a, b) == 0;
+	json_call(A, "try_decode", "1\0", 2, a, sizeof(a));
+	json_call(B, "try_decode", "1\0", 2, b, sizeof(b));
+	total++;
+	same += strcmp(a, b) == 0;
+	/* Nesting: 200 levels decode, 201 do not. */
+	for (int levels = 199; levels <= 201; levels++) {
+		memset(deep, '[', (size_t)levels);
+		memset(deep + levels, ']', (size_t)levels);
+		json_call(A, "try_decode", deep, (size_t)levels * 2, a,
+			  sizeof(a));
+		json_call(B, "try_decode", deep, (size_t)levels * 2, b,
+			  sizeof(b));
+		total++;
+		if (strcmp(a, b) == 0)
+			same++;
+		else
+			diag("%d levels: Lua '%.60s', C '%.60s'", levels, a, b);
+	}
+	for (size_t i = 0; i < SK_ARRAY_SIZE(encode_in); i++) {
+		json_call(A, "try_encode", encode_in[i], strlen(encode_in[i]),
+			  a, sizeof(a));
+		json_call(B, "try_encode", encode_in[i], strlen(encode_in[i]),
+			  b, sizeof(b));
+		total++;
+		if (strcmp(a, b) == 0)
+			same++;
+		else
+			diag("encode %s: Lua '%s', C '%s'", encode_in[i], a, b);
+	}
+	is(same, total, "the C codec answers as the Lua codec (%d inputs)",
+	   total);
+	json_call(B, "try_decode", "{\"b\":[],\"a\":null}", 17, b, sizeof(b));
+	is_str(b, "V:{\"a\":null,\"b\":[]}", "[] stays [], null stays null");
+	json_call(B, "try_decode", "[1,", 3, b, sizeof(b));
+	is_str(b, "E:skald.json.decode: unexpected end of input at byte 4",
+	       "errors say what and where");
+	lua_close(A);
+	lua_close(B);
+}
+
 int main(void)
 {
-	plan(92);
+	plan(96);
+	test_json_codecs();
 	test_jit_probe();
 	test_sandbox();
 	test_errors_and_bounds();

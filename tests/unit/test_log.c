@@ -589,13 +589,23 @@ static void test_torn_tail(void)
 	ok(reopen_continues(dir, &m, "truncated", size),
 	   "a batch cut short is dropped, appends reuse its offset");
 
-	/* The clean close left index files: the tail is checked anyway. */
+	/* A whole batch past the checkpoint, next in line, bad CRC. */
 	size = file_size(path);
-	flip_byte(path, size - (off_t)m.len[m.n - 1] + 70);
-	size -= (off_t)m.len[m.n - 1];
-	model_pop(&m);
+	{
+		uint8_t *copy = malloc(m.len[0]);
+		int fd = open(path, O_WRONLY | O_APPEND);
+
+		memcpy(copy, m.bytes[0], m.len[0]);
+		sk_batch_set_base_offset(copy,
+					 m.base[m.n - 1] + m.count[m.n - 1]);
+		copy[70] ^= 0x5a;
+		if (write(fd, copy, m.len[0]) != (ssize_t)m.len[0])
+			abort();
+		close(fd);
+		free(copy);
+	}
 	ok(reopen_continues(dir, &m, "flipped", size),
-	   "a batch with a bad CRC at the tail is dropped");
+	   "a batch with a bad CRC past the checkpoint is dropped");
 
 	/* A wrong base offset (a stale batch from before a cut). */
 	size = file_size(path);
@@ -612,6 +622,52 @@ static void test_torn_tail(void)
 	ok(reopen_continues(dir, &m, "stale", size),
 	   "a valid batch with a non-contiguous base offset is dropped");
 
+	free(path);
+	model_free(&m);
+	remove_dir(dir);
+}
+
+/*
+ * A bad batch in the part of the active segment the recovery checkpoint
+ * vouches for was synced, maybe acknowledged: damage, never a cut.
+ */
+static void test_synced_active_corruption(void)
+{
+	char *dir = new_dir();
+	struct sk_partition *p = open_p(dir, &big_cfg);
+	struct model m = { 0 };
+	struct sk_log_slice s;
+	char *path = active_log(dir), *idx;
+	off_t size, pos = 0;
+	int k = 10;
+
+	append_many(p, &m, 30);
+	sk_partition_close(p); /* a clean checkpoint: all of it synced */
+	size = file_size(path);
+	for (int i = 0; i < k; i++)
+		pos += (off_t)m.len[i];
+	flip_byte(path, pos + 70);
+	/* Without index files every batch is checked at open. */
+	idx = seg_path(dir, 0, "index");
+	unlink(idx);
+	free(idx);
+	p = open_p(dir, &big_cfg);
+	ok(p && sk_partition_damaged(p) && file_size(path) == size &&
+		   sk_partition_end_offset(p) == m.base[k],
+	   "a bad batch in the synced part of the active segment is "
+	   "damage; nothing is cut (%lld of %lld bytes)",
+	   (long long)file_size(path), (long long)size);
+	ok(p && sk_partition_read(p, m.base[k - 1], 1 << 20, true, &s) == 0 &&
+		   s.len == m.len[k - 1],
+	   "the batch before it is served");
+	sk_log_slice_release(&s);
+	ok(p && sk_partition_read(p, m.base[k], 1 << 20, true, &s) == -EIO,
+	   "reading from the bad batch is -EIO");
+	sk_partition_close(p);
+	p = open_p(dir, &big_cfg);
+	ok(p && sk_partition_damaged(p) && file_size(path) == size,
+	   "and still damaged, still whole, on the next open");
+	sk_partition_close(p);
 	free(path);
 	model_free(&m);
 	remove_dir(dir);
@@ -673,6 +729,104 @@ static void test_closed_corruption(void)
 	p = open_p(dir, &small_cfg);
 	ok(p && sk_partition_damaged(p),
 	   "a closed segment that lost its tail is damage, not a torn tail");
+	sk_partition_destroy(p);
+	sk_buf_free(&b);
+	model_free(&m);
+	remove_dir(dir);
+}
+
+/* A whole scrub pass over p in chunks of max bytes; bytes verified. */
+static int64_t scrub_pass(struct sk_partition *p, size_t max, int *damage)
+{
+	struct sk_scrub_chunk c = { 0 };
+	int64_t bytes = 0;
+
+	*damage = 0;
+	while (sk_partition_scrub_next(p, max, &c)) {
+		sk_scrub_chunk_run(&c);
+		bytes += c.done_pos - c.pos;
+		*damage += sk_partition_scrub_end(p, &c);
+	}
+	return bytes;
+}
+
+/*
+ * Bit rot inside a closed segment whose index files are valid: recovery
+ * trusts it, the scrub finds it.
+ */
+static void test_scrub(void)
+{
+	char *dir = new_dir();
+	struct sk_partition *p = open_p(dir, &small_cfg);
+	struct sk_scrub_chunk c = { 0 };
+	struct model m = { 0 };
+	struct sk_log_slice s;
+	int64_t bases[256], closed, off;
+	struct sk_buf b = { 0 };
+	struct sk_err err;
+	int n, k, first, last, damage;
+	off_t pos = 0;
+	char *path;
+
+	append_many(p, &m, 80);
+	sk_partition_close(p);
+	n = list_logs(dir, bases, 256);
+	p = open_p(dir, &small_cfg);
+	path = active_log(dir);
+	closed = sk_partition_size_bytes(p) - file_size(path);
+	free(path);
+	ok(p && n >= 4 && scrub_pass(p, 1000, &damage) == closed &&
+		   damage == 0 && !sk_partition_damaged(p),
+	   "a scrub pass verifies every closed byte (%lld) and finds nothing",
+	   (long long)closed);
+	sk_partition_close(p);
+
+	/* A batch in the middle of the third segment, index files intact. */
+	for (first = 0; m.base[first] < bases[2]; first++)
+		;
+	for (last = first; last < m.n && m.base[last] < bases[3]; last++)
+		;
+	k = first + (last - first) / 2;
+	for (int i = first; i < k; i++)
+		pos += (off_t)m.len[i];
+	path = seg_path(dir, bases[2], "log");
+	flip_byte(path, pos + 70);
+	p = open_p(dir, &small_cfg);
+	ok(p && !sk_partition_damaged(p),
+	   "recovery trusts the closed segment (its index checks out)");
+	ok(scrub_pass(p, 1000, &damage) > 0 && damage == 1 &&
+		   sk_partition_damaged(p),
+	   "the scrub finds the bad batch and marks the partition damaged");
+	ok(sk_partition_read(p, m.base[k], 1 << 20, true, &s) == -EIO &&
+		   sk_partition_read(p, m.base[m.n - 1], 1, true, &s) == -EIO,
+	   "reading from the bad batch on is refused");
+	ok(k > first &&
+		   sk_partition_read(p, m.base[first], 1 << 20, true, &s) ==
+			   0 &&
+		   s.pos == 0 && (off_t)s.len == pos,
+	   "batches before it are served, up to it (%zu bytes)", s.len);
+	sk_log_slice_release(&s);
+	build(&b, 1, 1, NULL, 10, 0, 0);
+	ok(sk_partition_append(p, b.data, b.len, &off, &err) == -EIO,
+	   "appends are refused");
+	ok(!sk_partition_scrub_next(p, 1000, &c) && c.seg == NULL,
+	   "a damaged partition is not scrubbed again");
+	sk_partition_close(p);
+	flip_byte(path, pos + 70); /* healed */
+	free(path);
+
+	/* A segment deleted under the cursor: the walk goes on after it. */
+	p = open_p(dir, &small_cfg);
+	ok(sk_partition_scrub_next(p, 100, &c) && c.base == bases[0] && !c.last,
+	   "a chunk of the first segment");
+	sk_scrub_chunk_run(&c);
+	ok(sk_partition_delete_before(p, bases[1], &err) == 0 &&
+		   !sk_partition_scrub_end(p, &c) &&
+		   sk_partition_scrub_next(p, 1 << 20, &c) &&
+		   c.base == bases[1] && c.pos == 0,
+	   "after DeleteRecords removed it, the next chunk starts the next "
+	   "segment");
+	sk_scrub_chunk_release(&c);
 	sk_partition_destroy(p);
 	sk_buf_free(&b);
 	model_free(&m);
@@ -985,6 +1139,69 @@ static bool reads_batch(struct sk_partition *p, const struct model *m,
 	return same;
 }
 
+/* The start offset log-start-offset.checkpoint holds, or -1. */
+static int64_t ckpt_start(const char *path)
+{
+	uint8_t buf[20];
+	int fd = open(path, O_RDONLY);
+	ssize_t n = fd < 0 ? -1 : pread(fd, buf, sizeof(buf), 0);
+
+	if (fd >= 0)
+		close(fd);
+	return n == (ssize_t)sizeof(buf) ? (int64_t)sk_be64(buf + 8) : -1;
+}
+
+/*
+ * DeleteRecords in its split form: the checkpoint is written by run (off
+ * the loop thread in the broker), the start moves only at end.
+ */
+static void test_delete_split(void)
+{
+	char *dir = new_dir();
+	struct sk_partition *p = open_p(dir, &small_cfg);
+	char *ckpt = sk_xasprintf("%s/" CKPT_NAME, dir);
+	struct sk_log_start_write w1, w2;
+	int64_t bases[256];
+	struct model m = { 0 };
+	struct sk_err err;
+	size_t nseg;
+	int n;
+
+	append_many(p, &m, 100);
+	n = list_logs(dir, bases, 256);
+	nseg = sk_partition_segment_count(p);
+	ok(n >= 5 && sk_partition_delete_begin(p, bases[2], &w1, &err) == 1 &&
+		   sk_partition_start_offset(p) == 0 && ckpt_start(ckpt) < 0,
+	   "begin: nothing written, the start has not moved");
+	ok(sk_partition_delete_begin(p, bases[1], &w2, &err) == 1 &&
+		   w2.start == bases[2],
+	   "a lower one begun meanwhile records the higher start");
+	ok(sk_partition_delete_before(p, bases[3], &err) == -EAGAIN,
+	   "the one-step form refuses while writes are in flight");
+	sk_log_start_write_run(&w1);
+	ok(w1.rc == 0 && ckpt_start(ckpt) == bases[2] &&
+		   sk_partition_start_offset(p) == 0,
+	   "run: the checkpoint holds the new start, the log still the old");
+	ok(sk_partition_delete_end(&w1, &err) == 0 &&
+		   sk_partition_start_offset(p) == bases[2] &&
+		   sk_partition_segment_count(p) == nseg - 2,
+	   "end: the start moved, the segments below it are gone");
+	sk_log_start_write_run(&w2);
+	sk_partition_close(p);
+	ok(sk_partition_delete_end(&w2, &err) == -ECANCELED,
+	   "a write whose partition was closed meanwhile changes nothing");
+	p = open_p(dir, &small_cfg);
+	ok(p && sk_partition_start_offset(p) == bases[2] &&
+		   consume_all(p, &m, model_find(&m, bases[2]), 1 << 20),
+	   "reopened at the new start, every record from there served");
+	ok(sk_partition_delete_begin(p, bases[1], &w1, &err) == 0,
+	   "an offset below the start needs no write");
+	sk_partition_destroy(p);
+	free(ckpt);
+	model_free(&m);
+	remove_dir(dir);
+}
+
 static void test_delete_before(void)
 {
 	char *dir = new_dir();
@@ -1267,17 +1484,20 @@ static void test_retention(void)
 
 int main(void)
 {
-	plan(102);
+	plan(123);
 	test_fresh_and_basic();
 	test_roll_and_reopen();
 	test_torn_tail();
+	test_synced_active_corruption();
 	test_closed_corruption();
+	test_scrub();
 	test_offset_for_time();
 	test_segment_ms();
 	test_write_failure();
 	test_offset_range_roll();
 	test_refs_and_strays();
 	test_delete_before();
+	test_delete_split();
 	test_retention();
 	return check_status();
 }

@@ -1,0 +1,753 @@
+/*
+ * skald.json in C: decode and encode with exactly the rules (and error
+ * messages) of the pure-Lua codec in scripts/skald/skald.lua, which the
+ * SDK keeps running offline. scripts/skald/skald.lua swaps its decode and
+ * encode for these when the host offers them (host.json), binding them to
+ * its own null value and array metatable, so both codecs share one null
+ * and one array mark. The rules, summed up:
+ *  - decode accepts exactly RFC 8259 with blanks around one value; errors
+ *    are "skald.json.decode: WHAT at byte N" (1-based), nesting past 200
+ *    is an error, null is the null value, arrays carry the array mark;
+ *  - encode writes integers up to 2^53 as integers, other numbers with
+ *    the fewest of 14..17 digits that read back the same, object keys
+ *    sorted bytewise, marked or 1..n-keyed tables as arrays.
+ *
+ * Scratch memory (the output, unescaped strings, the key stack of the
+ * objects being encoded) lives in one userdata per state, allocated with
+ * the state's allocator, so it counts against memory.mb and an error
+ * half-way leaks nothing. Tables are read raw (as pairs and # do): no
+ * metamethod runs inside the codec, so it never re-enters itself.
+ * tests/unit/test_hook.c runs both codecs over the same inputs.
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "hook.h"
+
+#define JS_MAX_DEPTH 200
+#define JS_ARRAY_TAG "skald.json.array"
+
+/* Upvalues of decode and encode. */
+#define UV_NULL	   lua_upvalueindex(1)
+#define UV_ARRAYMT lua_upvalueindex(2)
+#define UV_SCRATCH lua_upvalueindex(3)
+
+struct js_key {
+	const char *p;
+	size_t n;
+};
+
+/* The per-state scratch (userdata "skald.json.scratch"). */
+struct js_scratch {
+	char *buf;
+	size_t len, cap;
+	struct js_key *keys; /* stack of the objects being encoded */
+	size_t n_keys, cap_keys;
+};
+
+static void *js_grow(lua_State *L, void *p, size_t *cap, size_t need,
+		     size_t elem)
+{
+	void *ud;
+	lua_Alloc f = lua_getallocf(L, &ud);
+	size_t ncap = *cap ? *cap : 256;
+	void *q;
+
+	if (need <= *cap)
+		return p;
+	while (ncap < need)
+		ncap *= 2;
+	q = f(ud, p, *cap * elem, ncap * elem);
+	if (!q) {
+		lua_pushliteral(L, "not enough memory");
+		lua_error(L);
+	}
+	*cap = ncap;
+	return q;
+}
+
+static int js_scratch_gc(lua_State *L)
+{
+	struct js_scratch *s = lua_touserdata(L, 1);
+	void *ud;
+	lua_Alloc f = lua_getallocf(L, &ud);
+
+	if (s->buf)
+		f(ud, s->buf, s->cap, 0);
+	if (s->keys)
+		f(ud, s->keys, s->cap_keys * sizeof(*s->keys), 0);
+	memset(s, 0, sizeof(*s));
+	return 0;
+}
+
+static inline void js_need(lua_State *L, struct js_scratch *s, size_t more)
+{
+	if (s->len + more > s->cap)
+		s->buf = js_grow(L, s->buf, &s->cap, s->len + more, 1);
+}
+
+static inline void js_put(lua_State *L, struct js_scratch *s, const void *p,
+			  size_t n)
+{
+	js_need(L, s, n);
+	memcpy(s->buf + s->len, p, n);
+	s->len += n;
+}
+
+static inline void js_putc(lua_State *L, struct js_scratch *s, char c)
+{
+	js_need(L, s, 1);
+	s->buf[s->len++] = c;
+}
+
+/* Bytes that end a plain run inside a string: '"', '\\', controls. */
+static const unsigned char js_special[256] = {
+	[0 ... 0x1f] = 1,
+	['"'] = 1,
+	['\\'] = 1,
+};
+
+/* ------------------------------------------------------------------ */
+/* Decoding */
+
+struct js_dec {
+	lua_State *L;
+	struct js_scratch *s;
+	const unsigned char *p; /* the text */
+	size_t n;
+};
+
+static int js_fail(struct js_dec *d, size_t at, const char *what)
+{
+	lua_pushfstring(d->L, "skald.json.decode: %s at byte %d", what,
+			(int)(at + 1));
+	return lua_error(d->L);
+}
+
+static inline int js_byte(const struct js_dec *d, size_t i)
+{
+	return i < d->n ? d->p[i] : -1;
+}
+
+static inline size_t js_skip(const struct js_dec *d, size_t i)
+{
+	while (i < d->n && (d->p[i] == ' ' || d->p[i] == '\t' ||
+			    d->p[i] == '\r' || d->p[i] == '\n'))
+		i++;
+	return i;
+}
+
+static int js_hex(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Four hex digits at i as a number, or -1. */
+static long js_hex4(const struct js_dec *d, size_t i)
+{
+	long v = 0;
+
+	if (i + 4 > d->n)
+		return -1;
+	for (size_t k = 0; k < 4; k++) {
+		int h = js_hex(d->p[i + k]);
+
+		if (h < 0)
+			return -1;
+		v = v * 16 + h;
+	}
+	return v;
+}
+
+static void js_utf8(lua_State *L, struct js_scratch *s, unsigned long cp)
+{
+	char b[4];
+	size_t n;
+
+	if (cp < 0x80) {
+		b[0] = (char)cp;
+		n = 1;
+	} else if (cp < 0x800) {
+		b[0] = (char)(0xC0 | (cp >> 6));
+		b[1] = (char)(0x80 | (cp & 0x3F));
+		n = 2;
+	} else if (cp < 0x10000) {
+		b[0] = (char)(0xE0 | (cp >> 12));
+		b[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+		b[2] = (char)(0x80 | (cp & 0x3F));
+		n = 3;
+	} else {
+		b[0] = (char)(0xF0 | (cp >> 18));
+		b[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+		b[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+		b[3] = (char)(0x80 | (cp & 0x3F));
+		n = 4;
+	}
+	js_put(L, s, b, n);
+}
+
+/* The string whose opening quote is at i: pushed; returns the next. */
+static size_t js_string(struct js_dec *d, size_t i)
+{
+	size_t pos = i + 1, j;
+	bool parts = false;
+
+	for (;;) {
+		int c;
+
+		for (j = pos; j < d->n && !js_special[d->p[j]]; j++)
+			;
+		if (j >= d->n)
+			js_fail(d, i, "unterminated string");
+		c = d->p[j];
+		if (c == '"') {
+			if (!parts) {
+				lua_pushlstring(d->L, (const char *)d->p + pos,
+						j - pos);
+			} else {
+				js_put(d->L, d->s, d->p + pos, j - pos);
+				lua_pushlstring(d->L, d->s->buf, d->s->len);
+			}
+			return j + 1;
+		}
+		if (c != '\\')
+			js_fail(d, j, "control character in string");
+		if (!parts) {
+			parts = true;
+			d->s->len = 0;
+		}
+		js_put(d->L, d->s, d->p + pos, j - pos);
+		c = js_byte(d, j + 1);
+		if (c == 'u') {
+			long cp = js_hex4(d, j + 2);
+
+			if (cp < 0)
+				js_fail(d, j, "bad \\u escape");
+			pos = j + 6;
+			if (cp >= 0xD800 && cp <= 0xDBFF) {
+				long lo = -1;
+
+				if (pos + 6 <= d->n && d->p[pos] == '\\' &&
+				    d->p[pos + 1] == 'u' &&
+				    (d->p[pos + 2] | 0x20) == 'd' &&
+				    strchr("cdefCDEF", d->p[pos + 3]) &&
+				    d->p[pos + 3])
+					lo = js_hex4(d, pos + 2);
+				if (lo >= 0) {
+					cp = 0x10000 + (cp - 0xD800) * 0x400 +
+					     (lo - 0xDC00);
+					pos += 6;
+				} else {
+					cp = 0xFFFD;
+				}
+			} else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+				cp = 0xFFFD;
+			}
+			js_utf8(d->L, d->s, (unsigned long)cp);
+			continue;
+		}
+		switch (c) {
+		case '"':
+		case '\\':
+		case '/':
+			js_putc(d->L, d->s, (char)c);
+			break;
+		case 'b':
+			js_putc(d->L, d->s, '\b');
+			break;
+		case 'f':
+			js_putc(d->L, d->s, '\f');
+			break;
+		case 'n':
+			js_putc(d->L, d->s, '\n');
+			break;
+		case 'r':
+			js_putc(d->L, d->s, '\r');
+			break;
+		case 't':
+			js_putc(d->L, d->s, '\t');
+			break;
+		default:
+			js_fail(d, j, "bad escape");
+		}
+		pos = j + 2;
+	}
+}
+
+static size_t js_value(struct js_dec *d, size_t i, int depth);
+
+static size_t js_array(struct js_dec *d, size_t i, int depth)
+{
+	lua_State *L = d->L;
+	int n = 0;
+
+	lua_createtable(L, 0, 0);
+	lua_pushvalue(L, UV_ARRAYMT);
+	lua_setmetatable(L, -2);
+	i = js_skip(d, i + 1);
+	if (js_byte(d, i) == ']')
+		return i + 1;
+	for (;;) {
+		int c;
+
+		i = js_value(d, i, depth);
+		lua_rawseti(L, -2, ++n);
+		i = js_skip(d, i);
+		c = js_byte(d, i);
+		if (c == ']')
+			return i + 1;
+		if (c != ',')
+			js_fail(d, i, "expected ',' or ']'");
+		i = js_skip(d, i + 1);
+	}
+}
+
+static size_t js_object(struct js_dec *d, size_t i, int depth)
+{
+	lua_State *L = d->L;
+
+	lua_createtable(L, 0, 4);
+	i = js_skip(d, i + 1);
+	if (js_byte(d, i) == '}')
+		return i + 1;
+	for (;;) {
+		int c;
+
+		if (js_byte(d, i) != '"')
+			js_fail(d, i, "expected a string key");
+		i = js_skip(d, js_string(d, i));
+		if (js_byte(d, i) != ':')
+			js_fail(d, i, "expected ':'");
+		i = js_value(d, js_skip(d, i + 1), depth);
+		lua_rawset(L, -3);
+		i = js_skip(d, i);
+		c = js_byte(d, i);
+		if (c == '}')
+			return i + 1;
+		if (c != ',')
+			js_fail(d, i, "expected ',' or '}'");
+		i = js_skip(d, i + 1);
+	}
+}
+
+static bool js_word(const struct js_dec *d, size_t i, const char *w, size_t n)
+{
+	return i + n <= d->n && memcmp(d->p + i, w, n) == 0;
+}
+
+static size_t js_digits(const struct js_dec *d, size_t i)
+{
+	while (i < d->n && d->p[i] >= '0' && d->p[i] <= '9')
+		i++;
+	return i;
+}
+
+/* The value at i, pushed; returns the index after it. */
+static size_t js_value(struct js_dec *d, size_t i, int depth)
+{
+	int c = js_byte(d, i);
+	size_t start, e, k;
+	char tmp[64], *num;
+	double v;
+
+	if (c == '"')
+		return js_string(d, i);
+	if (c == '{' || c == '[') {
+		if (depth >= JS_MAX_DEPTH)
+			js_fail(d, i, "nesting too deep");
+		luaL_checkstack(d->L, 4, "skald.json.decode");
+		return c == '{' ? js_object(d, i, depth + 1)
+				: js_array(d, i, depth + 1);
+	}
+	if (c == 't' && js_word(d, i, "true", 4)) {
+		lua_pushboolean(d->L, 1);
+		return i + 4;
+	}
+	if (c == 'f' && js_word(d, i, "false", 5)) {
+		lua_pushboolean(d->L, 0);
+		return i + 5;
+	}
+	if (c == 'n' && js_word(d, i, "null", 4)) {
+		lua_pushvalue(d->L, UV_NULL);
+		return i + 4;
+	}
+	start = i + (c == '-');
+	e = js_digits(d, start);
+	if (e == start || (d->p[start] == '0' && e > start + 1)) {
+		if (c < 0)
+			js_fail(d, i, "unexpected end of input");
+		js_fail(d, i, "unexpected character");
+	}
+	if (js_byte(d, e) == '.' && (k = js_digits(d, e + 1)) > e + 1)
+		e = k;
+	if (js_byte(d, e) == 'e' || js_byte(d, e) == 'E') {
+		k = e + 1;
+		if (js_byte(d, k) == '+' || js_byte(d, k) == '-')
+			k++;
+		if ((k = js_digits(d, k)) > e + 1 && d->p[k - 1] >= '0' &&
+		    d->p[k - 1] <= '9')
+			e = k;
+	}
+	if (e - start <= 15 && memchr(d->p + start, '.', e - start) == NULL &&
+	    memchr(d->p + start, 'e', e - start) == NULL &&
+	    memchr(d->p + start, 'E', e - start) == NULL) {
+		/* A plain integer below 2^53: exact without strtod. */
+		int64_t iv = 0;
+
+		for (k = start; k < e; k++)
+			iv = iv * 10 + (d->p[k] - '0');
+		lua_pushnumber(d->L, c == '-' ? -(double)iv : (double)iv);
+		return e;
+	}
+	if (e - i < sizeof(tmp)) {
+		num = tmp;
+	} else {
+		d->s->len = 0;
+		js_need(d->L, d->s, e - i + 1);
+		num = d->s->buf;
+	}
+	memcpy(num, d->p + i, e - i);
+	num[e - i] = '\0';
+	v = strtod(num, NULL);
+	lua_pushnumber(d->L, v);
+	return e;
+}
+
+static int js_decode(lua_State *L)
+{
+	struct js_dec d;
+	size_t i, n;
+
+	if (lua_type(L, 1) != LUA_TSTRING)
+		return luaL_error(L,
+				  "skald.json.decode: expected a string, got "
+				  "%s",
+				  luaL_typename(L, 1));
+	d.L = L;
+	d.s = lua_touserdata(L, UV_SCRATCH);
+	d.p = (const unsigned char *)lua_tolstring(L, 1, &n);
+	d.n = n;
+	lua_settop(L, 1);
+	i = js_value(&d, js_skip(&d, 0), 0);
+	i = js_skip(&d, i);
+	if (i < d.n)
+		js_fail(&d, i, "trailing characters");
+	return 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Encoding */
+
+static void js_enc_string(lua_State *L, struct js_scratch *s, const char *p,
+			  size_t n)
+{
+	size_t from = 0;
+
+	js_need(L, s, n + 2);
+	s->buf[s->len++] = '"';
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)p[i];
+		char esc[8];
+		const char *e = NULL;
+
+		if (!js_special[c])
+			continue;
+		js_put(L, s, p + from, i - from);
+		from = i + 1;
+		switch (c) {
+		case '"':
+			e = "\\\"";
+			break;
+		case '\\':
+			e = "\\\\";
+			break;
+		case '\b':
+			e = "\\b";
+			break;
+		case '\f':
+			e = "\\f";
+			break;
+		case '\n':
+			e = "\\n";
+			break;
+		case '\r':
+			e = "\\r";
+			break;
+		case '\t':
+			e = "\\t";
+			break;
+		default:
+			snprintf(esc, sizeof(esc), "\\u%04x", c);
+			e = esc;
+		}
+		js_put(L, s, e, strlen(e));
+	}
+	js_put(L, s, p + from, n - from);
+	js_putc(L, s, '"');
+}
+
+static void js_enc_number(lua_State *L, struct js_scratch *s, int idx)
+{
+	double x = lua_tonumber(L, idx);
+	char b[40];
+	int n = 0;
+
+	if (isnan(x) || isinf(x)) {
+		lua_pushvalue(L, idx);
+		lua_pushfstring(L, "skald.json.encode: cannot encode %s",
+				lua_tostring(L, -1));
+		lua_error(L);
+	}
+	if (floor(x) == x && x >= -9007199254740992.0 &&
+	    x <= 9007199254740992.0) {
+		/* Digits by hand: snprintf is the slow part of small ints. */
+		long long v = (long long)x;
+		unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v
+					     : (unsigned long long)v;
+		char *q = b + sizeof(b);
+
+		do {
+			*--q = (char)('0' + u % 10);
+			u /= 10;
+		} while (u);
+		if (v < 0)
+			*--q = '-';
+		n = (int)(b + sizeof(b) - q);
+		memmove(b, q, (size_t)n);
+	} else {
+		for (int digits = 14; digits <= 17; digits++) {
+			n = snprintf(b, sizeof(b), "%.*g", digits, x);
+			if (strtod(b, NULL) == x)
+				break;
+		}
+	}
+	js_put(L, s, b, (size_t)n);
+}
+
+/* Is the table at idx marked as an array (the mark's __metatable)? */
+static bool js_marked(lua_State *L, int idx)
+{
+	bool marked = false;
+
+	if (!lua_getmetatable(L, idx))
+		return false;
+	if (lua_rawequal(L, -1, UV_ARRAYMT)) {
+		marked = true;
+	} else {
+		size_t n;
+		const char *tag;
+
+		lua_pushliteral(L, "__metatable");
+		lua_rawget(L, -2);
+		tag = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n)
+						     : NULL;
+		marked = tag && n == sizeof(JS_ARRAY_TAG) - 1 &&
+			 memcmp(tag, JS_ARRAY_TAG, n) == 0;
+		lua_pop(L, 1);
+	}
+	lua_pop(L, 1);
+	return marked;
+}
+
+/* error(msg, 0): no position, as the Lua codec raises its errors. */
+static void js_raise(lua_State *L, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	lua_pushvfstring(L, fmt, ap);
+	va_end(ap);
+	lua_error(L);
+}
+
+static int js_key_cmp(const void *a, const void *b)
+{
+	const struct js_key *x = a, *y = b;
+	int c = memcmp(x->p, y->p, x->n < y->n ? x->n : y->n);
+
+	if (c)
+		return c;
+	return x->n < y->n ? -1 : x->n > y->n;
+}
+
+static void js_enc_value(lua_State *L, struct js_scratch *s, int idx,
+			 int depth);
+
+static void js_enc_table(lua_State *L, struct js_scratch *s, int idx, int depth)
+{
+	size_t len, count = 0, base, nk;
+	bool is_array;
+
+	if (depth >= JS_MAX_DEPTH)
+		js_raise(L, "skald.json.encode: nesting too deep (a cycle?)");
+	if (lua_rawequal(L, idx, UV_NULL)) {
+		js_put(L, s, "null", 4);
+		return;
+	}
+	luaL_checkstack(L, 4, "skald.json.encode");
+	len = lua_objlen(L, idx);
+	is_array = js_marked(L, idx);
+	if (!is_array && len > 0) {
+		lua_pushnil(L);
+		while (lua_next(L, idx)) {
+			count++;
+			lua_pop(L, 1);
+		}
+		is_array = count == len;
+	}
+	if (is_array) {
+		js_putc(L, s, '[');
+		for (size_t i = 1; i <= len; i++) {
+			if (i > 1)
+				js_putc(L, s, ',');
+			lua_rawgeti(L, idx, (int)i);
+			js_enc_value(L, s, lua_gettop(L), depth + 1);
+			lua_pop(L, 1);
+		}
+		js_putc(L, s, ']');
+		return;
+	}
+	/* Keys on the scratch key stack: Lua strings the table anchors. */
+	base = s->n_keys;
+	lua_pushnil(L);
+	while (lua_next(L, idx)) {
+		struct js_key *k;
+
+		if (lua_type(L, -2) != LUA_TSTRING)
+			js_raise(L,
+				 "skald.json.encode: object keys must be "
+				 "strings, got %s",
+				 luaL_typename(L, -2));
+		if (s->n_keys == s->cap_keys)
+			s->keys = js_grow(L, s->keys, &s->cap_keys,
+					  s->n_keys + 1, sizeof(*s->keys));
+		k = &s->keys[s->n_keys++];
+		k->p = lua_tolstring(L, -2, &k->n);
+		lua_pop(L, 1);
+	}
+	nk = s->n_keys - base;
+	if (nk <= 16) {
+		for (size_t i = 1; i < nk; i++) {
+			struct js_key t = s->keys[base + i];
+			size_t j = i;
+
+			for (; j > 0 &&
+			       js_key_cmp(&s->keys[base + j - 1], &t) > 0;
+			     j--)
+				s->keys[base + j] = s->keys[base + j - 1];
+			s->keys[base + j] = t;
+		}
+	} else {
+		qsort(s->keys + base, nk, sizeof(*s->keys), js_key_cmp);
+	}
+	js_putc(L, s, '{');
+	for (size_t i = 0; i < nk; i++) {
+		const struct js_key *k = &s->keys[base + i];
+
+		if (i > 0)
+			js_putc(L, s, ',');
+		js_enc_string(L, s, k->p, k->n);
+		js_putc(L, s, ':');
+		lua_pushlstring(L, k->p, k->n);
+		lua_rawget(L, idx);
+		js_enc_value(L, s, lua_gettop(L), depth + 1);
+		lua_pop(L, 1);
+	}
+	s->n_keys = base;
+	js_putc(L, s, '}');
+}
+
+static void js_enc_value(lua_State *L, struct js_scratch *s, int idx, int depth)
+{
+	size_t n;
+	const char *p;
+
+	switch (lua_type(L, idx)) {
+	case LUA_TSTRING:
+		p = lua_tolstring(L, idx, &n);
+		js_enc_string(L, s, p, n);
+		break;
+	case LUA_TNUMBER:
+		js_enc_number(L, s, idx);
+		break;
+	case LUA_TBOOLEAN:
+		if (lua_toboolean(L, idx))
+			js_put(L, s, "true", 4);
+		else
+			js_put(L, s, "false", 5);
+		break;
+	case LUA_TNIL:
+		js_put(L, s, "null", 4);
+		break;
+	case LUA_TTABLE:
+		js_enc_table(L, s, idx, depth);
+		break;
+	default:
+		lua_pushfstring(L, "skald.json.encode: cannot encode a %s",
+				luaL_typename(L, idx));
+		lua_error(L);
+	}
+}
+
+static int js_encode(lua_State *L)
+{
+	struct js_scratch *s = lua_touserdata(L, UV_SCRATCH);
+
+	lua_settop(L, 1);
+	s->len = 0;
+	s->n_keys = 0;
+	js_enc_value(L, s, 1, 0);
+	lua_pushlstring(L, s->buf ? s->buf : "", s->len);
+	/* Do not keep a huge buffer around after one big document. */
+	if (s->cap > (1u << 20)) {
+		void *ud;
+		lua_Alloc f = lua_getallocf(L, &ud);
+
+		f(ud, s->buf, s->cap, 0);
+		s->buf = NULL;
+		s->cap = 0;
+	}
+	return 1;
+}
+
+/*
+ * host.json(null, array_mt) -> decode, encode: the codec bound to the
+ * skald module's null value and array metatable.
+ */
+int sk_hook_json_open(lua_State *L)
+{
+	struct js_scratch *s;
+
+	luaL_checktype(L, 1, LUA_TTABLE);
+	luaL_checktype(L, 2, LUA_TTABLE);
+	lua_settop(L, 2);
+	s = lua_newuserdata(L, sizeof(*s));
+	memset(s, 0, sizeof(*s));
+	lua_createtable(L, 0, 2);
+	lua_pushcfunction(L, js_scratch_gc);
+	lua_setfield(L, -2, "__gc");
+	lua_pushboolean(L, 0);
+	lua_setfield(L, -2, "__metatable");
+	lua_setmetatable(L, -2); /* 3: the scratch */
+	lua_pushvalue(L, 1);
+	lua_pushvalue(L, 2);
+	lua_pushvalue(L, 3);
+	lua_pushcclosure(L, js_decode, 3);
+	lua_pushvalue(L, 1);
+	lua_pushvalue(L, 2);
+	lua_pushvalue(L, 3);
+	lua_pushcclosure(L, js_encode, 3);
+	return 2;
+}
