@@ -855,6 +855,39 @@ static int broker_apply(struct sk_config *c, const struct broker_ref *r,
 	return 0;
 }
 
+size_t sk_config_broker_count(void)
+{
+	struct broker_ref r;
+	size_t i = 0, n = 0;
+
+	while (broker_key_next(&i, &r))
+		n++;
+	return n;
+}
+
+bool sk_config_broker_next(const struct sk_config *c, size_t *i,
+			   const char **name, const char **value, char *buf,
+			   size_t cap)
+{
+	struct broker_ref r;
+	const void *base;
+
+	if (!broker_key_next(i, &r))
+		return false;
+	base = r.topic_default ? (const void *)&c->topic_defaults
+			       : (const void *)c;
+	*name = r.name;
+	if (r.k->type == CFG_STRING) {
+		const char *s =
+			*(char *const *)((const char *)base + r.k->offset);
+		*value = s && s[0] ? s : NULL;
+	} else {
+		key_format(r.k, base, buf, cap);
+		*value = buf;
+	}
+	return true;
+}
+
 /* Unknown key; a topic key given as a broker key gets a pointer. */
 static int unknown_key(struct sk_err *err, const char *where, const char *key)
 {
@@ -2268,7 +2301,7 @@ static void print_row(FILE *out, const char *key, const char *def,
 	char constraint[300];
 
 	key_constraint(k, constraint, sizeof(constraint));
-	fprintf(out, "  %-28s %-28s %s (%s)\n", key, def, k->doc, constraint);
+	fprintf(out, "  %-40s %-20s %s (%s)\n", key, def, k->doc, constraint);
 }
 
 void sk_config_print_keys(FILE *out)
@@ -2278,12 +2311,12 @@ void sk_config_print_keys(FILE *out)
 
 	fprintf(out, "Broker keys: in the YAML file, as --set KEY=VALUE, or "
 		     "as SKALD_KEY (upper case, '_' for '.')\n");
-	fprintf(out, "  %-28s %-28s %s\n", "KEY", "DEFAULT", "DESCRIPTION");
+	fprintf(out, "  %-40s %-20s %s\n", "KEY", "DEFAULT", "DESCRIPTION");
 	while (broker_key_next(&i, &r))
 		print_row(out, r.name, *r.k->def ? r.k->def : "\"\"", r.k);
 	fprintf(out, "\nTopic keys: under topics: NAME: configs:, or with "
 		     "CreateTopics and AlterConfigs\n");
-	fprintf(out, "  %-28s %-28s %s\n", "KEY", "DEFAULT FROM",
+	fprintf(out, "  %-40s %-20s %s\n", "KEY", "DEFAULT FROM",
 		"DESCRIPTION");
 	for (i = 0; i < N_TOPIC; i++)
 		print_row(out, topic_keys[i].name, topic_keys[i].broker_key,

@@ -244,6 +244,16 @@ static inline bool sk_topic_config_is_set(const struct sk_topic_config *tc,
 const char *sk_topic_config_broker_key(size_t i);
 
 /*
+ * Every broker key, topic defaults included (start with *i = 0): its name
+ * and current value as text, either a string key's own storage or buf.
+ * An empty string is NULL, as Kafka shows an unset key.
+ */
+size_t sk_config_broker_count(void);
+bool sk_config_broker_next(const struct sk_config *c, size_t *i,
+			   const char **name, const char **value, char *buf,
+			   size_t cap);
+
+/*
  * Kafka's topic name rules: 1..249 characters from [a-zA-Z0-9._-], and not
  * "." or "..". On false, err says which rule the name breaks.
  */

@@ -138,67 +138,21 @@ static struct dc_entry *dc_broker_add(struct dc_list *l, const char *name,
 	return e;
 }
 
-static void dc_broker_add_int(struct dc_list *l, const char *name, int64_t v)
-{
-	char buf[DC_VALUE_MAX];
-	struct dc_entry *e;
-
-	snprintf(buf, sizeof(buf), "%" PRId64, v);
-	e = dc_broker_add(l, name, NULL);
-	if (!e)
-		return;
-	memcpy(e->buf[0], buf, sizeof(buf));
-	e->value = e->syn[0].value = e->buf[0];
-}
-
-static void dc_broker_add_bool(struct dc_list *l, const char *name, bool v)
-{
-	dc_broker_add(l, name, v ? "true" : "false");
-}
-
-/* Broker keys clients look at, then the defaults of every topic key. */
-#define DC_BROKER_EXTRA 15
-
+/* Every broker key, read-only, with the value it has now. */
 static void dc_broker_entries(const struct sk_broker *b, struct dc_list *l)
 {
-	const struct sk_config *c = &b->cfg;
+	const char *name, *value;
+	char buf[DC_VALUE_MAX];
+	size_t i = 0;
 
-	dc_broker_add_int(l, "node.id", c->node_id);
-	dc_broker_add(l, "listeners", c->listeners);
-	/* Empty means "same as listeners"; Kafka shows an unset key null. */
-	dc_broker_add(l, "advertised.listeners",
-		      c->advertised_listeners && c->advertised_listeners[0]
-			      ? c->advertised_listeners
-			      : NULL);
-	dc_broker_add(l, "log.dir", c->log_dir);
-	dc_broker_add_int(l, "num.partitions", c->num_partitions);
-	dc_broker_add_bool(l, "auto.create.topics.enable",
-			   c->auto_create_topics);
-	dc_broker_add_bool(l, "delete.topic.enable", c->delete_topic_enable);
-	dc_broker_add_int(l, "message.max.bytes", c->message_max_bytes);
-	dc_broker_add_int(l, "socket.request.max.bytes",
-			  c->socket_request_max_bytes);
-	dc_broker_add_int(l, "connection.output.max.bytes",
-			  c->connection_output_max_bytes);
-	dc_broker_add_int(l, "connections.max.idle.ms",
-			  c->connections_max_idle_ms);
-	dc_broker_add_int(l, "max.connections", c->max_connections);
-	dc_broker_add_int(l, "queued.max.requests", c->queued_max_requests);
-	dc_broker_add(l, "log.format", c->log_format);
-	dc_broker_add(l, "log.level", c->log_level);
+	while (sk_config_broker_next(&b->cfg, &i, &name, &value, buf,
+				     sizeof(buf))) {
+		struct dc_entry *e = dc_broker_add(l, name, value);
 
-	for (size_t i = 0; i < sk_topic_config_count(); i++) {
-		const char *bkey = sk_topic_config_broker_key(i);
-		struct dc_entry *e;
-
-		if (!bkey)
-			continue;
-		e = dc_broker_add(l, bkey, NULL);
-		if (!e)
-			continue; /* message.max.bytes is listed above */
-		sk_topic_config_value(&c->topic_defaults, i, e->buf[0],
-				      DC_VALUE_MAX);
-		e->value = e->syn[0].value = e->buf[0];
+		if (e && value == buf) {
+			memcpy(e->buf[0], buf, sizeof(buf));
+			e->value = e->syn[0].value = e->buf[0];
+		}
 	}
 }
 
@@ -301,7 +255,7 @@ static void dc_answer(const struct sk_broker *b, struct sk_wr *w, int16_t v,
 		      bool flex, bool include_synonyms,
 		      const struct dc_res *res)
 {
-	size_t cap = sk_topic_config_count() + DC_BROKER_EXTRA;
+	size_t cap = SK_MAX(sk_topic_config_count(), sk_config_broker_count());
 	struct dc_list l = { sk_xcalloc(cap, sizeof(*l.e)), 0, cap };
 	bool *want = sk_xcalloc(cap, sizeof(*want));
 	struct sk_err err = { { 0 } };

@@ -2,6 +2,7 @@
 # python3-confluent-kafka (librdkafka 2.0.2) against skald: AdminClient
 # topics, partitions and configs; headers and timestamps; every codec;
 # a 900 KB record and an over-limit one; acks 0/1/-1; ListOffsets.
+import subprocess
 import os
 import random
 import sys
@@ -113,6 +114,31 @@ c = c if isinstance(c, dict) else {}
 is_((c.get("retention.ms") and c["retention.ms"].value,
      c.get("cleanup.policy") and c["cleanup.policy"].value),
     ("1234567", "compact"), "the configs are in effect")
+
+# The broker resource lists every broker key with its current value,
+# the keys --help prints, topic defaults included.
+r = admin_result(admin.describe_configs([ConfigResource("broker", "0")]))
+(bc,) = r.values()
+bc = bc if isinstance(bc, dict) else {}
+help_keys = set()
+in_broker = False
+for line in subprocess.run([SKALD, "--help"], capture_output=True,
+                           text=True).stdout.splitlines():
+    if line.startswith("Broker keys"):
+        in_broker = True
+    elif line.startswith("Topic keys"):
+        in_broker = False
+    elif in_broker and line.startswith("  ") and not line.startswith("  KEY"):
+        help_keys.add(line.split()[0])
+is_(sorted(help_keys - set(bc)), [],
+    "describe_configs broker: every broker key of --help is listed")
+ok(len(help_keys) > 30, "... and --help lists %d of them" % len(help_keys))
+is_((bc.get("num.partitions") and bc["num.partitions"].value,
+     bc.get("log.cleaner.enable") and bc["log.cleaner.enable"].value,
+     bc.get("log.message.timestamp.type")
+     and bc["log.message.timestamp.type"].value),
+    ("1", "true", "CreateTime"), "... with their current values")
+ok(all(e.is_read_only for e in bc.values()), "... all read-only")
 
 r = admin_result(admin.describe_configs([ConfigResource("topic",
                                                         "ck-nosuch")]))
