@@ -1182,6 +1182,55 @@ static int check_mapping(struct cfg_doc *d, yaml_node_t *map, const char *path,
 	return 0;
 }
 
+/* A walk over the pairs of a mapping whose keys check_mapping accepted. */
+struct cfg_walk {
+	struct cfg_doc *d;
+	yaml_node_pair_t *pr, *top;
+	yaml_node_t *k, *v; /* the current pair */
+	const char *name;   /* k's text */
+};
+
+/*
+ * Start walking value, found at path on the line of node at. A null value
+ * is an empty mapping; anything else but a mapping is "expected <what>".
+ */
+static int walk_begin(struct cfg_walk *w, struct cfg_doc *d, yaml_node_t *at,
+		      yaml_node_t *value, const char *path, const char *what,
+		      struct sk_err *err)
+{
+	int rc;
+
+	*w = (struct cfg_walk){ .d = d };
+	if (node_is_null(value))
+		return 0;
+	if (value->type != YAML_MAPPING_NODE)
+		return node_err(err, d, at, path, "expected %s, got %s", what,
+				node_kind(value));
+	rc = check_mapping(d, value, path, err);
+	if (rc)
+		return rc;
+	w->pr = value->data.mapping.pairs.start;
+	w->top = value->data.mapping.pairs.top;
+	return 0;
+}
+
+/* Pairs not yet walked. */
+static size_t walk_left(const struct cfg_walk *w)
+{
+	return (size_t)(w->top - w->pr);
+}
+
+static bool walk_next(struct cfg_walk *w)
+{
+	if (w->pr == w->top)
+		return false;
+	w->k = doc_node(w->d, w->pr->key);
+	w->v = doc_node(w->d, w->pr->value);
+	w->name = (const char *)w->k->data.scalar.value;
+	w->pr++;
+	return true;
+}
+
 /*
  * The text of a value that must be a single scalar, or NULL with err set.
  * Messages name the line of the key, which is where the eye goes.
@@ -1254,23 +1303,17 @@ static void hook_settings_defaults(struct sk_hook_settings *h)
 static int load_hooks(struct sk_config *c, struct cfg_doc *d, yaml_node_t *key,
 		      yaml_node_t *value, struct sk_err *err)
 {
+	struct cfg_walk w;
 	char kp[400];
 	int rc;
 
-	if (node_is_null(value))
-		return 0;
-	if (value->type != YAML_MAPPING_NODE)
-		return node_err(err, d, key, "hooks",
-				"expected a mapping of hook settings, got %s",
-				node_kind(value));
-	rc = check_mapping(d, value, "hooks", err);
+	rc = walk_begin(&w, d, key, value, "hooks",
+			"a mapping of hook settings", err);
 	if (rc)
 		return rc;
-	for (yaml_node_pair_t *pr = value->data.mapping.pairs.start;
-	     pr < value->data.mapping.pairs.top; pr++) {
-		yaml_node_t *k = doc_node(d, pr->key);
-		yaml_node_t *v = doc_node(d, pr->value);
-		const char *name = (const char *)k->data.scalar.value;
+	while (walk_next(&w)) {
+		yaml_node_t *k = w.k, *v = w.v;
+		const char *name = w.name;
 		const struct cfg_key *row = NULL;
 		const char *text;
 		char *where;
@@ -1402,6 +1445,7 @@ static bool json_number(const char *s)
 static int node_json(struct cfg_doc *d, yaml_node_t *n, struct sk_buf *o,
 		     int depth, const char *kp, struct sk_err *err)
 {
+	struct cfg_walk w;
 	const char *s;
 	int rc;
 
@@ -1409,21 +1453,16 @@ static int node_json(struct cfg_doc *d, yaml_node_t *n, struct sk_buf *o,
 		return node_err(err, d, n, kp, "options nest too deep");
 	switch (n->type) {
 	case YAML_MAPPING_NODE:
-		rc = check_mapping(d, n, kp, err);
+		rc = walk_begin(&w, d, n, n, kp, "a mapping", err);
 		if (rc)
 			return rc;
 		sk_buf_put(o, "{", 1);
-		for (yaml_node_pair_t *pr = n->data.mapping.pairs.start;
-		     pr < n->data.mapping.pairs.top; pr++) {
-			yaml_node_t *k = doc_node(d, pr->key);
-
-			if (pr != n->data.mapping.pairs.start)
+		for (bool first = true; walk_next(&w); first = false) {
+			if (!first)
 				sk_buf_put(o, ",", 1);
-			json_string(o, (const char *)k->data.scalar.value,
-				    k->data.scalar.length);
+			json_string(o, w.name, w.k->data.scalar.length);
 			sk_buf_put(o, ":", 1);
-			rc = node_json(d, doc_node(d, pr->value), o, depth + 1,
-				       kp, err);
+			rc = node_json(d, w.v, o, depth + 1, kp, err);
 			if (rc)
 				return rc;
 		}
@@ -1481,6 +1520,7 @@ static int load_hook_entry(struct cfg_doc *d, struct sk_hook_decl *h,
 			   const char *path, yaml_node_t *item,
 			   struct sk_err *err)
 {
+	struct cfg_walk w;
 	struct sk_err why;
 	char kp[800];
 	int rc;
@@ -1493,14 +1533,12 @@ static int load_hook_entry(struct cfg_doc *d, struct sk_hook_decl *h,
 				"on_error, dead_letter_topic and options, "
 				"got %s",
 				node_kind(item));
-	rc = check_mapping(d, item, path, err);
+	rc = walk_begin(&w, d, item, item, path, "a mapping", err);
 	if (rc)
 		return rc;
-	for (yaml_node_pair_t *pr = item->data.mapping.pairs.start;
-	     pr < item->data.mapping.pairs.top; pr++) {
-		yaml_node_t *k = doc_node(d, pr->key);
-		yaml_node_t *v = doc_node(d, pr->value);
-		const char *kname = (const char *)k->data.scalar.value;
+	while (walk_next(&w)) {
+		yaml_node_t *k = w.k, *v = w.v;
+		const char *kname = w.name;
 		const struct cfg_choice *ch;
 		const char *text;
 
@@ -1614,23 +1652,16 @@ static int load_topic_retention(struct cfg_doc *d, struct sk_topic_decl *decl,
 				const char *path, yaml_node_t *key,
 				yaml_node_t *value, struct sk_err *err)
 {
+	struct cfg_walk w;
 	char kp[800];
 	int rc;
 
-	if (node_is_null(value))
-		return 0;
-	if (value->type != YAML_MAPPING_NODE)
-		return node_err(err, d, key, path,
-				"expected a mapping with script, got %s",
-				node_kind(value));
-	rc = check_mapping(d, value, path, err);
+	rc = walk_begin(&w, d, key, value, path, "a mapping with script", err);
 	if (rc)
 		return rc;
-	for (yaml_node_pair_t *pr = value->data.mapping.pairs.start;
-	     pr < value->data.mapping.pairs.top; pr++) {
-		yaml_node_t *k = doc_node(d, pr->key);
-		yaml_node_t *v = doc_node(d, pr->value);
-		const char *kname = (const char *)k->data.scalar.value;
+	while (walk_next(&w)) {
+		yaml_node_t *k = w.k, *v = w.v;
+		const char *kname = w.name;
 		const char *text;
 
 		key_path(kp, sizeof(kp), path, kname);
@@ -1703,29 +1734,22 @@ static int load_topic_configs(struct cfg_doc *d, struct sk_topic_decl *decl,
 			      const char *path, yaml_node_t *key,
 			      yaml_node_t *value, struct sk_err *err)
 {
+	struct cfg_walk w;
 	struct sk_topic_config scratch;
 	char kp[700], buf[64];
 	int rc;
 
-	if (node_is_null(value))
-		return 0;
-	if (value->type != YAML_MAPPING_NODE)
-		return node_err(err, d, key, path,
-				"expected a mapping of topic keys to values, "
-				"got %s",
-				node_kind(value));
-	rc = check_mapping(d, value, path, err);
+	rc = walk_begin(&w, d, key, value, path,
+			"a mapping of topic keys to values", err);
 	if (rc)
 		return rc;
 	memset(&scratch, 0, sizeof(scratch));
-	decl->configs = sk_xcalloc(value->data.mapping.pairs.top -
-					   value->data.mapping.pairs.start,
-				   sizeof(*decl->configs));
-	for (yaml_node_pair_t *pr = value->data.mapping.pairs.start;
-	     pr < value->data.mapping.pairs.top; pr++) {
-		yaml_node_t *k = doc_node(d, pr->key);
-		yaml_node_t *v = doc_node(d, pr->value);
-		const char *name = (const char *)k->data.scalar.value;
+	if (!walk_left(&w))
+		return 0;
+	decl->configs = sk_xcalloc(walk_left(&w), sizeof(*decl->configs));
+	while (walk_next(&w)) {
+		yaml_node_t *k = w.k, *v = w.v;
+		const char *name = w.name;
 		const char *text;
 		char *where;
 		int i;
@@ -1754,26 +1778,19 @@ static int load_topic_configs(struct cfg_doc *d, struct sk_topic_decl *decl,
 static int load_topic(struct sk_config *c, struct cfg_doc *d, const char *name,
 		      yaml_node_t *key, yaml_node_t *value, struct sk_err *err)
 {
+	struct cfg_walk w;
 	struct sk_topic_decl decl = { .partitions = -1 };
 	char path[300], kp[400];
 	int rc = 0;
 
 	snprintf(path, sizeof(path), "topics.%s", name);
-	if (node_is_null(value))
-		goto done;
-	if (value->type != YAML_MAPPING_NODE)
-		return node_err(err, d, key, path,
-				"expected a mapping with partitions and "
-				"configs, got %s",
-				node_kind(value));
-	rc = check_mapping(d, value, path, err);
+	rc = walk_begin(&w, d, key, value, path,
+			"a mapping with partitions and configs", err);
 	if (rc)
 		return rc;
-	for (yaml_node_pair_t *pr = value->data.mapping.pairs.start;
-	     pr < value->data.mapping.pairs.top; pr++) {
-		yaml_node_t *k = doc_node(d, pr->key);
-		yaml_node_t *v = doc_node(d, pr->value);
-		const char *kname = (const char *)k->data.scalar.value;
+	while (walk_next(&w)) {
+		yaml_node_t *k = w.k, *v = w.v;
+		const char *kname = w.name;
 		const struct cfg_key *row = NULL;
 		const char *text;
 		char *where;
@@ -1813,7 +1830,6 @@ static int load_topic(struct sk_config *c, struct cfg_doc *d, const char *name,
 		if (rc)
 			goto out_free;
 	}
-done:
 	decl.name = sk_xstrdup(name);
 	decl.glob = topic_glob(name);
 	decl.where = node_where(d, key);
@@ -1829,24 +1845,17 @@ out_free:
 static int load_topics(struct sk_config *c, struct cfg_doc *d, yaml_node_t *key,
 		       yaml_node_t *value, struct sk_err *err)
 {
+	struct cfg_walk w;
 	struct sk_err why;
 	int rc;
 
-	if (node_is_null(value))
-		return 0;
-	if (value->type != YAML_MAPPING_NODE)
-		return node_err(err, d, key, "topics",
-				"expected a mapping of topic names to "
-				"settings, got %s",
-				node_kind(value));
-	rc = check_mapping(d, value, "topics", err);
+	rc = walk_begin(&w, d, key, value, "topics",
+			"a mapping of topic names to settings", err);
 	if (rc)
 		return rc;
-	for (yaml_node_pair_t *pr = value->data.mapping.pairs.start;
-	     pr < value->data.mapping.pairs.top; pr++) {
-		yaml_node_t *k = doc_node(d, pr->key);
-		yaml_node_t *v = doc_node(d, pr->value);
-		const char *name = (const char *)k->data.scalar.value;
+	while (walk_next(&w)) {
+		yaml_node_t *k = w.k, *v = w.v;
+		const char *name = w.name;
 
 		if (topic_glob(name) ? !topic_glob_valid(name, &why)
 				     : !sk_topic_name_valid(name, &why))
@@ -1863,27 +1872,20 @@ static int load_plugin_config(struct cfg_doc *d, struct sk_plugin_decl *p,
 			      const char *path, yaml_node_t *key,
 			      yaml_node_t *value, struct sk_err *err)
 {
+	struct cfg_walk w;
 	char kp[400];
 	int rc;
 
-	if (node_is_null(value))
-		return 0;
-	if (value->type != YAML_MAPPING_NODE)
-		return node_err(err, d, key, path,
-				"expected a mapping of the plugin's keys to "
-				"values, got %s",
-				node_kind(value));
-	rc = check_mapping(d, value, path, err);
+	rc = walk_begin(&w, d, key, value, path,
+			"a mapping of the plugin's keys to values", err);
 	if (rc)
 		return rc;
-	p->settings = sk_xcalloc(value->data.mapping.pairs.top -
-					 value->data.mapping.pairs.start,
-				 sizeof(*p->settings));
-	for (yaml_node_pair_t *pr = value->data.mapping.pairs.start;
-	     pr < value->data.mapping.pairs.top; pr++) {
-		yaml_node_t *k = doc_node(d, pr->key);
-		yaml_node_t *v = doc_node(d, pr->value);
-		const char *name = (const char *)k->data.scalar.value;
+	if (!walk_left(&w))
+		return 0;
+	p->settings = sk_xcalloc(walk_left(&w), sizeof(*p->settings));
+	while (walk_next(&w)) {
+		yaml_node_t *k = w.k, *v = w.v;
+		const char *name = w.name;
 		struct sk_plugin_setting *s = &p->settings[p->n_settings];
 		const char *text;
 
@@ -1905,6 +1907,7 @@ static int load_plugins(struct sk_config *c, struct cfg_doc *d,
 			yaml_node_t *key, yaml_node_t *value,
 			struct sk_err *err)
 {
+	struct cfg_walk w;
 	struct sk_plugin_decl *list = NULL;
 	size_t n = 0, cap;
 	char path[64], kp[128];
@@ -1933,14 +1936,12 @@ static int load_plugins(struct sk_config *c, struct cfg_doc *d,
 				      node_kind(e));
 			goto fail;
 		}
-		rc = check_mapping(d, e, path, err);
+		rc = walk_begin(&w, d, e, e, path, "a mapping", err);
 		if (rc)
 			goto fail;
-		for (yaml_node_pair_t *pr = e->data.mapping.pairs.start;
-		     pr < e->data.mapping.pairs.top; pr++) {
-			yaml_node_t *k = doc_node(d, pr->key);
-			yaml_node_t *v = doc_node(d, pr->value);
-			const char *kname = (const char *)k->data.scalar.value;
+		while (walk_next(&w)) {
+			yaml_node_t *k = w.k, *v = w.v;
+			const char *kname = w.name;
 			const char *text;
 
 			key_path(kp, sizeof(kp), path, kname);
@@ -1993,25 +1994,17 @@ static int load_storage(struct sk_config *c, struct cfg_doc *d,
 			yaml_node_t *key, yaml_node_t *value,
 			struct sk_err *err)
 {
+	struct cfg_walk w;
 	char *tier = NULL, *where = NULL;
 	int rc;
 
-	if (!node_is_null(value)) {
-		if (value->type != YAML_MAPPING_NODE)
-			return node_err(err, d, key, "storage",
-					"expected a mapping with tier, got %s",
-					node_kind(value));
-		rc = check_mapping(d, value, "storage", err);
-		if (rc)
-			return rc;
-	}
-	for (yaml_node_pair_t *pr = node_is_null(value)
-					    ? NULL
-					    : value->data.mapping.pairs.start;
-	     pr && pr < value->data.mapping.pairs.top; pr++) {
-		yaml_node_t *k = doc_node(d, pr->key);
-		yaml_node_t *v = doc_node(d, pr->value);
-		const char *kname = (const char *)k->data.scalar.value;
+	rc = walk_begin(&w, d, key, value, "storage", "a mapping with tier",
+			err);
+	if (rc)
+		return rc;
+	while (walk_next(&w)) {
+		yaml_node_t *k = w.k, *v = w.v;
+		const char *kname = w.name;
 		char kp[128];
 		const char *text;
 
@@ -2054,23 +2047,17 @@ fail:
 static int load_document(struct sk_config *c, struct cfg_doc *d,
 			 struct sk_err *err)
 {
+	struct cfg_walk w;
 	yaml_node_t *root = yaml_document_get_root_node(&d->doc);
 	int rc;
 
-	if (node_is_null(root))
-		return 0;
-	if (root->type != YAML_MAPPING_NODE)
-		return node_err(err, d, root, NULL,
-				"expected a mapping of keys to values, got %s",
-				node_kind(root));
-	rc = check_mapping(d, root, NULL, err);
+	rc = walk_begin(&w, d, root, root, NULL, "a mapping of keys to values",
+			err);
 	if (rc)
 		return rc;
-	for (yaml_node_pair_t *pr = root->data.mapping.pairs.start;
-	     pr < root->data.mapping.pairs.top; pr++) {
-		yaml_node_t *k = doc_node(d, pr->key);
-		yaml_node_t *v = doc_node(d, pr->value);
-		const char *name = (const char *)k->data.scalar.value;
+	while (walk_next(&w)) {
+		yaml_node_t *k = w.k, *v = w.v;
+		const char *name = w.name;
 		const struct cfg_section *sec = section_find(name);
 		struct broker_ref r;
 		const char *text;

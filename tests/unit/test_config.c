@@ -889,7 +889,7 @@ static void test_print_keys(void)
 	   "--help shows the ratio key and its bounds");
 	/* Every broker key has a row. */
 	sk_config_init(&c);
-	snprintf(line, sizeof(line), "\n  %-28s %s", "listeners", c.listeners);
+	snprintf(line, sizeof(line), "\n  %-40s %s", "listeners", c.listeners);
 	ok(strstr(text, line) != NULL, "a row is KEY DEFAULT DOC");
 	sk_config_free(&c);
 	free(text);
