@@ -1505,6 +1505,23 @@ static int node_json(struct cfg_doc *d, yaml_node_t *n, struct sk_buf *o,
 }
 
 /* Hook names: what metrics and logs can carry without quoting. */
+/* options: any YAML value, kept as the JSON text scripts receive. */
+static int load_options(struct cfg_doc *d, yaml_node_t *v, const char *kp,
+			char **json, struct sk_err *err)
+{
+	struct sk_buf o = { 0 };
+	int rc = node_json(d, v, &o, 0, kp, err);
+
+	if (rc) {
+		sk_buf_free(&o);
+		return rc;
+	}
+	sk_buf_put(&o, "", 1);
+	free(*json);
+	*json = (char *)o.data;
+	return 0;
+}
+
 static bool hook_name_valid(const char *s)
 {
 	if (!*s || strlen(s) > 100)
@@ -1544,16 +1561,9 @@ static int load_hook_entry(struct cfg_doc *d, struct sk_hook_decl *h,
 
 		key_path(kp, sizeof(kp), path, kname);
 		if (strcmp(kname, "options") == 0) {
-			struct sk_buf o = { 0 };
-
-			rc = node_json(d, v, &o, 0, kp, err);
-			if (rc) {
-				sk_buf_free(&o);
+			rc = load_options(d, v, kp, &h->options_json, err);
+			if (rc)
 				return rc;
-			}
-			sk_buf_put(&o, "", 1);
-			free(h->options_json);
-			h->options_json = (char *)o.data;
 			continue;
 		}
 		if (strcmp(kname, "name") && strcmp(kname, "script") &&
@@ -1666,16 +1676,10 @@ static int load_topic_retention(struct cfg_doc *d, struct sk_topic_decl *decl,
 
 		key_path(kp, sizeof(kp), path, kname);
 		if (strcmp(kname, "options") == 0) {
-			struct sk_buf o = { 0 };
-
-			rc = node_json(d, v, &o, 0, kp, err);
-			if (rc) {
-				sk_buf_free(&o);
+			rc = load_options(d, v, kp,
+					  &decl->retention_options_json, err);
+			if (rc)
 				return rc;
-			}
-			sk_buf_put(&o, "", 1);
-			free(decl->retention_options_json);
-			decl->retention_options_json = (char *)o.data;
 			continue;
 		}
 		if (strcmp(kname, "script") != 0)
