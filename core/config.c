@@ -462,22 +462,6 @@ static void int_range_text(const struct cfg_key *k, char *buf, size_t cap)
 }
 
 /*
- * A whole decimal integer: an optional '-' and digits, nothing else. Stricter
- * than strtoll, which takes blanks, '+' and trailing garbage in its stride.
- */
-static bool parse_int(const char *s, int64_t *out)
-{
-	const char *p = s + (*s == '-');
-
-	if (!*p)
-		return false;
-	for (; *p; p++)
-		if (*p < '0' || *p > '9')
-			return false;
-	return sk_parse_i64(s, out);
-}
-
-/*
  * A ratio: a plain decimal in [0, 1] ("0.5", "1", ".25", "5e-1": what
  * Java's Double.parseDouble takes for such values), parsed with strtod
  * but refusing what strtod forgives: blanks, a sign, hex, inf and nan,
@@ -530,7 +514,7 @@ static int key_apply(const struct cfg_key *k, const char *name, void *base,
 				       value);
 		return 0;
 	case CFG_INT:
-		if (!parse_int(value, &v) || v < k->min || v > k->max) {
+		if (!sk_parse_i64(value, &v) || v < k->min || v > k->max) {
 			int_range_text(k, text, sizeof(text));
 			return key_err(err, where, name,
 				       "expected %s, got '%.100s'", text,
@@ -728,7 +712,7 @@ static int parse_listener(const char *in, char **out, struct sk_err *why)
 	if (host_len > 253)
 		goto bad_host;
 	port = colon + 1;
-	if (*port == '-' || !parse_int(port, &p) || p < 1 || p > 65535)
+	if (*port == '-' || !sk_parse_i64(port, &p) || p < 1 || p > 65535)
 		return sk_err_set(why,
 				  "port must be in [1, 65535], got "
 				  "'%.100s'",

@@ -187,19 +187,6 @@ static void shown_name(const char *s, char *buf, size_t cap)
 
 static const char *const type_names[] = { "?", "bool", "int", "string" };
 
-/* A whole decimal integer: an optional '-' and digits, as the core's. */
-static bool parse_int(const char *s, int64_t *out)
-{
-	const char *p = s + (*s == '-');
-
-	if (!*p)
-		return false;
-	for (; *p; p++)
-		if (*p < '0' || *p > '9')
-			return false;
-	return sk_parse_i64(s, out);
-}
-
 /* The value as messages may show it: secret values are not. */
 static void shown_value(const struct skald_config_key *k, const char *text,
 			char *buf, size_t cap)
@@ -232,7 +219,7 @@ static int value_parse(const struct skald_config_key *k, const char *text,
 			v->b = text[0] == 't';
 		return 0;
 	case SKALD_CONFIG_INT:
-		if (!parse_int(text, &i) || i < k->min || i > k->max) {
+		if (!sk_parse_i64(text, &i) || i < k->min || i > k->max) {
 			if (k->max == INT64_MAX)
 				return sk_err_set(why,
 						  "expected an integer >= "

@@ -163,11 +163,16 @@ int sk_fsync_dir(const char *path)
 
 bool sk_parse_i64(const char *s, int64_t *out)
 {
+	const char *digits = s ? s + (*s == '-') : NULL;
 	char *end;
 	long long v;
 
-	if (!s || !*s)
+	/* Only '-' and digits: strtoll alone takes blanks, '+' and "". */
+	if (!digits || !*digits)
 		return false;
+	for (const char *p = digits; *p; p++)
+		if (*p < '0' || *p > '9')
+			return false;
 	errno = 0;
 	v = strtoll(s, &end, 10);
 	if (errno || *end != '\0')

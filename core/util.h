@@ -64,7 +64,7 @@ int sk_rmtree(const char *path);
 /* fsync a directory so a created/renamed/removed entry is durable. */
 int sk_fsync_dir(const char *path);
 
-/* Parse a whole string as a signed 64-bit decimal integer. */
+/* A whole string as a signed 64-bit decimal: an optional '-' and digits. */
 bool sk_parse_i64(const char *s, int64_t *out);
 
 #endif
