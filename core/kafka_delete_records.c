@@ -210,14 +210,16 @@ static void del_cancel(struct sk_resp *resp)
 
 /*
  * Read the request body from r; with d, also record each partition and
- * begin its deletion. Returns whether the body decoded completely (d ==
- * NULL is the checking pass run first, which sizes nothing).
+ * begin its deletion. Returns whether the body decoded completely. d ==
+ * NULL is the checking pass run first, which counts the partitions into
+ * *count: d->parts is sized from it once, because a deletion in flight
+ * is linked into its partition by address (sk_log_start_write).
  */
-static bool walk(struct sk_req *req, struct sk_rd *r, struct del_req *d)
+static bool walk(struct sk_req *req, struct sk_rd *r, struct del_req *d,
+		 size_t *count)
 {
 	bool flex = req->flexible;
 	int32_t n_topics;
-	size_t cap = 0;
 
 	n_topics = sk_rd_array(r, flex, flex ? 3 : 6);
 	if (n_topics < 0)
@@ -248,15 +250,13 @@ static bool walk(struct sk_req *req, struct sk_rd *r, struct del_req *d)
 			struct del_part *dp;
 
 			sk_rd_tags(r, flex);
-			if (!d || !sk_rd_ok(r))
+			if (!d) {
+				(*count)++;
 				continue;
-			if (d->n == cap) {
-				cap = cap ? cap * 2 : 8;
-				d->parts = sk_xrealloc(d->parts,
-						       cap * sizeof(*d->parts));
 			}
+			if (!sk_rd_ok(r) || d->n == *count)
+				continue;
 			dp = &d->parts[d->n++];
-			memset(dp, 0, sizeof(*dp));
 			dp->partition = partition;
 			delete_begin(req->b, d->topics[t], dp, offset);
 		}
@@ -272,14 +272,16 @@ int sk_kafka_delete_records(struct sk_req *req)
 	struct sk_rd check = req->rd;
 	struct del_req *d;
 	bool writing = false;
+	size_t count = 0;
 
-	if (!walk(req, &check, NULL))
+	if (!walk(req, &check, NULL, &count))
 		return -EPROTO;
 	d = sk_xcalloc(1, sizeof(*d));
 	d->b = req->b;
 	d->resp = req->resp;
 	d->flex = req->flexible;
-	walk(req, &req->rd, d);
+	d->parts = sk_xcalloc(SK_MAX(count, 1), sizeof(*d->parts));
+	walk(req, &req->rd, d, &count);
 	for (size_t k = 0; k < d->n; k++)
 		writing |= d->parts[k].writing;
 	if (!writing) {

@@ -298,6 +298,19 @@ is_(r, {(D, 0): (-1, OFFSET_OUT_OF_RANGE)},
     "past the high watermark: OFFSET_OUT_OF_RANGE")
 is_(watermarks(D, 0), (37, 100), "and the start stayed at 37")
 
+# One request for many partitions: each deletion in flight is linked into
+# its partition, so the request must not move them (more than 8 once
+# broke that).
+W = "ret-wide"
+create(W, 12)
+produce_all(W, [{"value": b"w", "partition": p} for p in range(12)
+                for _ in range(5)])
+r = delete_records(1, [(W, [(p, 3) for p in range(12)])])
+is_(r, {(W, p): (3, 0) for p in range(12)},
+    "12 partitions in one DeleteRecords all answer their new start")
+is_([watermarks(W, p) for p in range(12)], [(3, 5)] * 12,
+    "and all of them start at 3")
+
 create("ret-compact", **{"cleanup.policy": "compact"})
 r = delete_records(1, [("ret-compact", [(0, 0)])])
 is_(r, {("ret-compact", 0): (-1, POLICY_VIOLATION)},
