@@ -264,19 +264,47 @@ static struct undo *undo_new(struct sk_broker *b, enum undo_kind kind,
 	return u;
 }
 
+/*
+ * Close partition p, number i of the topic called name, without saving
+ * (its files are going) and remove its directory off the loop. It is
+ * renamed to a -delete name first, so that a new partition of the same
+ * name never meets its files; a -delete left by a crash goes at start.
+ * The caller has already made p unreachable: waiting fetches look it up
+ * again and find it gone.
+ */
+static void retire_part(struct sk_broker *b, const char *name, int32_t i,
+			struct sk_tpart *p)
+{
+	char *dir = part_dir(b, name, i);
+	char *trash =
+		sk_xasprintf("%s.%lld-delete", dir, (long long)sk_now_ms());
+
+	sk_fetch_wake(b, p);
+	sk_flusher_forget(&b->flusher, p);
+	sk_cleaner_forget(b->cleaner, p);
+	sk_remote_forget(b->remote, p, true);
+	sk_partition_abandon(p->log);
+	free(p);
+	if (rename(dir, trash) == 0) {
+		sk_flusher_rmtree(&b->flusher, trash);
+	} else {
+		sk_warn("cannot rename %s for deletion: %s", dir,
+			strerror(errno));
+		/* Under its live name it must be gone before a new
+		 * partition of that name may use it: so here. */
+		sk_rmtree(dir);
+		free(trash);
+	}
+	free(dir);
+}
+
 /* Close and remove partitions [from, n_parts) of tp, data included. */
 static void drop_parts(struct sk_broker *b, struct sk_topic *tp, int32_t from)
 {
 	while (tp->n_parts > from) {
-		struct sk_tpart *p = tp->parts[--tp->n_parts];
+		int32_t i = --tp->n_parts;
 
-		/* Waiting fetches look the partition up again: gone. */
-		sk_fetch_wake(b, p);
-		sk_flusher_forget(&b->flusher, p);
-		sk_cleaner_forget(b->cleaner, p);
-		sk_remote_forget(b->remote, p, true);
-		sk_partition_destroy(p->log);
-		free(p);
+		retire_part(b, tp->name, i, tp->parts[i]);
 	}
 }
 
@@ -514,8 +542,6 @@ enum sk_kerr sk_topic_delete(struct sk_broker *b, struct sk_topic *tp,
 			     struct sk_err *err)
 {
 	struct undo *u = undo_new(b, UNDO_DELETE, tp);
-	char **trash;
-	int32_t n = tp->n_parts;
 
 	(void)err;
 	/*
@@ -527,43 +553,7 @@ enum sk_kerr sk_topic_delete(struct sk_broker *b, struct sk_topic *tp,
 	u->n_kv = tp->n_overrides;
 	sk_meta_topic_delete(b->meta, tp->name, undo_settle, u);
 	topics_remove(&b->topics, tp);
-	trash = sk_xcalloc((size_t)(n ? n : 1), sizeof(*trash));
-	for (int32_t i = 0; i < n; i++) {
-		struct sk_tpart *p = tp->parts[i];
-		char *dir = part_dir(b, tp->name, i);
-
-		/* Waiting fetches look the topic up again and find it gone. */
-		sk_fetch_wake(b, p);
-		sk_flusher_forget(&b->flusher, p);
-		sk_cleaner_forget(b->cleaner, p);
-		sk_remote_forget(b->remote, p, true);
-		trash[i] = sk_xasprintf("%s.%lld-delete", dir,
-					(long long)sk_now_ms());
-		/* Nothing to save: its files are about to go. */
-		sk_partition_abandon(p->log);
-		p->log = NULL;
-		if (rename(dir, trash[i]) < 0) {
-			sk_warn("cannot rename %s for deletion: %s", dir,
-				strerror(errno));
-			/* Under its live name: gone before a new topic
-			 * of the same name may use it, so here. */
-			sk_rmtree(dir);
-			free(trash[i]);
-			trash[i] = NULL;
-			free(dir);
-		} else {
-			free(dir);
-		}
-	}
-	tp->n_parts = 0;
-	for (int32_t i = 0; i < n; i++) {
-		free(tp->parts[i]);
-		/* The removal itself, off the loop: a large topic's files
-		 * take a while; the -delete name keeps them out of sight. */
-		if (trash[i])
-			sk_flusher_rmtree(&b->flusher, trash[i]);
-	}
-	free(trash);
+	drop_parts(b, tp, 0);
 	sk_info("deleted topic '%s'", tp->name);
 	topic_free(tp);
 	return SK_KERR_NONE;
