@@ -46,6 +46,7 @@ struct produce_wait {
 	int32_t hooks_left; /* hooked batches not yet appended */
 	bool any_durable;   /* acks=all and something was appended */
 	bool flushing;	    /* fw is with the flusher */
+	bool meta_waiting;  /* then with sk_meta_wait (answer) */
 };
 
 /* Validate and append one batch; fills the response fields. */
@@ -165,9 +166,8 @@ static void produce_wait_free(struct produce_wait *pw)
 	free(pw);
 }
 
-static void on_durable(struct sk_flush_wait *fw, int rc)
+static void answer(struct produce_wait *pw, int rc)
 {
-	struct produce_wait *pw = sk_container_of(fw, struct produce_wait, fw);
 	struct sk_resp *resp = pw->resp;
 
 	for (size_t i = 0; rc && i < pw->n_parts; i++) {
@@ -182,6 +182,38 @@ static void on_durable(struct sk_flush_wait *fw, int rc)
 	sk_resp_finish(resp);
 }
 
+static void on_meta_durable(void *arg, int rc)
+{
+	struct produce_wait *pw = arg;
+
+	pw->meta_waiting = false;
+	if (!pw->resp) { /* the connection went away meanwhile */
+		produce_wait_free(pw);
+		return;
+	}
+	answer(pw, rc);
+}
+
+static void on_durable(struct sk_flush_wait *fw, int rc)
+{
+	struct produce_wait *pw = sk_container_of(fw, struct produce_wait, fw);
+
+	pw->flushing = false;
+	/*
+	 * A topic created a moment ago (auto-created by Metadata, say) may
+	 * not be in meta.db yet: records in it are not durable until the
+	 * topic is, and if storing it fails the topic and its records are
+	 * undone. Topic changes are rare, so waiting for all of them is
+	 * cheap.
+	 */
+	if (rc == 0 && sk_meta_pending(pw->b->meta)) {
+		pw->meta_waiting = true;
+		sk_meta_wait(pw->b->meta, on_meta_durable, pw);
+		return;
+	}
+	answer(pw, rc);
+}
+
 static void produce_cancel(struct sk_resp *resp)
 {
 	struct produce_wait *pw = resp->pending;
@@ -192,8 +224,11 @@ static void produce_cancel(struct sk_resp *resp)
 			sk_hook_wait_cancel(&pw->parts[i].hw);
 	if (pw->flushing)
 		sk_flusher_cancel(&pw->fw);
-	produce_wait_free(pw);
 	sk_resp_drop(resp);
+	if (pw->meta_waiting) /* on_meta_durable frees it */
+		pw->resp = NULL;
+	else
+		produce_wait_free(pw);
 }
 
 /* Mark what was appended for the flusher and wait for the sync. */
