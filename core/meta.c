@@ -5,9 +5,11 @@
  *     WAL checkpoints (and so every fsync) on that thread;
  *   - db, on the loop thread: reads, and the plugins' key/value store,
  *     whose ABI is synchronous. It never checkpoints (autocheckpoint 0)
- *     and does not sync its commits (NORMAL): the writer's next commit
- *     syncs the WAL they share. Its busy timeout bounds how long a
- *     plugin write may wait for a topic commit in flight.
+ *     and does not sync its commits (NORMAL); each plugin write queues a
+ *     META_SYNC for the writer, whose FULL commit syncs the WAL they
+ *     share, so the value is durable milliseconds later. Its busy
+ *     timeout bounds how long a plugin write may wait for a topic
+ *     commit in flight.
  */
 #include "meta.h"
 
@@ -31,6 +33,7 @@ struct sk_meta {
 enum meta_op {
 	META_TOPIC_PUT,
 	META_TOPIC_DEL,
+	META_SYNC, /* commit something, syncing the loop's plugin writes */
 };
 
 /* A queued topic change; strings owned. */
@@ -247,6 +250,14 @@ static int write_rec(void *ctx, sqlite3 *db, const void *rec)
 	sqlite3_stmt *st;
 
 	(void)ctx;
+	if (r->op == META_SYNC) {
+		/* A change, so that the commit writes and syncs the WAL. */
+		st = prep(db,
+			  "INSERT INTO kv VALUES (?1, 1) ON CONFLICT(key) "
+			  "DO UPDATE SET value = value + 1",
+			  "plugin_kv_syncs");
+		return st ? step_once(st) : -EIO;
+	}
 	if (r->op == META_TOPIC_DEL) {
 		/* Its configs go too: ON DELETE CASCADE. */
 		st = prep(db, "DELETE FROM topics WHERE name = ?1", r->name);
@@ -429,6 +440,16 @@ int sk_meta_topics_load(struct sk_meta *m, sk_meta_topic_fn fn, void *arg,
 /* ------------------------------------------------------------------ */
 /* Plugin key/value store */
 
+/* After a plugin write on the loop connection: have the writer sync it. */
+static int kv_synced(struct sk_meta *m, int rc)
+{
+	struct meta_rec r = { .op = META_SYNC, .name = NULL };
+
+	if (rc == 0 && m->writer)
+		sk_sqlw_queue(m->writer, &r);
+	return rc;
+}
+
 int sk_meta_kv_put(struct sk_meta *m, const char *ns, const char *key,
 		   const void *value, size_t len, struct sk_err *err)
 {
@@ -443,7 +464,7 @@ int sk_meta_kv_put(struct sk_meta *m, const char *ns, const char *key,
 	sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
 	/* A zero-length blob must not be bound as NULL (NOT NULL column). */
 	sqlite3_bind_blob(st, 3, len ? value : "", (int)len, SQLITE_STATIC);
-	return step_done(m, st, err, "store plugin value");
+	return kv_synced(m, step_done(m, st, err, "store plugin value"));
 }
 
 int sk_meta_kv_get(struct sk_meta *m, const char *ns, const char *key,
@@ -491,7 +512,7 @@ int sk_meta_kv_del(struct sk_meta *m, const char *ns, const char *key,
 		return db_fail(m, err, "delete plugin value");
 	sqlite3_bind_text(st, 1, ns, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
-	return step_done(m, st, err, "delete plugin value");
+	return kv_synced(m, step_done(m, st, err, "delete plugin value"));
 }
 
 int sk_meta_kv_list(struct sk_meta *m, const char *ns, const char *prefix,

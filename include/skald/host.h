@@ -195,7 +195,9 @@ struct skald_host {
 	 * Small durable values (at most 1 MiB each) in the broker's
 	 * metadata database, under the plugin's name: plugins cannot see
 	 * each other's keys. Each put or del is one short SQLite
-	 * transaction, so keep them rare (state, not data).
+	 * transaction, so keep them rare (state, not data). It returns
+	 * without waiting for the disk (this is the loop thread): the
+	 * broker's metadata writer syncs it milliseconds later.
 	 * kv_get copies the value into buf (cap bytes) and stores its
 	 * length in *len: -ENOENT if the key is absent, -ENOBUFS (with
 	 * *len set) if cap is too small.

@@ -222,6 +222,41 @@ static void test_basics(void)
 	sk_meta_close(m);
 }
 
+/*
+ * A plugin value is written on the loop's connection without a sync; the
+ * META_SYNC it queues has the writer's FULL commit sync the WAL, so once
+ * the writer ran the value survives power loss.
+ */
+static void test_kv_power_loss(void)
+{
+	struct sk_meta *m;
+	struct sk_err err;
+	char buf[16];
+	size_t len = 0;
+
+	fresh_root();
+	crash_vfs_reset(root, 0);
+	if (sk_meta_open(&m, root, &err)) {
+		diag("%.400s", err.msg);
+		abort();
+	}
+	sk_meta_start(m, loop);
+	is(sk_meta_kv_put(m, "plug", "k", "v1", 2, &err), 0, "kv: put");
+	ok(sk_meta_pending(m) > 0, "kv: the put queued a sync");
+	is(meta_wait(m), 0, "kv: the writer synced it");
+	crash_vfs_power_loss(false);
+	sk_meta_close(m);
+	crash_vfs_reset(root, 0);
+	if (sk_meta_open(&m, root, &err)) {
+		diag("%.400s", err.msg);
+		abort();
+	}
+	ok(sk_meta_kv_get(m, "plug", "k", buf, sizeof(buf), &len, &err) == 0 &&
+		   len == 2 && memcmp(buf, "v1", 2) == 0,
+	   "kv: the value survives power loss");
+	sk_meta_close(m);
+}
+
 /* ---- the power-loss walk ---- */
 
 /* What the stores acknowledged in one run. */
@@ -558,8 +593,9 @@ int main(void)
 	ev_timer_init(&keepalive, on_keepalive, 3600, 3600);
 	ev_timer_start(loop, &keepalive);
 
-	plan(15);
+	plan(19);
 	test_basics();
+	test_kv_power_loss();
 	test_walk();
 
 	ev_timer_stop(loop, &keepalive);
