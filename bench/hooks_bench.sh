@@ -153,7 +153,7 @@ micro() { # script options jit -> records/s
 		[ $c = none ] && name="no hook"
 		[ $c = filter ] && name="trivial on_record filter"
 		[ $c = batch ] && name="the same filter as on_batch"
-		[ $c = mask ] && name="JSON PII mask (on_record)"
+		[ $c = mask ] && name="JSON PII mask (mask_pii.lua)"
 		if [ $c = none ]; then
 			echo "| $name | $(stat "$rates") | - | - | $(med "$cpus") | - |"
 		else

@@ -22,11 +22,15 @@
  * traces, so `while true do end` would never be interrupted with the JIT
  * on (measured: it runs forever; probe in tests/unit/test_hook.c). Hook
  * states therefore run with the JIT engine off (the interpreter honours
- * a count hook), with a count hook every SK_HOOK_CHECK_INSNS instructions
- * that compares the monotonic clock with the batch's deadline; past it,
- * the hook raises and re-arms itself on every instruction so a pcall in
- * the script cannot swallow the timeout. bench/RESULTS-hooks.md has the
- * interpreter vs JIT figures.
+ * a count hook). A call runs with no hook at all: a one-shot timer of the
+ * calling thread signals it at the batch's deadline, and the handler
+ * installs the count hook (lua_sethook is async-signal-safe), which
+ * raises at the next instruction and re-arms itself on every instruction
+ * so a pcall in the script cannot swallow the timeout. A thread that
+ * cannot have such a timer falls back to a count hook every
+ * SK_HOOK_CHECK_INSNS instructions comparing the monotonic clock with the
+ * deadline (the per-instruction hook check cost ~5-8% of a hook).
+ * bench/RESULTS-hooks.md has the interpreter vs JIT figures.
  *
  * Memory bound. Debian 12's amd64 LuaJIT is a GC64 build, where
  * lua_newstate with our own allocator works (probed in test_hook.c): each
@@ -51,6 +55,7 @@
 #include "config.h"
 #include "hmap.h"
 #include "list.h"
+#include "metrics.h"
 #include "pool.h"
 
 struct sk_broker;
@@ -206,11 +211,28 @@ void sk_hook_run_retain(struct sk_hook_script *s, int slot,
  */
 struct lua_State;
 int sk_hook_json_open(struct lua_State *L);
+/*
+ * For C functions that carry the codec's three upvalues (null, array
+ * mark, scratch: copy them from the decode closure sk_hook_json_open
+ * leaves in the registry under SK_HOOK_JSON_REG). decode_with pushes the
+ * value of the JSON text p[0..n) (p must not move meanwhile; errors as
+ * skald.json.decode); encode_with encodes the value at idx and hands the
+ * text to sink, which must copy it (errors as skald.json.encode).
+ */
+#define SK_HOOK_JSON_REG "skald.json.decode"
+void sk_hook_json_decode_with(struct lua_State *L, const char *p, size_t n);
+void sk_hook_json_encode_with(struct lua_State *L, int idx,
+			      void (*sink)(struct lua_State *L, void *arg,
+					   const char *p, size_t n),
+			      void *arg);
 
 /* ------------------------------------------------------------------ */
 /* Chains, policies, breaker, metrics, reload (hook_chain.c) */
 
-/* Per-hook counters, on the loop thread (published by /metrics later). */
+/*
+ * Per-hook counters, on the loop thread; published to the broker's
+ * /metrics registry (skald_hook_*{topic,hook}) by sk_hook_chain_account.
+ */
 struct sk_hook_metrics {
 	uint64_t calls;
 	uint64_t records_in;
@@ -234,7 +256,9 @@ struct sk_hook {
 	char *options_json;
 	char *where; /* FILE:LINE of the declaration */
 	struct sk_hook_metrics m;
-	int fails;	    /* consecutive failed batches */
+	struct sk_hook_metrics pub;   /* what /metrics has of m */
+	struct sk_metric *series[12]; /* skald_hook_* series, on first use */
+	int fails;		      /* consecutive failed batches */
 	bool open;	    /* breaker open: not run, on_error applies */
 	int64_t open_until; /* monotonic ms: next trial */
 };
@@ -257,6 +281,7 @@ void sk_hook_chain_unref(struct sk_hook_chain *c);
 /* The broker's hooks; embedded in struct sk_broker. */
 struct sk_hooks {
 	struct sk_broker *b;
+	struct sk_metrics *metrics;  /* b's registry (tests: their own) */
 	struct sk_hook_settings set; /* the hooks: section in force */
 	struct sk_hook_limits lim;
 	struct sk_topic_decl *decls; /* topics: entries with hooks */
@@ -352,7 +377,10 @@ void sk_hook_chain_process(const struct sk_hook_chain *c, int slot,
 			   struct sk_hook_batch_out *out);
 void sk_hook_batch_out_free(struct sk_hook_batch_out *out);
 
-/* Fold one batch's deltas into c's metrics and breakers (loop thread). */
+/*
+ * Fold one batch's deltas into c's metrics and breakers, and publish
+ * every hook's counters to hs->metrics (loop thread).
+ */
 void sk_hook_chain_account(struct sk_hooks *hs, struct sk_hook_chain *c,
 			   const struct sk_hook_delta *d);
 /* Fill skip[c->n] from the breakers, at submit time (loop thread). */

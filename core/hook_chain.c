@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fnmatch.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -210,8 +211,84 @@ void sk_hook_chain_gate(struct sk_hook_chain *c, bool *skip)
 	}
 }
 
-void sk_hook_chain_account(struct sk_hooks *hs, struct sk_hook_chain *c,
-			   const struct sk_hook_delta *d)
+/* The skald_hook_* series: m's fields, by offset. */
+static const struct {
+	const char *name;
+	const char *help;
+	size_t off;
+	double scale;
+	bool gauge;
+} hook_series[] = {
+	{ "skald_hook_calls_total", "Batches a hook was called on",
+	  offsetof(struct sk_hook_metrics, calls), 1, false },
+	{ "skald_hook_records_in_total", "Records given to a hook",
+	  offsetof(struct sk_hook_metrics, records_in), 1, false },
+	{ "skald_hook_records_out_total", "Records a hook kept",
+	  offsetof(struct sk_hook_metrics, records_out), 1, false },
+	{ "skald_hook_records_dropped_total", "Records a hook dropped",
+	  offsetof(struct sk_hook_metrics, records_dropped), 1, false },
+	{ "skald_hook_errors_total",
+	  "Failed hook calls (errors, timeouts, memory)",
+	  offsetof(struct sk_hook_metrics, errors), 1, false },
+	{ "skald_hook_timeouts_total", "Hook calls cut off at timeout.ms",
+	  offsetof(struct sk_hook_metrics, timeouts), 1, false },
+	{ "skald_hook_seconds_total", "Time spent in a hook",
+	  offsetof(struct sk_hook_metrics, time_ns), 1e-9, false },
+	{ "skald_hook_lua_memory_bytes", "Lua heap of a hook's script states",
+	  offsetof(struct sk_hook_metrics, memory), 1, true },
+	{ "skald_hook_breaker_trips_total", "Times a hook's breaker opened",
+	  offsetof(struct sk_hook_metrics, breaker_trips), 1, false },
+	{ "skald_hook_skipped_total", "Batches an open breaker answered",
+	  offsetof(struct sk_hook_metrics, skipped), 1, false },
+	{ "skald_hook_acks0_closes_total",
+	  "acks=0 connections closed for a hook's refusal",
+	  offsetof(struct sk_hook_metrics, acks0_closes), 1, false },
+};
+
+_Static_assert(SK_ARRAY_SIZE(hook_series) <=
+		       SK_ARRAY_SIZE(((struct sk_hook *)0)->series),
+	       "room for every hook series");
+
+/* Bring /metrics up to date with h->m (deltas since the last time). */
+static void hook_publish(struct sk_hooks *hs, const char *topic,
+			 struct sk_hook *h)
+{
+	const char *labels[] = { "topic", topic, "hook", h->name };
+	struct sk_err err;
+
+	if (!hs->metrics)
+		return;
+	for (size_t i = 0; i < SK_ARRAY_SIZE(hook_series); i++) {
+		uint64_t now = *(const uint64_t *)((const char *)&h->m +
+						   hook_series[i].off);
+		uint64_t *was =
+			(uint64_t *)((char *)&h->pub + hook_series[i].off);
+
+		if (now == *was && h->series[i])
+			continue;
+		if (!h->series[i]) {
+			h->series[i] = sk_metrics_get(
+				hs->metrics,
+				hook_series[i].gauge ? SK_METRIC_GAUGE
+						     : SK_METRIC_COUNTER,
+				hook_series[i].name, hook_series[i].help,
+				labels, 2, NULL, 0, &err);
+			if (!h->series[i])
+				continue;
+		}
+		if (hook_series[i].gauge)
+			sk_metric_set(h->series[i],
+				      (double)now * hook_series[i].scale);
+		else if (now > *was)
+			sk_metric_add(h->series[i],
+				      (double)(now - *was) *
+					      hook_series[i].scale);
+		*was = now;
+	}
+}
+
+static void chain_fold(struct sk_hooks *hs, struct sk_hook_chain *c,
+		       const struct sk_hook_delta *d)
 {
 	for (size_t i = 0; i < c->n; i++) {
 		struct sk_hook *h = c->hooks[i];
@@ -259,6 +336,14 @@ void sk_hook_chain_account(struct sk_hooks *hs, struct sk_hook_chain *c,
 			h->open_until = sk_mono_ms() + hs->set.breaker_reset_ms;
 		}
 	}
+}
+
+void sk_hook_chain_account(struct sk_hooks *hs, struct sk_hook_chain *c,
+			   const struct sk_hook_delta *d)
+{
+	chain_fold(hs, c, d);
+	for (size_t i = 0; i < c->n; i++)
+		hook_publish(hs, c->topic, c->hooks[i]);
 }
 
 /* ------------------------------------------------------------------ */
@@ -527,6 +612,7 @@ int sk_hooks_init(struct sk_hooks *hs, struct sk_broker *b,
 
 	memset(hs, 0, sizeof(*hs));
 	hs->b = b;
+	hs->metrics = b ? b->metrics : NULL;
 	sk_hmap_init(&hs->scripts);
 	sk_hmap_init(&hs->topics);
 	sk_hmap_init(&hs->parts);

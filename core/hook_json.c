@@ -21,6 +21,7 @@
  */
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +42,11 @@
 struct js_key {
 	const char *p;
 	size_t n;
+	int v; /* stack slot of the value, or 0: look it up */
 };
+
+/* Keys of an object whose values stay on the stack while it is encoded. */
+#define JS_STACK_KEYS 32
 
 /* The per-state scratch (userdata "skald.json.scratch"). */
 struct js_scratch {
@@ -112,6 +117,33 @@ static const unsigned char js_special[256] = {
 	['"'] = 1,
 	['\\'] = 1,
 };
+
+/*
+ * Length of the plain run at the start of p[0..n): bytes before the first
+ * '"', '\\' or control character, eight at a time (exact "any byte is
+ * zero" and "any byte is below 0x20" word tests, then byte by byte).
+ */
+static inline size_t js_plain_run(const unsigned char *p, size_t n)
+{
+	const uint64_t ones = 0x0101010101010101ULL;
+	const uint64_t high = 0x8080808080808080ULL;
+	size_t i = 0;
+
+	for (; i + 8 <= n; i += 8) {
+		uint64_t x, q, b;
+
+		memcpy(&x, p + i, 8);
+		q = x ^ (ones * '"');
+		b = x ^ (ones * '\\');
+		if ((((q - ones) & ~q) | ((b - ones) & ~b) |
+		     ((x - ones * 0x20) & ~x)) &
+		    high)
+			break;
+	}
+	while (i < n && !js_special[p[i]])
+		i++;
+	return i;
+}
 
 /* ------------------------------------------------------------------ */
 /* Decoding */
@@ -207,8 +239,7 @@ static size_t js_string(struct js_dec *d, size_t i)
 	for (;;) {
 		int c;
 
-		for (j = pos; j < d->n && !js_special[d->p[j]]; j++)
-			;
+		j = pos + js_plain_run(d->p + pos, d->n - pos);
 		if (j >= d->n)
 			js_fail(d, i, "unterminated string");
 		c = d->p[j];
@@ -425,26 +456,41 @@ static size_t js_value(struct js_dec *d, size_t i, int depth)
 	return e;
 }
 
-static int js_decode(lua_State *L)
+/* Decode p[0..n) and push the value; p must stay put meanwhile. */
+static void js_decode_buf(lua_State *L, const char *p, size_t n)
 {
 	struct js_dec d;
-	size_t i, n;
+	size_t i;
+
+	d.L = L;
+	d.s = lua_touserdata(L, UV_SCRATCH);
+	d.p = (const unsigned char *)p;
+	d.n = n;
+	i = js_value(&d, js_skip(&d, 0), 0);
+	i = js_skip(&d, i);
+	if (i < d.n)
+		js_fail(&d, i, "trailing characters");
+}
+
+static int js_decode(lua_State *L)
+{
+	const char *p;
+	size_t n;
 
 	if (lua_type(L, 1) != LUA_TSTRING)
 		return luaL_error(L,
 				  "skald.json.decode: expected a string, got "
 				  "%s",
 				  luaL_typename(L, 1));
-	d.L = L;
-	d.s = lua_touserdata(L, UV_SCRATCH);
-	d.p = (const unsigned char *)lua_tolstring(L, 1, &n);
-	d.n = n;
+	p = lua_tolstring(L, 1, &n);
 	lua_settop(L, 1);
-	i = js_value(&d, js_skip(&d, 0), 0);
-	i = js_skip(&d, i);
-	if (i < d.n)
-		js_fail(&d, i, "trailing characters");
+	js_decode_buf(L, p, n);
 	return 1;
+}
+
+void sk_hook_json_decode_with(lua_State *L, const char *p, size_t n)
+{
+	js_decode_buf(L, p, n);
 }
 
 /* ------------------------------------------------------------------ */
@@ -453,19 +499,21 @@ static int js_decode(lua_State *L)
 static void js_enc_string(lua_State *L, struct js_scratch *s, const char *p,
 			  size_t n)
 {
-	size_t from = 0;
+	size_t i = 0;
 
 	js_need(L, s, n + 2);
 	s->buf[s->len++] = '"';
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)p[i];
+	for (;;) {
+		size_t run = js_plain_run((const unsigned char *)p + i, n - i);
+		unsigned char c;
 		char esc[8];
 		const char *e = NULL;
 
-		if (!js_special[c])
-			continue;
-		js_put(L, s, p + from, i - from);
-		from = i + 1;
+		js_put(L, s, p + i, run);
+		i += run;
+		if (i >= n)
+			break;
+		c = (unsigned char)p[i++];
 		switch (c) {
 		case '"':
 			e = "\\\"";
@@ -494,7 +542,6 @@ static void js_enc_string(lua_State *L, struct js_scratch *s, const char *p,
 		}
 		js_put(L, s, e, strlen(e));
 	}
-	js_put(L, s, p + from, n - from);
 	js_putc(L, s, '"');
 }
 
@@ -589,6 +636,7 @@ static void js_enc_table(lua_State *L, struct js_scratch *s, int idx, int depth)
 {
 	size_t len, count = 0, base, nk;
 	bool is_array;
+	int top;
 
 	if (depth >= JS_MAX_DEPTH)
 		js_raise(L, "skald.json.encode: nesting too deep (a cycle?)");
@@ -619,8 +667,13 @@ static void js_enc_table(lua_State *L, struct js_scratch *s, int idx, int depth)
 		js_putc(L, s, ']');
 		return;
 	}
-	/* Keys on the scratch key stack: Lua strings the table anchors. */
+	/*
+	 * Keys on the scratch key stack: Lua strings the table anchors. The
+	 * first JS_STACK_KEYS keep their key and value on the Lua stack, so
+	 * that writing them needs no second lookup (nor interning the key).
+	 */
 	base = s->n_keys;
+	top = lua_gettop(L);
 	lua_pushnil(L);
 	while (lua_next(L, idx)) {
 		struct js_key *k;
@@ -635,7 +688,14 @@ static void js_enc_table(lua_State *L, struct js_scratch *s, int idx, int depth)
 					  s->n_keys + 1, sizeof(*s->keys));
 		k = &s->keys[s->n_keys++];
 		k->p = lua_tolstring(L, -2, &k->n);
-		lua_pop(L, 1);
+		if (s->n_keys - base <= JS_STACK_KEYS) {
+			k->v = lua_gettop(L);
+			luaL_checkstack(L, 4, "skald.json.encode");
+			lua_pushvalue(L, -2); /* next from a copy of the key */
+		} else {
+			k->v = 0;
+			lua_pop(L, 1);
+		}
 	}
 	nk = s->n_keys - base;
 	if (nk <= 16) {
@@ -660,11 +720,16 @@ static void js_enc_table(lua_State *L, struct js_scratch *s, int idx, int depth)
 			js_putc(L, s, ',');
 		js_enc_string(L, s, k->p, k->n);
 		js_putc(L, s, ':');
-		lua_pushlstring(L, k->p, k->n);
-		lua_rawget(L, idx);
-		js_enc_value(L, s, lua_gettop(L), depth + 1);
-		lua_pop(L, 1);
+		if (k->v) {
+			js_enc_value(L, s, k->v, depth + 1);
+		} else {
+			lua_pushlstring(L, k->p, k->n);
+			lua_rawget(L, idx);
+			js_enc_value(L, s, lua_gettop(L), depth + 1);
+			lua_pop(L, 1);
+		}
 	}
+	lua_settop(L, top);
 	s->n_keys = base;
 	js_putc(L, s, '}');
 }
@@ -701,6 +766,19 @@ static void js_enc_value(lua_State *L, struct js_scratch *s, int idx, int depth)
 	}
 }
 
+/* Do not keep a huge buffer around after one big document. */
+static void js_trim(lua_State *L, struct js_scratch *s)
+{
+	if (s->cap > (1u << 20)) {
+		void *ud;
+		lua_Alloc f = lua_getallocf(L, &ud);
+
+		f(ud, s->buf, s->cap, 0);
+		s->buf = NULL;
+		s->cap = 0;
+	}
+}
+
 static int js_encode(lua_State *L)
 {
 	struct js_scratch *s = lua_touserdata(L, UV_SCRATCH);
@@ -710,16 +788,22 @@ static int js_encode(lua_State *L)
 	s->n_keys = 0;
 	js_enc_value(L, s, 1, 0);
 	lua_pushlstring(L, s->buf ? s->buf : "", s->len);
-	/* Do not keep a huge buffer around after one big document. */
-	if (s->cap > (1u << 20)) {
-		void *ud;
-		lua_Alloc f = lua_getallocf(L, &ud);
-
-		f(ud, s->buf, s->cap, 0);
-		s->buf = NULL;
-		s->cap = 0;
-	}
+	js_trim(L, s);
 	return 1;
+}
+
+void sk_hook_json_encode_with(lua_State *L, int idx,
+			      void (*sink)(lua_State *L, void *arg,
+					   const char *p, size_t n),
+			      void *arg)
+{
+	struct js_scratch *s = lua_touserdata(L, UV_SCRATCH);
+
+	s->len = 0;
+	s->n_keys = 0;
+	js_enc_value(L, s, idx, 0);
+	sink(L, arg, s->buf ? s->buf : "", s->len);
+	js_trim(L, s);
 }
 
 /*
@@ -745,6 +829,8 @@ int sk_hook_json_open(lua_State *L)
 	lua_pushvalue(L, 2);
 	lua_pushvalue(L, 3);
 	lua_pushcclosure(L, js_decode, 3);
+	lua_pushvalue(L, -1);
+	lua_setfield(L, LUA_REGISTRYINDEX, SK_HOOK_JSON_REG);
 	lua_pushvalue(L, 1);
 	lua_pushvalue(L, 2);
 	lua_pushvalue(L, 3);

@@ -61,7 +61,9 @@ local skald_api = freeze({
 
 local globals = {
 	assert = assert, error = error, ipairs = ipairs, next = next,
-	pairs = pairs, pcall = pcall, xpcall = xpcall, select = select,
+	-- host.pairs also lists a record's lazily filled fields.
+	pairs = host.pairs or pairs, pcall = pcall, xpcall = xpcall,
+	select = select,
 	tonumber = tonumber, tostring = tostring, type = type,
 	unpack = unpack, rawequal = rawequal, rawget = rawget,
 	setmetatable = setmetatable, getmetatable = getmetatable,

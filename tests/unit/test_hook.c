@@ -8,6 +8,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -517,7 +518,7 @@ static void test_reload(void)
 	char dir[] = "/tmp/skald-hook-XXXXXX", path[100], yaml[400];
 	struct sk_hooks hs;
 	struct sk_config cfg;
-	struct sk_err err;
+	struct sk_err err = { { 0 } };
 	struct sk_hook *h;
 	uint64_t v1;
 
@@ -561,6 +562,267 @@ static void test_reload(void)
 	rmdir(dir);
 }
 
+/* batch:value_json and batch:set_value_json: decode and encode in place. */
+static void test_batch_json(void)
+{
+	struct sk_hook_call call = { .topic = "t", .hook = "h" };
+	const char *vals[3] = { "{\"b\":1,\"a\":[true,null]}", "nope", "x" };
+	char buf[100];
+	struct sk_hook_res res;
+	struct sk_hook_recs rs;
+	struct sk_err err;
+	struct sk_hook_script *s = compile(
+		"local json = skald.json\n"
+		"return { on_batch = function(b)\n"
+		"  local d = b:value_json(1)\n"
+		"  assert(d.b == 1 and d.a[2] == json.null and "
+		"json.is_array(d.a))\n"
+		"  d.c = 'q\"'\n"
+		"  b:set_value_json(1, d)\n"
+		"  local ok, e = pcall(b.value_json, b, 2)\n"
+		"  local ok2, e2 = pcall(json.decode, b:value(2))\n"
+		"  b:set_value(3, tostring(not ok and not ok2 and e == e2) .. "
+		"' ' .. e)\n"
+		"  b:set_value(2, nil)\n"
+		"  assert(b:value_json(2) == nil)\n"
+		"  local ok3, e3 = pcall(b.set_value_json, b, 2, {f = error})\n"
+		"  assert(not ok3 and e3:find('cannot encode', 1, true))\n"
+		"end }\n",
+		&err);
+
+	ok(s != NULL, "value_json script compiled (%s)", err.msg);
+	recs_of(&rs, vals, 3);
+	sk_hook_run_records(s, 0, &call, &rs, &res);
+	is(res.status, SK_HOOK_OK, "value_json ran (%s)", res.msg);
+	snprintf(buf, sizeof(buf), "%.*s",
+		 rs.r[0].changed ? (int)rs.r[0].value_len : 0,
+		 (const char *)rs.r[0].value);
+	is_str(buf, "{\"a\":[true,null],\"b\":1,\"c\":\"q\\\"\"}",
+	       "set_value_json writes json.encode of the value");
+	ok(rs.r[2].value_len > 0 && strncmp((const char *)rs.r[2].value,
+					    "true skald.json.decode:", 23) == 0,
+	   "value_json fails as json.decode does (%.*s)",
+	   (int)rs.r[2].value_len, (const char *)rs.r[2].value);
+	ok(rs.r[1].value_len == -1, "a null value decodes to nil");
+	sk_hook_recs_free(&rs);
+	sk_hook_script_unref(s);
+}
+
+/* key and timestamp are filled in on first use; changes still count. */
+static void test_lazy_fields(void)
+{
+	struct sk_hook_call call = { .topic = "t", .hook = "h" };
+	const char *vals[2] = { "a", "b" };
+	struct sk_hook_res res;
+	struct sk_hook_recs rs;
+	struct sk_err err;
+	struct sk_hook_script *s = compile(
+		"local kept\n"
+		"return { on_record = function(rec)\n"
+		"  if kept then local _ = kept.key end\n"
+		"  if rec.value == 'a' then rec.key = 'K'; rec.timestamp = 7\n"
+		"  else assert(rec.key == 'k' and rec.timestamp == 1001)\n"
+		"    rec.timestamp = rec.timestamp + 1 end\n"
+		"  return rec end,\n"
+		"  keep = function(r) kept = r end }\n",
+		&err);
+
+	ok(s != NULL, "lazy fields script compiled (%s)", err.msg);
+	recs_of(&rs, vals, 2);
+	sk_hook_run_records(s, 0, &call, &rs, &res);
+	is(res.status, SK_HOOK_OK, "lazy fields ran (%s)", res.msg);
+	ok(rs.r[0].changed && rs.r[0].key_len == 1 && rs.r[0].key[0] == 'K' &&
+		   rs.r[0].timestamp == 7,
+	   "key and timestamp assigned without being read");
+	ok(rs.r[1].changed && rs.r[1].timestamp == 1002 &&
+		   rs.r[1].key[0] == 'k',
+	   "read, then changed");
+	sk_hook_recs_free(&rs);
+	sk_hook_script_unref(s);
+
+	s = compile("local kept\n"
+		    "return { on_record = function(rec)\n"
+		    "  if kept then return kept.key and rec end\n"
+		    "  kept = rec; return rec end }\n",
+		    &err);
+	recs_of(&rs, vals, 2);
+	sk_hook_run_records(s, 0, &call, &rs, &res);
+	ok(res.status == SK_HOOK_ERROR && strstr(res.msg, "outside"),
+	   "a lazy field of a rec kept past its call is an error (%s)",
+	   res.msg);
+	sk_hook_recs_free(&rs);
+	sk_hook_script_unref(s);
+}
+
+/*
+ * A script that copies rec with pairs keeps every field, as in the SDK
+ * where rec is a plain table; a field it assigned is not filled in.
+ */
+static void test_pairs_copy(void)
+{
+	struct sk_hook_call call = { .topic = "t", .hook = "h" };
+	const char *vals[2] = { "a", "b" };
+	struct sk_hook_res res;
+	struct sk_hook_recs rs;
+	struct sk_err err;
+	struct sk_hook_script *s =
+		compile("return { on_record = function(rec)\n"
+			"  if rec.value == 'b' then rec.key = nil end\n"
+			"  local out = {}\n"
+			"  for k, v in pairs(rec) do out[k] = v end\n"
+			"  assert(out.topic == 't' and out.partition == 0)\n"
+			"  out.value = out.value .. '!'\n"
+			"  return out end }\n",
+			&err);
+
+	ok(s != NULL, "pairs copy script compiled (%s)", err.msg);
+	recs_of(&rs, vals, 2);
+	sk_hook_run_records(s, 0, &call, &rs, &res);
+	is(res.status, SK_HOOK_OK, "pairs copy ran (%s)", res.msg);
+	ok(rs.r[0].key_len == 1 && rs.r[0].key[0] == 'k' &&
+		   rs.r[0].timestamp == 1000 && rs.r[0].value_len == 2,
+	   "a copy made with pairs keeps key and timestamp");
+	ok(rs.r[1].key_len == -1 && rs.r[1].timestamp == 1001,
+	   "a key the script set to nil stays nil in the copy");
+	sk_hook_recs_free(&rs);
+	sk_hook_script_unref(s);
+}
+
+/* Every per-hook counter reaches the /metrics registry. */
+static void test_hook_metrics(void)
+{
+	static const char *const names[] = {
+		"skald_hook_calls_total",
+		"skald_hook_records_in_total",
+		"skald_hook_records_out_total",
+		"skald_hook_records_dropped_total",
+		"skald_hook_errors_total",
+		"skald_hook_timeouts_total",
+		"skald_hook_seconds_total",
+		"skald_hook_lua_memory_bytes",
+		"skald_hook_breaker_trips_total",
+		"skald_hook_skipped_total",
+		"skald_hook_acks0_closes_total",
+	};
+	char dir[] = "/tmp/skald-hook-metrics.XXXXXX", path[300], yaml[600];
+	struct sk_hook_batch_out out;
+	struct sk_config cfg;
+	struct sk_hooks hs;
+	struct sk_buf b = { 0 }, text = { 0 };
+	struct sk_hook_chain *c;
+	struct sk_hook *h;
+	struct sk_err err = { { 0 } };
+	char *m, line[200];
+
+	ok(mkdtemp(dir) != NULL, "temp dir");
+	snprintf(path, sizeof(path), "%s/m.lua", dir);
+	write_file(path, "return { on_record = function(r)\n"
+			 "  if r.value == 'v1' then return nil end\n"
+			 "  return r end }");
+	snprintf(yaml, sizeof(yaml),
+		 "topics:\n"
+		 "  t.one:\n"
+		 "    hooks:\n"
+		 "      - name: h\n"
+		 "        script: %s\n",
+		 path);
+	sk_config_init(&cfg);
+	ok(sk_config_load_string(&cfg, "t.yaml", yaml, strlen(yaml), &err) == 0,
+	   "config (%s)", err.msg);
+	ok(sk_hooks_init(&hs, NULL, &cfg, &err) == 0, "hooks init (%s)",
+	   err.msg);
+	hs.metrics = sk_metrics_new();
+	c = sk_hooks_chain(&hs, "t.one");
+	h = sk_hooks_find(&hs, "t.one", "h");
+	make_batch(&b, 3, -1, 0);
+	for (int i = 0; i < 2; i++) {
+		sk_hook_chain_process(c, 0, NULL, "t.one", 0, b.data, b.len,
+				      1 << 20, &out);
+		if (i == 1 && h)
+			h->m.acks0_closes++; /* as a refused acks=0 does */
+		sk_hook_chain_account(&hs, c, out.d);
+		sk_hook_batch_out_free(&out);
+	}
+	sk_metrics_render(hs.metrics, &text);
+	m = strndup((const char *)text.data, text.len);
+	for (size_t i = 0; i < SK_ARRAY_SIZE(names); i++) {
+		snprintf(line, sizeof(line),
+			 "\n%s{topic=\"t.one\",hook=\"h\"} ", names[i]);
+		ok(strstr(m, line) != NULL, "/metrics has %s", names[i]);
+	}
+	ok(strstr(m,
+		  "skald_hook_calls_total{topic=\"t.one\",hook=\"h\"} 2\n") &&
+		   strstr(m, "skald_hook_records_in_total{topic=\"t.one\","
+			     "hook=\"h\"} 6\n") &&
+		   strstr(m, "skald_hook_records_dropped_total{topic=\"t.one\","
+			     "hook=\"h\"} 2\n") &&
+		   strstr(m, "skald_hook_acks0_closes_total{topic=\"t.one\","
+			     "hook=\"h\"} 1\n"),
+	   "with the counts of the batches");
+	free(m);
+	sk_buf_free(&text);
+	sk_buf_free(&b);
+	sk_hooks_fini(&hs);
+	sk_metrics_free(hs.metrics);
+	sk_config_free(&cfg);
+	unlink(path);
+	rmdir(dir);
+}
+
+/*
+ * The CPU bound's watchdog (a per-thread timer that installs the count
+ * hook at the deadline): it works on any thread, at a script's top level
+ * too, and leaves nothing behind for the calls after a timeout.
+ */
+static void *watchdog_thread(void *arg)
+{
+	struct sk_hook_call call = { .topic = "t", .hook = "h" };
+	const char *v[1] = { "loop" };
+	struct sk_hook_script *s = arg;
+	struct sk_hook_recs rs;
+	struct sk_hook_res res;
+	int *bad = calloc(1, sizeof(int));
+
+	recs_of(&rs, v, 1);
+	sk_hook_run_records(s, 0, &call, &rs, &res);
+	if (res.status != SK_HOOK_TIMEOUT)
+		*bad = 1000;
+	sk_hook_recs_free(&rs);
+	v[0] = "quick";
+	for (int i = 0; i < 200; i++) {
+		recs_of(&rs, v, 1);
+		sk_hook_run_records(s, 0, &call, &rs, &res);
+		if (res.status != SK_HOOK_OK)
+			(*bad)++;
+		sk_hook_recs_free(&rs);
+	}
+	return bad;
+}
+
+static void test_watchdog(void)
+{
+	struct sk_hook_script *s;
+	struct sk_err err;
+	pthread_t th;
+	void *bad = NULL;
+
+	s = compile("while true do end", &err);
+	ok(s == NULL && strstr(err.msg, "timeout"),
+	   "a top level that loops is cut off at compile (%s)", err.msg);
+	s = compile("return { on_record = function(rec)\n"
+		    "  if rec.value == 'loop' then while true do end end\n"
+		    "  return rec end }\n",
+		    &err);
+	ok(s != NULL, "compiled (%s)", err.msg);
+	if (s && pthread_create(&th, NULL, watchdog_thread, s) == 0)
+		pthread_join(th, &bad);
+	ok(bad && *(int *)bad == 0,
+	   "on another thread: the loop is cut off, and the 200 calls "
+	   "after it all run (%d)",
+	   bad ? *(int *)bad : -1);
+	free(bad);
+	sk_hook_script_unref(s);
+}
 /*
  * The probe behind the design: with the JIT on, a count hook does not
  * interrupt a compiled loop on Debian's LuaJIT. Run in a child that is
@@ -827,6 +1089,39 @@ static void test_json_codecs(void)
 		else
 			diag("%d levels: Lua '%.60s', C '%.60s'", levels, a, b);
 	}
+	/*
+	 * Strings scanned eight bytes at a time: a special character at
+	 * every position of strings of 0..20 bytes, escaped (decoded, then
+	 * encoded back) or raw (an error, or the end of the string).
+	 */
+	for (size_t len = 1; len <= 20; len++) {
+		static const char *const specials[] = { "\\\"", "\\\\",
+							"\\n",	"\\u0001",
+							"\x01", "\"",
+							"\x7f", "\xc3\xa9" };
+
+		for (size_t pos = 0; pos < len; pos++) {
+			for (size_t k = 0; k < SK_ARRAY_SIZE(specials); k++) {
+				char in[64];
+				int n = snprintf(
+					in, sizeof(in), "\"%.*s%s%.*s\"",
+					(int)pos, "abcdefghijklmnopqrst",
+					specials[k], (int)(len - pos - 1),
+					"ABCDEFGHIJKLMNOPQRST");
+
+				json_call(A, "try_decode", in, (size_t)n, a,
+					  sizeof(a));
+				json_call(B, "try_decode", in, (size_t)n, b,
+					  sizeof(b));
+				total++;
+				if (strcmp(a, b) == 0)
+					same++;
+				else
+					diag("decode '%s': Lua '%s', C '%s'",
+					     in, a, b);
+			}
+		}
+	}
 	for (size_t i = 0; i < SK_ARRAY_SIZE(encode_in); i++) {
 		json_call(A, "try_encode", encode_in[i], strlen(encode_in[i]),
 			  a, sizeof(a));
@@ -851,7 +1146,7 @@ static void test_json_codecs(void)
 
 int main(void)
 {
-	plan(96);
+	plan(96 + 5 + 5 + 3 + 11 + 1 + 3 + 4);
 	test_json_codecs();
 	test_jit_probe();
 	test_sandbox();
@@ -860,5 +1155,10 @@ int main(void)
 	test_batch_api();
 	test_chain();
 	test_reload();
+	test_batch_json();
+	test_lazy_fields();
+	test_pairs_copy();
+	test_hook_metrics();
+	test_watchdog();
 	return check_status();
 }

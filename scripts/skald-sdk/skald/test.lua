@@ -180,6 +180,19 @@ local function new_batch(recs, idx, state)
 	function b:set_value(i, s)
 		rec(self, i).value = check_bytes(s, "value")
 	end
+	-- json.decode of the value (nil for a null value), and set_value of
+	-- json.encode(v): what the broker does without the text as a string.
+	function b:value_json(i)
+		local v = rec(self, i).value
+		if v == nil then
+			return nil
+		end
+		return skald.json.decode(v)
+	end
+	function b:set_value_json(i, v)
+		local r = rec(self, i)
+		r.value = skald.json.encode(v)
+	end
 	function b:set_timestamp(i, t)
 		if type(t) ~= "number" then
 			error("timestamp must be a number (ms)", 2)
