@@ -176,5 +176,12 @@ micro() { # script options jit -> records/s
 		j=$(micro "scripts/examples/$f" "$o" "--jit")
 		echo "| $f | $i | $j | $(awk -v a="$i" -v b="$j" 'BEGIN { printf "%.2f×", b / a }') |"
 	done
-} > "$OUT"
+} > "$tmp/out.md"
+# Notes written by hand below the marker line are kept across runs.
+MARK='<!-- notes: kept by bench/hooks_bench.sh -->'
+if [ -f "$OUT" ] && grep -qxF "$MARK" "$OUT"; then
+	{ echo; awk -v m="$MARK" 'f || $0 == m { f = 1; print }' "$OUT"; } \
+		>> "$tmp/out.md"
+fi
+mv "$tmp/out.md" "$OUT"
 cat "$OUT"
