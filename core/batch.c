@@ -18,17 +18,6 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Offsets of the header fields not already named in batch.h. */
-#define SK_BATCH_LENGTH_OFFSET	   8
-#define SK_BATCH_EPOCH_OFFSET	   12
-#define SK_BATCH_LAST_DELTA_OFFSET 23
-#define SK_BATCH_BASE_TS_OFFSET	   27
-#define SK_BATCH_MAX_TS_OFFSET	   35
-#define SK_BATCH_PID_OFFSET	   43
-#define SK_BATCH_PEPOCH_OFFSET	   51
-#define SK_BATCH_SEQ_OFFSET	   53
-#define SK_BATCH_COUNT_OFFSET	   57
-
 /*
  * Smallest legacy (magic 0) message after its offset and size fields:
  * crc, magic, attributes, key length, value length. Kafka treats a size
@@ -306,84 +295,151 @@ void sk_batch_set_log_append_time(uint8_t *p, size_t len, int64_t ts)
 }
 
 /*
- * Read a record's key or value: varint length (-1 null), then the bytes,
- * taken from the record's own reader so they cannot run into the next
- * record.
+ * Records are read with bare pointers and a bound rather than through an
+ * sk_rd: every produced batch is walked here once to validate it, and a
+ * hooked one a second time to decode it, so this is per-record work on
+ * the produce path. The rules are sk_rd_varint's and sk_rd_varlong's:
+ * at most 5 (10) bytes, a varint's value within 32 bits.
  */
-static struct sk_str record_bytes(struct sk_rd *r)
+
+/* rec_leb128 beyond two bytes, and its failures. */
+static __attribute__((noinline)) bool
+rec_leb128_long(const uint8_t **pp, const uint8_t *end, int max, uint64_t *v)
 {
-	struct sk_str s = { NULL, -1 };
-	int32_t len = sk_rd_varint(r);
+	const uint8_t *p = *pp;
+	uint64_t x = 0;
 
-	if (len < -1)
-		sk_rd_fail(r);
-	if (len < 0 || !sk_rd_ok(r))
-		return s;
-	s.p = sk_rd_raw(r, (size_t)len);
-	if (!s.p)
-		return (struct sk_str){ NULL, -1 };
-	s.len = len;
-	return s;
-}
+	for (int i = 0; i < max && p < end; i++) {
+		uint8_t b = *p++;
 
-/*
- * Step over count record headers, checking each: a non-null key and a
- * possibly null value, both varint-prefixed (Kafka rejects a null header
- * key). Every header takes at least two bytes, so a huge count fails as
- * soon as the record runs out instead of looping.
- */
-static void record_skip_headers(struct sk_rd *r, int32_t count)
-{
-	for (int32_t i = 0; i < count && sk_rd_ok(r); i++) {
-		int32_t klen = sk_rd_varint(r);
-
-		if (klen < 0) {
-			sk_rd_fail(r);
-			break;
+		x |= (uint64_t)(b & 0x7f) << (7 * i);
+		if (!(b & 0x80)) {
+			*v = x;
+			*pp = p;
+			return true;
 		}
-		sk_rd_raw(r, (size_t)klen);
-		record_bytes(r);
 	}
+	return false; /* ran out, or too long for its type */
 }
 
 /*
- * The record's length varint bounds everything inside it: a sub-reader
- * over exactly that many bytes parses the fields, must not run short and
- * must end exactly at the record's end. Any failure marks the outer
- * reader, so callers see one sticky error for the whole batch.
+ * Unsigned LEB128 of at most max (>= 2) bytes at *pp (< end), or false.
+ * Most lengths and deltas of a record take one or two bytes: those are
+ * read inline, the rest out of line.
+ */
+static inline __attribute__((always_inline)) bool
+rec_leb128(const uint8_t **pp, const uint8_t *end, int max, uint64_t *v)
+{
+	const uint8_t *p = *pp;
+
+	if (__builtin_expect(p < end && p[0] < 0x80, 1)) {
+		*v = p[0];
+		*pp = p + 1;
+		return true;
+	}
+	if (end - p >= 2 && p[1] < 0x80) {
+		*v = (uint64_t)(p[0] & 0x7f) | (uint64_t)p[1] << 7;
+		*pp = p + 2;
+		return true;
+	}
+	return rec_leb128_long(pp, end, max, v);
+}
+
+/* A zigzag varint (32 bits), as sk_rd_varint reads it. */
+static inline __attribute__((always_inline)) bool
+rec_varint(const uint8_t **pp, const uint8_t *end, int32_t *v)
+{
+	uint64_t u;
+
+	if (!rec_leb128(pp, end, 5, &u) || u > UINT32_MAX)
+		return false;
+	*v = (int32_t)((uint32_t)u >> 1 ^ -(uint32_t)(u & 1));
+	return true;
+}
+
+/* A zigzag varlong (64 bits), as sk_rd_varlong reads it. */
+static inline __attribute__((always_inline)) bool
+rec_varlong(const uint8_t **pp, const uint8_t *end, int64_t *v)
+{
+	uint64_t u;
+
+	if (!rec_leb128(pp, end, 10, &u))
+		return false;
+	*v = (int64_t)(u >> 1 ^ -(u & 1));
+	return true;
+}
+
+/*
+ * A key, value or header value: varint length (-1 null, below that an
+ * error), then the bytes, which must lie before end.
+ */
+static inline __attribute__((always_inline)) bool
+rec_bytes(const uint8_t **pp, const uint8_t *end, struct sk_str *s)
+{
+	int32_t len;
+
+	if (!rec_varint(pp, end, &len) || len < -1)
+		return false;
+	if (len < 0) {
+		*s = (struct sk_str){ NULL, -1 };
+		return true;
+	}
+	if ((size_t)(end - *pp) < (size_t)len)
+		return false;
+	*s = (struct sk_str){ *pp, len };
+	*pp += len;
+	return true;
+}
+
+/*
+ * The record's length varint bounds everything inside it: its fields
+ * must not run past that length and must end exactly at it. Headers are
+ * checked one by one: a non-null key and a possibly null value, both
+ * varint-prefixed (Kafka rejects a null header key); each takes at least
+ * two bytes, so a huge count fails as soon as the record runs out. Any
+ * failure marks r, so callers see one sticky error for the whole batch.
  */
 bool sk_batch_record_next(struct sk_rd *r, struct sk_record *rec)
 {
-	struct sk_rd in;
-	const uint8_t *body;
-	int32_t len;
+	const uint8_t *p = r->p, *end, *tail;
+	int32_t len, count;
+	struct sk_str k, v;
 
-	memset(rec, 0, sizeof(*rec));
-	if (!sk_rd_ok(r) || sk_rd_left(r) == 0)
-		return false;
-	len = sk_rd_varint(r);
-	if (len < 0)
-		sk_rd_fail(r);
-	body = sk_rd_raw(r, (size_t)(len < 0 ? 0 : len));
-	if (!sk_rd_ok(r))
-		return false;
-
-	sk_rd_init(&in, body, (size_t)len);
-	sk_rd_i8(&in); /* record attributes: unused */
-	rec->timestamp_delta = sk_rd_varlong(&in);
-	rec->offset_delta = sk_rd_varint(&in);
-	rec->key = record_bytes(&in);
-	rec->value = record_bytes(&in);
-	rec->header_count = sk_rd_varint(&in);
-	if (rec->header_count < 0)
-		sk_rd_fail(&in);
-	rec->headers = in.p;
-	record_skip_headers(&in, rec->header_count);
-	rec->headers_len = (size_t)(in.p - rec->headers);
-	if (!sk_rd_ok(&in) || sk_rd_left(&in) != 0) {
-		sk_rd_fail(r);
+	if (r->err || p == r->end) {
 		memset(rec, 0, sizeof(*rec));
 		return false;
 	}
+	if (!rec_varint(&p, r->end, &len) || len <= 0 ||
+	    (size_t)(r->end - p) < (size_t)len)
+		goto fail;
+	end = p + len;
+	p++; /* record attributes: unused */
+	if (!rec_varlong(&p, end, &rec->timestamp_delta) ||
+	    !rec_varint(&p, end, &rec->offset_delta))
+		goto fail;
+	tail = p;
+	if (!rec_bytes(&p, end, &rec->key) ||
+	    !rec_bytes(&p, end, &rec->value) || !rec_varint(&p, end, &count) ||
+	    count < 0)
+		goto fail;
+	rec->header_count = count;
+	rec->headers = p;
+	for (int32_t i = 0; i < count; i++) {
+		if (!rec_bytes(&p, end, &k) || k.len < 0 ||
+		    !rec_bytes(&p, end, &v))
+			goto fail;
+	}
+	if (p != end)
+		goto fail;
+	rec->headers_len = (size_t)(end - rec->headers);
+	rec->raw = r->p;
+	rec->raw_len = (size_t)(end - r->p);
+	rec->tail = tail;
+	rec->tail_len = (size_t)(end - tail);
+	r->p = end;
 	return true;
+fail:
+	sk_rd_fail(r);
+	memset(rec, 0, sizeof(*rec));
+	return false;
 }

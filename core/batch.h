@@ -19,10 +19,19 @@
 
 #define SK_BATCH_HEADER_SIZE 61
 /* Bytes needed to learn a batch's total size: baseOffset + batchLength. */
-#define SK_BATCH_LOG_OVERHEAD 12
-#define SK_BATCH_MAGIC_OFFSET 16
-#define SK_BATCH_CRC_OFFSET   17
-#define SK_BATCH_ATTR_OFFSET  21
+#define SK_BATCH_LOG_OVERHEAD	   12
+#define SK_BATCH_LENGTH_OFFSET	   8
+#define SK_BATCH_EPOCH_OFFSET	   12
+#define SK_BATCH_MAGIC_OFFSET	   16
+#define SK_BATCH_CRC_OFFSET	   17
+#define SK_BATCH_ATTR_OFFSET	   21
+#define SK_BATCH_LAST_DELTA_OFFSET 23
+#define SK_BATCH_BASE_TS_OFFSET	   27
+#define SK_BATCH_MAX_TS_OFFSET	   35
+#define SK_BATCH_PID_OFFSET	   43
+#define SK_BATCH_PEPOCH_OFFSET	   51
+#define SK_BATCH_SEQ_OFFSET	   53
+#define SK_BATCH_COUNT_OFFSET	   57
 
 #define SK_BATCH_ATTR_CODEC_MASK      0x07
 #define SK_BATCH_ATTR_LOG_APPEND_TIME 0x08
@@ -123,6 +132,17 @@ struct sk_record {
 	int32_t header_count;
 	const uint8_t *headers; /* raw header bytes, header_count entries */
 	size_t headers_len;
+	/*
+	 * Where sk_batch_record_next found the record: all its wire bytes,
+	 * length varint included (raw), and those from the key's length to
+	 * the end of the headers (tail). sk_batch_record_write copies them
+	 * rather than encoding the fields. NULL (lengths 0) for a record
+	 * made by hand, or whose key, value or headers were changed.
+	 */
+	const uint8_t *raw;
+	size_t raw_len;
+	const uint8_t *tail;
+	size_t tail_len;
 };
 
 /*
@@ -171,10 +191,21 @@ void sk_batch_build(struct sk_buf *out, int64_t base_offset,
 		    int16_t producer_epoch, int32_t base_sequence);
 
 /*
+ * Bytes a record takes beyond its key, value and raw header bytes, at
+ * most: length, attributes, deltas, key, value and header-count varints.
+ * For sizing a buffer once for many records.
+ */
+#define SK_BATCH_RECORD_OVERHEAD_MAX (5 + 1 + 10 + 5 + 5 + 5 + 5)
+
+/*
  * Append one record in wire form with the given deltas, and rec's key,
- * value and raw headers as sk_batch_record_next found them: how the
- * cleaner re-encodes the records it keeps when a batch's baseTimestamp
- * changes.
+ * value and raw headers: how the cleaner re-encodes the records it keeps
+ * when a batch's baseTimestamp changes, and hooks the records of a batch
+ * they changed. A record is written as attributes 0 and varints in their
+ * shortest form, except that bytes rec says it was decoded from are
+ * copied as they are, as for a batch that is stored unchanged: rec->raw
+ * whole when the deltas are rec's own, else rec->tail after the new
+ * length, attributes and deltas.
  */
 void sk_batch_record_write(struct sk_buf *out, const struct sk_record *rec,
 			   int64_t timestamp_delta, int32_t offset_delta);
@@ -189,5 +220,15 @@ void sk_batch_record_write(struct sk_buf *out, const struct sk_record *rec,
  */
 void sk_batch_frame(struct sk_buf *out, const struct sk_batch_hdr *h,
 		    const uint8_t *records, size_t len);
+
+/*
+ * sk_batch_frame in two steps, for records written straight into out:
+ * sk_batch_frame_begin appends the header and returns where the batch
+ * starts; the caller appends the records (already compressed when the
+ * codec bits say so); sk_batch_frame_end fills in batchLength and the
+ * CRC over everything appended since.
+ */
+size_t sk_batch_frame_begin(struct sk_buf *out, const struct sk_batch_hdr *h);
+void sk_batch_frame_end(struct sk_buf *out, size_t start);
 
 #endif

@@ -10,13 +10,15 @@
  *
  * The result of a chain: the original bytes when no hook changed or
  * dropped anything (CRC untouched); otherwise one re-encoded batch with
- * the same codec, attributes, producer id, epoch, base sequence and
- * lastOffsetDelta, whose kept records keep their offset deltas. A dropped
- * record thus leaves an offset gap, exactly as compaction does, and the
- * batch still covers the sequence numbers the producer sent, which is
- * what an idempotent producer's state is built from. A batch whose every
- * record was dropped is written as an empty batch when it carries a
- * producer id (so the sequence range is kept) and not at all otherwise.
+ * the same codec, attributes, producer id, epoch, base sequence,
+ * baseTimestamp and lastOffsetDelta, whose kept records keep their offset
+ * deltas (so a record no hook changed keeps its bytes: it is copied, not
+ * encoded again). A dropped record thus leaves an offset gap, exactly as
+ * compaction does, and the batch still covers the sequence numbers the
+ * producer sent, which is what an idempotent producer's state is built
+ * from. A batch whose every record was dropped is written as an empty
+ * batch when it carries a producer id (so the sequence range is kept)
+ * and not at all otherwise.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -87,13 +89,15 @@ static struct sk_record_header_in *parse_headers(const struct sk_hook_rec *r,
 }
 
 /*
- * Records of a validated batch into rs; records_buf receives the
- * decompressed records of a compressed batch (rs points into it).
+ * Records of a validated batch into rs, and into raws each record's wire
+ * bytes (what sk_batch_record_write copies for a record no hook
+ * changed); records_buf receives the decompressed records of a
+ * compressed batch (rs and raws point into it).
  */
 static int decode(const uint8_t *batch, size_t len,
 		  const struct sk_batch_hdr *h, int64_t max_message_bytes,
 		  struct sk_buf *records_buf, struct sk_hook_recs *rs,
-		  struct sk_err *err)
+		  struct sk_str **raws, struct sk_err *err)
 {
 	enum sk_codec codec = h->attributes & SK_BATCH_ATTR_CODEC_MASK;
 	const uint8_t *p = batch + SK_BATCH_HEADER_SIZE;
@@ -113,38 +117,48 @@ static int decode(const uint8_t *batch, size_t len,
 		n = records_buf->len;
 	}
 	rs->cap = (size_t)SK_MAX(h->records_count, 1);
-	rs->r = sk_xcalloc(rs->cap, sizeof(*rs->r));
+	rs->r = sk_xmalloc(rs->cap * sizeof(*rs->r));
+	*raws = sk_xmalloc(rs->cap * sizeof(**raws));
 	sk_rd_init(&r, p, n);
 	while (sk_batch_record_next(&r, &rec)) {
-		struct sk_hook_rec *o;
-
 		if (rs->n == rs->cap)
 			return sk_err_set(err,
 					  "more records than recordsCount");
-		o = &rs->r[rs->n++];
-		o->offset_delta = rec.offset_delta;
-		o->timestamp = (int64_t)((uint64_t)h->base_timestamp +
-					 (uint64_t)rec.timestamp_delta);
-		o->key = rec.key.p;
-		o->key_len = rec.key.len;
-		o->value = rec.value.p;
-		o->value_len = rec.value.len;
-		o->hdrs = rec.headers;
-		o->hdrs_len = rec.headers_len;
-		o->n_hdrs = rec.header_count;
+		(*raws)[rs->n] =
+			(struct sk_str){ rec.raw, (int32_t)rec.raw_len };
+		rs->r[rs->n++] = (struct sk_hook_rec){
+			.offset_delta = rec.offset_delta,
+			.timestamp = (int64_t)((uint64_t)h->base_timestamp +
+					       (uint64_t)rec.timestamp_delta),
+			.key = rec.key.p,
+			.key_len = rec.key.len,
+			.value = rec.value.p,
+			.value_len = rec.value.len,
+			.hdrs = rec.headers,
+			.hdrs_len = rec.headers_len,
+			.n_hdrs = rec.header_count,
+		};
 	}
 	if (!sk_rd_ok(&r))
 		return sk_err_set(err, "malformed record");
 	return 0;
 }
 
-/* Re-encode the kept records of rs as one batch like h (see the top). */
+/*
+ * Re-encode the kept records of rs as one batch like h (see the top):
+ * the same baseTimestamp and offset deltas, so a record no hook changed
+ * is copied as it came (raws[i]). An uncompressed batch is written
+ * straight into out, sized once.
+ */
 static int encode(const struct sk_batch_hdr *h, const struct sk_hook_recs *rs,
-		  struct sk_buf *out, struct sk_err *err)
+		  const struct sk_str *raws, struct sk_buf *out,
+		  struct sk_err *err)
 {
 	enum sk_codec codec = h->attributes & SK_BATCH_ATTR_CODEC_MASK;
 	struct sk_buf recs = { 0 }, comp = { 0 };
+	struct sk_buf *to = codec != SK_CODEC_NONE ? &recs : out;
 	struct sk_batch_hdr nh = *h;
+	size_t need = SK_BATCH_HEADER_SIZE, start = 0;
 	int32_t kept = 0;
 	int rc = 0;
 
@@ -152,7 +166,27 @@ static int encode(const struct sk_batch_hdr *h, const struct sk_hook_recs *rs,
 	nh.max_timestamp = -1;
 	for (size_t i = 0; i < rs->n; i++) {
 		const struct sk_hook_rec *r = &rs->r[i];
+
+		if (r->dropped)
+			continue;
+		kept++;
+		nh.max_timestamp = SK_MAX(nh.max_timestamp, r->timestamp);
+		need += SK_BATCH_RECORD_OVERHEAD_MAX +
+			(size_t)SK_MAX(r->key_len, 0) +
+			(size_t)SK_MAX(r->value_len, 0) + r->hdrs_len;
+	}
+	if (kept == 0)
+		nh.max_timestamp = h->max_timestamp;
+	nh.records_count = kept;
+	sk_buf_reserve(to, need);
+	if (to == out)
+		start = sk_batch_frame_begin(out, &nh);
+	for (size_t i = 0; i < rs->n; i++) {
+		const struct sk_hook_rec *r = &rs->r[i];
+		int64_t ts_delta = (int64_t)((uint64_t)r->timestamp -
+					     (uint64_t)h->base_timestamp);
 		struct sk_record rec = {
+			.timestamp_delta = ts_delta,
 			.offset_delta = r->offset_delta,
 			.key = { r->key, r->key_len },
 			.value = { r->value, r->value_len },
@@ -163,23 +197,21 @@ static int encode(const struct sk_batch_hdr *h, const struct sk_hook_recs *rs,
 
 		if (r->dropped)
 			continue;
-		kept++;
-		nh.max_timestamp = SK_MAX(nh.max_timestamp, r->timestamp);
-		sk_batch_record_write(&recs, &rec,
-				      (int64_t)((uint64_t)r->timestamp -
-						(uint64_t)h->base_timestamp),
-				      r->offset_delta);
+		if (!r->changed) {
+			rec.raw = raws[i].p;
+			rec.raw_len = (size_t)raws[i].len;
+		}
+		sk_batch_record_write(to, &rec, ts_delta, r->offset_delta);
 	}
-	if (kept == 0)
-		nh.max_timestamp = h->max_timestamp;
-	nh.records_count = kept;
-	if (codec != SK_CODEC_NONE && recs.len) {
+	if (to == out) {
+		sk_batch_frame_end(out, start);
+	} else if (recs.len) {
 		rc = sk_codec_compress(codec, recs.data, recs.len, &comp, 0,
 				       err);
 		if (rc == 0)
 			sk_batch_frame(out, &nh, comp.data, comp.len);
 	} else {
-		sk_batch_frame(out, &nh, recs.data, recs.len);
+		sk_batch_frame(out, &nh, NULL, 0);
 	}
 	sk_buf_free(&recs);
 	sk_buf_free(&comp);
@@ -345,6 +377,7 @@ void sk_hook_chain_process(const struct sk_hook_chain *c, int slot,
 	struct sk_buf records = { 0 };
 	struct sk_hook_recs rs = { 0 };
 	struct sk_hook_rec *orig = NULL;
+	struct sk_str *raws = NULL;
 	struct sk_batch_hdr h;
 	struct sk_err err = { "" };
 	bool changed = false, dropped = false;
@@ -352,7 +385,8 @@ void sk_hook_chain_process(const struct sk_hook_chain *c, int slot,
 	memset(out, 0, sizeof(*out));
 	out->d = sk_xcalloc(c->n ? c->n : 1, sizeof(*out->d));
 	if (sk_batch_parse_header(batch, len, &h) ||
-	    decode(batch, len, &h, max_message_bytes, &records, &rs, &err)) {
+	    decode(batch, len, &h, max_message_bytes, &records, &rs, &raws,
+		   &err)) {
 		/* Validated before: not expected. */
 		out->what = SK_HOOK_OUT_REJECT;
 		out->kerr = SK_KERR_CORRUPT_MESSAGE;
@@ -432,7 +466,7 @@ done:
 			goto out;
 		}
 	}
-	if (encode(&h, &rs, &out->batch, &err)) {
+	if (encode(&h, &rs, raws, &out->batch, &err)) {
 		out->what = SK_HOOK_OUT_REJECT;
 		out->kerr = SK_KERR_UNKNOWN_SERVER_ERROR;
 		snprintf(out->err, sizeof(out->err), "re-encoding: %.400s",
@@ -454,6 +488,7 @@ done:
 	out->what = SK_HOOK_OUT_REBUILT;
 out:
 	free(orig);
+	free(raws);
 	sk_hook_recs_free(&rs);
 	sk_buf_free(&records);
 }

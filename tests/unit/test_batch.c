@@ -247,6 +247,210 @@ static void test_builder(void)
 	sk_buf_free(&b);
 }
 
+/*
+ * A record of a set: key (NULL: null), value (NULL: null), headers.
+ * Six records with keys, null keys and values, empty ones and headers
+ * (one with a null header value), some long enough for 2-byte varints.
+ */
+static struct sk_record_in mixed[6];
+
+static void init_mixed(void)
+{
+	mixed[0] = (struct sk_record_in){ "k0", 2, "v0", 2, 2000, hdrs0, 3 };
+	mixed[1] = (struct sk_record_in){ NULL, -1, NULL, -1, 2001, NULL, 0 };
+	mixed[2] = (struct sk_record_in){
+		"k2", 2, big_value, (int32_t)sizeof(big_value), 1990, hdrs2, 1
+	};
+	mixed[3] = (struct sk_record_in){ "", 0, NULL, -1, 2500, hdrs0, 3 };
+	mixed[4] = (struct sk_record_in){ NULL, -1, "", 0, 2000, NULL, 0 };
+	mixed[5] = (struct sk_record_in){ big_hval, 100,   "v5", 2,
+					  1000000,  hdrs0, 2 };
+}
+
+/* The records of an uncompressed batch, decoded; returns how many. */
+static size_t decode_all(const uint8_t *p, size_t len, struct sk_record *out,
+			 size_t max, bool *ok_out)
+{
+	struct sk_rd r;
+	size_t n = 0;
+
+	sk_rd_init(&r, p + SK_BATCH_HEADER_SIZE, len - SK_BATCH_HEADER_SIZE);
+	while (n < max && sk_batch_record_next(&r, &out[n]))
+		n++;
+	*ok_out = sk_rd_ok(&r) && sk_rd_left(&r) == 0;
+	return n;
+}
+
+/*
+ * sk_batch_record_write: a decoded record copied (raw, or tail after new
+ * deltas) is byte for byte what encoding its fields gives, and a batch
+ * keeping some records of another (as hooks and the cleaner make it)
+ * has the kept records' content and offset deltas, whichever path wrote
+ * them.
+ */
+static void test_record_write(void)
+{
+	static const int keep[] = { 0, 2, 3, 5 };
+	struct sk_buf b = { 0 }, copy = { 0 }, fields = { 0 }, tmp = { 0 };
+	struct sk_record dec[6], back[6];
+	struct sk_batch_hdr h, nh;
+	bool all = true, rd_ok;
+	size_t n, s1, s2;
+
+	init_mixed();
+	sk_batch_build(&b, 0, mixed, 6, 0, 11, 2, 40);
+	sk_batch_parse_header(b.data, b.len, &h);
+	n = decode_all(b.data, b.len, dec, 6, &rd_ok);
+	ok(n == 6 && rd_ok && validate(b.data, b.len, MAXB) == SK_KERR_NONE,
+	   "mixed batch: 6 records, valid");
+	for (size_t i = 0; i < n; i++) {
+		struct sk_record bare = dec[i];
+		size_t whole = (size_t)(dec[i].raw_len);
+
+		bare.raw = bare.tail = NULL;
+		bare.raw_len = bare.tail_len = 0;
+		all &= dec[i].tail > dec[i].raw &&
+		       dec[i].tail + dec[i].tail_len == dec[i].raw + whole &&
+		       dec[i].headers + dec[i].headers_len ==
+			       dec[i].raw + whole;
+		/* Own deltas: raw copy; by fields; tail after the deltas. */
+		tmp.len = 0;
+		sk_batch_record_write(&tmp, &dec[i], dec[i].timestamp_delta,
+				      dec[i].offset_delta);
+		all &= tmp.len == whole &&
+		       memcmp(tmp.data, dec[i].raw, whole) == 0;
+		tmp.len = 0;
+		sk_batch_record_write(&tmp, &bare, dec[i].timestamp_delta,
+				      dec[i].offset_delta);
+		all &= tmp.len == whole &&
+		       memcmp(tmp.data, dec[i].raw, whole) == 0;
+		/* New deltas (2-byte varints now): tail copy == fields. */
+		copy.len = fields.len = 0;
+		sk_batch_record_write(&copy, &dec[i],
+				      dec[i].timestamp_delta + 100000,
+				      dec[i].offset_delta + 70);
+		sk_batch_record_write(&fields, &bare,
+				      dec[i].timestamp_delta + 100000,
+				      dec[i].offset_delta + 70);
+		all &= copy.len == fields.len &&
+		       memcmp(copy.data, fields.data, copy.len) == 0;
+		{
+			struct sk_rd r;
+			struct sk_record x;
+
+			sk_rd_init(&r, copy.data, copy.len);
+			all &= sk_batch_record_next(&r, &x) &&
+			       sk_rd_left(&r) == 0 &&
+			       x.timestamp_delta ==
+				       dec[i].timestamp_delta + 100000 &&
+			       x.offset_delta == dec[i].offset_delta + 70 &&
+			       str_eq(x.key, mixed[i].key, mixed[i].key_len) &&
+			       str_eq(x.value, mixed[i].value,
+				      mixed[i].value_len) &&
+			       headers_eq(&x, &mixed[i]);
+		}
+	}
+	ok(all, "a decoded record written back: copied or by fields, with "
+		"its own deltas or new ones, the same bytes and content");
+
+	/* Records 1 and 4 dropped: copied vs encoded field by field. */
+	nh = h;
+	nh.records_count = (int32_t)SK_ARRAY_SIZE(keep);
+	copy.len = fields.len = 0;
+	s1 = sk_batch_frame_begin(&copy, &nh);
+	s2 = sk_batch_frame_begin(&fields, &nh);
+	for (size_t j = 0; j < SK_ARRAY_SIZE(keep); j++) {
+		struct sk_record bare = dec[keep[j]];
+
+		bare.raw = bare.tail = NULL;
+		sk_batch_record_write(&copy, &dec[keep[j]],
+				      dec[keep[j]].timestamp_delta,
+				      dec[keep[j]].offset_delta);
+		sk_batch_record_write(&fields, &bare, bare.timestamp_delta,
+				      bare.offset_delta);
+	}
+	sk_batch_frame_end(&copy, s1);
+	sk_batch_frame_end(&fields, s2);
+	ok(copy.len == fields.len &&
+		   memcmp(copy.data, fields.data, copy.len) == 0,
+	   "a batch with records dropped: copying kept records gives the "
+	   "bytes encoding them does");
+	sk_batch_parse_header(copy.data, copy.len, &nh);
+	n = decode_all(copy.data, copy.len, back, 6, &rd_ok);
+	all = n == 4 && rd_ok && sk_batch_crc_ok(copy.data, copy.len) &&
+	      nh.batch_length == (int32_t)(copy.len - SK_BATCH_LOG_OVERHEAD) &&
+	      nh.records_count == 4 && nh.last_offset_delta == 5 &&
+	      nh.base_timestamp == h.base_timestamp &&
+	      nh.max_timestamp == h.max_timestamp && nh.producer_id == 11 &&
+	      nh.producer_epoch == 2 && nh.base_sequence == 40;
+	for (size_t j = 0; j < n && j < SK_ARRAY_SIZE(keep); j++) {
+		const struct sk_record_in *in = &mixed[keep[j]];
+
+		all &= back[j].offset_delta == keep[j] &&
+		       (int64_t)((uint64_t)nh.base_timestamp +
+				 (uint64_t)back[j].timestamp_delta) ==
+			       in->timestamp &&
+		       str_eq(back[j].key, in->key, in->key_len) &&
+		       str_eq(back[j].value, in->value, in->value_len) &&
+		       headers_eq(&back[j], in);
+	}
+	ok(all,
+	   "and it has a valid CRC and length, the header's fields, and "
+	   "records 0, 2, 3, 5 with their offset deltas, timestamps, keys, "
+	   "values and headers");
+	/* Nothing dropped, written by copying: the validator takes it. */
+	nh = h;
+	copy.len = 0;
+	s1 = sk_batch_frame_begin(&copy, &nh);
+	for (size_t i = 0; i < 6; i++)
+		sk_batch_record_write(&copy, &dec[i], dec[i].timestamp_delta,
+				      dec[i].offset_delta);
+	sk_batch_frame_end(&copy, s1);
+	ok(copy.len == b.len && memcmp(copy.data, b.data, b.len) == 0 &&
+		   validate(copy.data, copy.len, MAXB) == SK_KERR_NONE,
+	   "all records copied into a new frame: the original batch");
+	sk_buf_free(&b);
+	sk_buf_free(&copy);
+	sk_buf_free(&fields);
+	sk_buf_free(&tmp);
+}
+
+/*
+ * Varint lengths at every size boundary: what the builder writes must
+ * decode back (the sizes it computes are the bytes it writes, which it
+ * asserts), for lengths and deltas of 1 to 7 bytes.
+ */
+static void test_varint_sizes(void)
+{
+	static const int64_t ts[] = { 0,    63,	     64,      8191,
+				      8192, 1048575, 1048576, INT64_C(1) << 40,
+				      -1,   -65 };
+	static uint8_t big[1 << 17];
+	static const int32_t lens[] = { 0, 1, 63, 64, 8191, 8192, 1 << 17 };
+	struct sk_record_in in[SK_ARRAY_SIZE(lens)];
+	struct sk_buf b = { 0 };
+	bool all = true;
+
+	for (size_t t = 0; t < SK_ARRAY_SIZE(ts); t++) {
+		for (size_t i = 0; i < SK_ARRAY_SIZE(lens); i++)
+			in[i] = (struct sk_record_in){
+				big,
+				lens[i],
+				big,
+				lens[SK_ARRAY_SIZE(lens) - 1 - i],
+				(int64_t)i * ts[t],
+				NULL,
+				0
+			};
+		b.len = 0;
+		sk_batch_build(&b, 0, in, SK_ARRAY_SIZE(lens), 0, -1, -1, -1);
+		all &= validate(b.data, b.len, INT32_MAX) == SK_KERR_NONE;
+	}
+	ok(all, "varints of every length round trip through build and "
+		"validation");
+	sk_buf_free(&b);
+}
+
 static void test_parse_header_errors(void)
 {
 	struct sk_buf b = { 0 };
@@ -877,11 +1081,13 @@ static void test_fuzz(void)
 
 int main(void)
 {
-	plan(93 + 31);
+	plan(93 + 31 + 6);
 	init_records();
 	test_build_parse();
 	test_golden_record();
 	test_builder();
+	test_record_write();
+	test_varint_sizes();
 	test_parse_header_errors();
 	test_validate();
 	test_bad_records();

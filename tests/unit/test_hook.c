@@ -505,6 +505,152 @@ static void test_chain(void)
 	sk_buf_free(&dec);
 }
 
+/*
+ * A re-encoded batch against one made by hand: records a hook left
+ * alone are copied from the original batch, changed ones encoded from
+ * their fields, dropped ones leave offset gaps; the result must be the
+ * bytes of the same batch encoded field by field (header as the
+ * original's, kept records with their offset deltas and timestamps), for
+ * keys, null keys and values, and headers, uncompressed and gzip.
+ */
+static void test_chain_copy(void)
+{
+	static const struct sk_record_header_in hd[] = {
+		{ "h1", 2, "v1", 2 },
+		{ "h2", 2, NULL, -1 },
+	};
+	static char big[200];
+	struct sk_record_in in[6] = {
+		{ "k0", 2, "v0", 2, 7000, hd, 2 },
+		{ NULL, -1, NULL, -1, 7001, NULL, 0 },
+		{ "k2", 2, big, (int32_t)sizeof(big), 6990, hd, 1 },
+		{ "", 0, NULL, -1, 7500, hd, 2 },
+		{ NULL, -1, "v4", 2, 9000, NULL, 0 },
+		{ big, 150, "v5", 2, 7002, hd, 2 },
+	};
+	/* 0-based: 1 and 4 dropped, 3 given a value, the rest untouched. */
+	static const int keep[] = { 0, 2, 3, 5 };
+	struct sk_buf b = { 0 }, want = { 0 }, gz = { 0 }, dec = { 0 };
+	struct sk_hook_batch_out out;
+	struct sk_hook_chain *c;
+	struct sk_batch_hdr h, nh;
+	struct sk_err err;
+	size_t start;
+	bool all;
+
+	memset(big, 'b', sizeof(big));
+	c = chain_of("return { on_batch = function(b)\n"
+		     "  b:drop(2) b:drop(5) b:set_value(4, 'new')\n"
+		     "end }\n",
+		     SK_HOOK_ON_ERROR_REJECT);
+	sk_batch_build(&b, 0, in, 6, 0, 7, 1, 50);
+	sk_batch_parse_header(b.data, b.len, &h);
+	sk_hook_chain_process(c, 0, NULL, "t", 0, b.data, b.len, 1 << 20, &out);
+
+	/* The same batch by hand, every record encoded from its fields. */
+	nh = h;
+	nh.records_count = 4;
+	nh.max_timestamp = 7500;
+	start = sk_batch_frame_begin(&want, &nh);
+	for (size_t j = 0; j < SK_ARRAY_SIZE(keep); j++) {
+		const struct sk_record_in *r = &in[keep[j]];
+		struct sk_record rec = {
+			.key = { r->key, r->key_len },
+			.value = { r->value, r->value_len },
+			.header_count = r->n_headers,
+		};
+		struct sk_buf hb = { 0 };
+		struct sk_wr w = { &hb };
+
+		if (keep[j] == 3)
+			rec.value =
+				(struct sk_str){ (const uint8_t *)"new", 3 };
+		for (int32_t k = 0; k < r->n_headers; k++) {
+			sk_wr_varint(&w, r->headers[k].key_len);
+			sk_wr_raw(&w, r->headers[k].key,
+				  (size_t)r->headers[k].key_len);
+			sk_wr_varint(&w, r->headers[k].value_len);
+			if (r->headers[k].value_len > 0)
+				sk_wr_raw(&w, r->headers[k].value,
+					  (size_t)r->headers[k].value_len);
+		}
+		rec.headers = hb.data;
+		rec.headers_len = hb.len;
+		sk_batch_record_write(&want, &rec, r->timestamp - 7000,
+				      keep[j]);
+		sk_buf_free(&hb);
+	}
+	sk_batch_frame_end(&want, start);
+	ok(out.what == SK_HOOK_OUT_REBUILT && out.batch.len == want.len &&
+		   memcmp(out.batch.data, want.data, want.len) == 0 &&
+		   sk_batch_crc_ok(out.batch.data, out.batch.len),
+	   "records kept, changed and dropped: the bytes of the batch "
+	   "encoded by hand, with a valid CRC");
+	{
+		struct sk_rd r;
+		struct sk_record rec;
+		size_t n = 0;
+
+		all = true;
+		sk_rd_init(&r, out.batch.data + SK_BATCH_HEADER_SIZE,
+			   out.batch.len - SK_BATCH_HEADER_SIZE);
+		while (sk_batch_record_next(&r, &rec) && n < 4) {
+			const struct sk_record_in *e = &in[keep[n]];
+
+			all &= rec.offset_delta == keep[n] &&
+			       rec.timestamp_delta == e->timestamp - 7000 &&
+			       rec.key.len == e->key_len &&
+			       rec.header_count == e->n_headers &&
+			       (keep[n] == 3 ? rec.value.len == 3
+					     : rec.value.len == e->value_len);
+			n++;
+		}
+		ok(all && n == 4 && sk_rd_ok(&r) && sk_rd_left(&r) == 0,
+		   "offset deltas 0 2 3 5, timestamps, keys, values and "
+		   "headers as expected");
+	}
+	sk_hook_batch_out_free(&out);
+
+	/* Gzip: the decompressed records are the same bytes. */
+	sk_codec_compress(SK_CODEC_GZIP, b.data + SK_BATCH_HEADER_SIZE,
+			  b.len - SK_BATCH_HEADER_SIZE, &gz, 0, &err);
+	h.attributes = SK_CODEC_GZIP;
+	b.len = 0;
+	sk_batch_frame(&b, &h, gz.data, gz.len);
+	sk_hook_chain_process(c, 0, NULL, "t", 0, b.data, b.len, 1 << 20, &out);
+	ok(out.what == SK_HOOK_OUT_REBUILT &&
+		   sk_batch_crc_ok(out.batch.data, out.batch.len) &&
+		   sk_codec_decompress(SK_CODEC_GZIP,
+				       out.batch.data + SK_BATCH_HEADER_SIZE,
+				       out.batch.len - SK_BATCH_HEADER_SIZE,
+				       &dec, 1 << 20, &err) == 0 &&
+		   dec.len == want.len - SK_BATCH_HEADER_SIZE &&
+		   memcmp(dec.data, want.data + SK_BATCH_HEADER_SIZE,
+			  dec.len) == 0,
+	   "gzip: the same records, compressed");
+	sk_hook_batch_out_free(&out);
+	sk_hook_chain_unref(c);
+
+	/* Nothing dropped, one record changed: a batch clients could send. */
+	c = chain_of("return { on_batch = function(b) b:set_key(2, 'kk') end }",
+		     SK_HOOK_ON_ERROR_REJECT);
+	b.len = 0;
+	sk_batch_build(&b, 0, in, 6, 0, -1, -1, -1);
+	sk_hook_chain_process(c, 0, NULL, "t", 0, b.data, b.len, 1 << 20, &out);
+	ok(out.what == SK_HOOK_OUT_REBUILT &&
+		   sk_batch_validate_produce(out.batch.data, out.batch.len,
+					     1 << 20, NULL, &nh,
+					     NULL) == SK_KERR_NONE &&
+		   nh.records_count == 6 && out.batch.len == b.len + 2,
+	   "one key set, none dropped: the batch validates");
+	sk_hook_batch_out_free(&out);
+	sk_hook_chain_unref(c);
+	sk_buf_free(&b);
+	sk_buf_free(&want);
+	sk_buf_free(&gz);
+	sk_buf_free(&dec);
+}
+
 static void write_file(const char *path, const char *text)
 {
 	FILE *f = fopen(path, "w");
@@ -1146,7 +1292,7 @@ static void test_json_codecs(void)
 
 int main(void)
 {
-	plan(96 + 5 + 5 + 3 + 11 + 1 + 3 + 4);
+	plan(96 + 5 + 5 + 3 + 11 + 1 + 3 + 4 + 4);
 	test_json_codecs();
 	test_jit_probe();
 	test_sandbox();
@@ -1154,6 +1300,7 @@ int main(void)
 	test_state_reuse();
 	test_batch_api();
 	test_chain();
+	test_chain_copy();
 	test_reload();
 	test_batch_json();
 	test_lazy_fields();
