@@ -8,6 +8,7 @@
 
 #include "crc32c.h"
 #include "io.h"
+#include "log_ckpt.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -166,83 +167,67 @@ uint32_t sk_log_index_rel_for_time(const struct sk_log_index *idx, int64_t ts)
 	return rel;
 }
 
-/* Write all of p to fd (a fresh file: plain write, retrying short ones). */
-static int write_all(int fd, const void *p, size_t n)
+/*
+ * The header's CRC field: version 2 covers the header before it and the
+ * entries, so that an in-place rewrite torn between header fields (a new
+ * log size over the old entries) fails it too; version 1 files (written
+ * whole and renamed into place) cover the entries only.
+ */
+static uint32_t index_crc(const uint8_t *hdr, uint32_t version,
+			  const uint8_t *entries, size_t bytes)
 {
-	const uint8_t *c = p;
+	uint32_t crc = version >= 2 ? sk_crc32c(0, hdr, 20) : 0;
 
-	while (n > 0) {
-		ssize_t w = sk_io_write(fd, c, n);
-
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		c += w;
-		n -= (size_t)w;
-	}
-	return 0;
+	/* entries is NULL when empty: hash zero bytes of hdr instead. */
+	return sk_crc32c(crc, bytes ? entries : hdr, bytes);
 }
 
 static int save_one(const struct sk_log_index_buf *b, size_t esize,
 		    uint32_t magic, const char *stem, const char *ext,
-		    int64_t log_size, struct sk_err *err)
+		    int64_t log_size, bool in_place, struct sk_err *err)
 {
 	char *path = sk_xasprintf("%s.%s", stem, ext);
-	char *tmp = sk_xasprintf("%s.%s.tmp", stem, ext);
+	char *tmp = in_place ? NULL : sk_xasprintf("%s.%s.tmp", stem, ext);
 	uint8_t hdr[SK_LOG_INDEX_HEADER_SIZE];
 	size_t bytes = b->n * esize;
-	int fd, rc;
+	struct iovec iov[2] = { { .iov_base = hdr, .iov_len = sizeof(hdr) },
+				{ .iov_base = b->data, .iov_len = bytes } };
+	int rc;
 
 	sk_put_be32(hdr, magic);
 	sk_put_be32(hdr + 4, SK_LOG_INDEX_VERSION);
 	sk_put_be64(hdr + 8, (uint64_t)log_size);
 	sk_put_be32(hdr + 16, (uint32_t)b->n);
-	/* b->data is NULL when empty: hash zero bytes of hdr instead. */
-	sk_put_be32(hdr + 20, sk_crc32c(0, bytes ? b->data : hdr, bytes));
+	sk_put_be32(hdr + 20,
+		    index_crc(hdr, SK_LOG_INDEX_VERSION, b->data, bytes));
 
-	fd = sk_io_open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0) {
-		rc = sk_err_setc(err, -errno, "cannot create %s: %s", tmp,
-				 strerror(errno));
-		goto out;
-	}
-	rc = write_all(fd, hdr, sizeof(hdr));
-	if (rc == 0 && bytes)
-		rc = write_all(fd, b->data, bytes);
-	if (sk_io_close(fd) < 0 && rc == 0)
-		rc = -errno;
+	rc = sk_file_overwrite(tmp ? tmp : path, iov, bytes ? 2 : 1, false);
 	if (rc < 0) {
-		sk_err_setc(err, rc, "cannot write %s: %s", tmp, strerror(-rc));
-		goto unlink_tmp;
-	}
-	if (sk_io_rename(tmp, path) < 0) {
+		sk_err_setc(err, rc, "cannot write %s: %s", tmp ? tmp : path,
+			    strerror(-rc));
+		if (tmp)
+			sk_io_unlink(tmp);
+	} else if (tmp && sk_io_rename(tmp, path) < 0) {
 		rc = sk_err_setc(err, -errno, "cannot rename %s to %s: %s", tmp,
 				 path, strerror(errno));
-		goto unlink_tmp;
+		sk_io_unlink(tmp);
 	}
-	goto out;
-
-unlink_tmp:
-	sk_io_unlink(tmp);
-out:
 	free(tmp);
 	free(path);
 	return rc;
 }
 
 int sk_log_index_save(const struct sk_log_index *idx, const char *stem,
-		      int64_t log_size, struct sk_err *err)
+		      int64_t log_size, bool in_place, struct sk_err *err)
 {
 	int rc;
 
 	rc = save_one(&idx->off, SK_LOG_OFFSET_ENTRY_SIZE, SK_LOG_OFFSET_MAGIC,
-		      stem, "index", log_size, err);
+		      stem, "index", log_size, in_place, err);
 	if (rc == 0)
 		rc = save_one(&idx->time, SK_LOG_TIME_ENTRY_SIZE,
 			      SK_LOG_TIME_MAGIC, stem, "timeindex", log_size,
-			      err);
+			      in_place, err);
 	return rc;
 }
 
@@ -254,7 +239,7 @@ static int load_one(struct sk_log_index_buf *b, size_t esize, uint32_t magic,
 	char *path = sk_xasprintf("%s.%s", stem, ext);
 	const uint8_t *m;
 	struct stat st;
-	uint32_t count;
+	uint32_t count, version;
 	void *map;
 	int fd, rc;
 
@@ -282,15 +267,17 @@ static int load_one(struct sk_log_index_buf *b, size_t esize, uint32_t magic,
 	}
 	m = map;
 	count = sk_be32(m + 16);
+	version = sk_be32(m + 4);
 	rc = -EINVAL;
-	if (sk_be32(m) != magic || sk_be32(m + 4) != SK_LOG_INDEX_VERSION)
+	if (sk_be32(m) != magic || version < 1 ||
+	    version > SK_LOG_INDEX_VERSION)
 		*why = "bad magic or version";
 	else if ((int64_t)sk_be64(m + 8) != log_size)
 		*why = "written for a log of another size";
 	else if ((uint64_t)st.st_size !=
 		 SK_LOG_INDEX_HEADER_SIZE + (uint64_t)count * esize)
 		*why = "entry count does not match the file size";
-	else if (sk_crc32c(0, m + SK_LOG_INDEX_HEADER_SIZE,
+	else if (index_crc(m, version, m + SK_LOG_INDEX_HEADER_SIZE,
 			   (size_t)count * esize) != sk_be32(m + 20))
 		*why = "CRC mismatch";
 	else

@@ -3,12 +3,13 @@
  * log_partition.c, and with the log cleaner (compact*.c), which rewrites
  * closed segments. Nothing else includes this.
  *
- * Index files (<base>.index, <base>.timeindex), version 1, big-endian:
+ * Index files (<base>.index, <base>.timeindex), version 2, big-endian:
  *   0 magic u32 ("SKOI" offset index, "SKTI" time index)
- *   4 version u32 (1)
+ *   4 version u32 (2; 1 is still read)
  *   8 log_size u64: size of the .log file the entries describe
  *  16 count u32: number of entries
- *  20 crc u32: CRC-32C of the count entries that follow
+ *  20 crc u32: CRC-32C of bytes 0-19 and of the count entries that
+ *     follow (version 1: of the entries only)
  *  24 entries: offset index (rel u32, pos u32), 8 bytes each;
  *              time index (ts i64, rel u32), 12 bytes each.
  * rel is an offset relative to the segment's base offset and pos a byte
@@ -27,7 +28,7 @@
 #define SK_LOG_INDEX_HEADER_SIZE 24
 #define SK_LOG_OFFSET_ENTRY_SIZE 8
 #define SK_LOG_TIME_ENTRY_SIZE	 12
-#define SK_LOG_INDEX_VERSION	 1u
+#define SK_LOG_INDEX_VERSION	 2u
 #define SK_LOG_OFFSET_MAGIC	 0x534b4f49u /* "SKOI" */
 #define SK_LOG_TIME_MAGIC	 0x534b5449u /* "SKTI" */
 
@@ -85,11 +86,15 @@ uint32_t sk_log_index_rel_for_time(const struct sk_log_index *idx, int64_t ts);
 
 /*
  * Write <stem>.index and <stem>.timeindex describing a log of log_size
- * bytes, each through a .tmp file renamed into place (no fsync: an index
- * lost in a crash is rebuilt).
+ * bytes (no fsync: an index lost in a crash is rebuilt). in_place
+ * overwrites existing files (sk_file_overwrite: no new inodes; a torn
+ * write fails the CRC and the index is rebuilt) and must only be used on
+ * files nobody has mapped, as a mapping would see the new bytes; without
+ * it each goes through a .tmp file renamed into place, and mappings of
+ * the old file keep the old entries.
  */
 int sk_log_index_save(const struct sk_log_index *idx, const char *stem,
-		      int64_t log_size, struct sk_err *err);
+		      int64_t log_size, bool in_place, struct sk_err *err);
 /*
  * Map both index files of stem and check them against a log of log_size
  * bytes. Returns 0 (idx then holds mapped entries), -ENOENT when a file
@@ -151,7 +156,11 @@ int sk_segment_write(struct sk_segment *seg, const uint8_t *buf, size_t len,
 /*
  * Write the index files for the segment's current contents (adding the
  * final time entry first) and, when keep_mapped, switch the in-memory
- * index to the mapped files so a closed segment costs no heap.
+ * index to the mapped files so a closed segment costs no heap. With
+ * keep_mapped the files are replaced by a rename (another segment object
+ * of the same base, one compaction replaced, may have the old ones
+ * mapped); without, overwritten in place: for the active segment, whose
+ * files nobody maps, and at a clean close, when no reader is left.
  */
 int sk_segment_save_index(struct sk_segment *seg, bool keep_mapped,
 			  struct sk_err *err);

@@ -32,7 +32,7 @@ static void index_run(struct sk_job *job)
 
 	/* A closed segment's entries no longer change: reading is safe. */
 	j->rc = sk_log_index_save(&j->seg->idx, j->seg->stem, j->seg->size,
-				  &j->err);
+				  false, &j->err);
 	if (j->rc == 0)
 		j->loaded = sk_log_index_load(&j->mapped, j->seg->stem,
 					      j->seg->size, &why) == 0;

@@ -22,11 +22,17 @@
  *   a clean close), 12 segment base offset i64, 20 size i64 (bytes of
  *   that segment synced), 28 end offset i64 (after the batch ending at
  *   size), 36 log start offset i64, 44 crc u32: CRC-32C of bytes 0-43.
- * Written (by log_ckpt.c, as every checkpoint file) to a .tmp,
- * fdatasync'd, renamed, directory fsync'd: a torn checkpoint is never
- * durable, and a lost rename leaves the previous one, which is still true
- * (a recovery point only moves forward). Recovery deletes it (durably)
- * when it finds the log contradicting it.
+ * Written by log_ckpt.c, as every checkpoint file. The periodic one (the
+ * flusher's) to a .tmp, fdatasync'd, renamed, directory fsync'd: a torn
+ * checkpoint is never durable, and a lost rename leaves the previous one,
+ * which is still true (a recovery point only moves forward). The clean
+ * close's overwrites it in place, unsynced (the broker syncs the file
+ * system after closing every partition), and not at all when the file
+ * already says the same: no new inode per close. Torn by a power loss
+ * before that sync, it fails its CRC and the next start scans as without
+ * one; nothing it claimed can be lost, as the segments and directory were
+ * synced before it was written. Recovery deletes it (durably) when it
+ * finds the log contradicting it.
  */
 #include "log_internal.h"
 
@@ -94,6 +100,7 @@ struct sk_partition {
 	int64_t start_offset;
 	/* What the last checkpoint begun recorded (-1 base: none yet). */
 	int64_t ckpt_base, ckpt_size, ckpt_start;
+	bool ckpt_clean; /* that is the clean one open read, still on disk */
 	struct sk_log_recovery rec; /* what open did */
 	sk_log_offload_fn offload;  /* file work off the loop, or NULL */
 	void *offload_arg;
@@ -672,8 +679,8 @@ static void ckpt_encode(const struct sk_partition *p, bool clean, uint8_t *buf)
 }
 
 /*
- * Write recovery.checkpoint into dir; without durable, only the .tmp and
- * the rename (a clean close: the broker syncs the file system once at the
+ * Write recovery.checkpoint into dir; without durable, in place and
+ * unsynced (a clean close: the broker syncs the file system once at the
  * end, see broker.c; a checkpoint lost or torn meanwhile costs a scan,
  * nothing else). Any thread (it touches no partition). 0 or -errno.
  */
@@ -773,9 +780,11 @@ static int sync_dirs(const char *dir, const char *parent)
  * segments and the directory first, write the index files, and then the
  * clean recovery checkpoint, which the next open trusts; an index file is
  * written after the bytes it describes were synced. Index files and
- * checkpoint are not synced one by one: the broker syncs the file system
- * once after closing every partition (a power cut before that leaves an
- * older checkpoint or none, which costs a scan at the next start).
+ * checkpoint are overwritten in place (no inode allocated per close) and
+ * not synced one by one: the broker syncs the file system once after
+ * closing every partition (a power cut before that leaves an older
+ * checkpoint, or a torn one that reads as none, which costs a scan at the
+ * next start; a torn index file is rebuilt).
  */
 static void release(struct sk_partition *p, bool save)
 {
@@ -814,6 +823,10 @@ static void release(struct sk_partition *p, bool save)
 			ckpt = false;
 		}
 	}
+	/* The clean checkpoint open read says it all: idle since. */
+	if (ckpt && p->ckpt_clean && active(p)->base_offset == p->ckpt_base &&
+	    active(p)->size == p->ckpt_size && p->start_offset == p->ckpt_start)
+		ckpt = false;
 	if (ckpt) {
 		ckpt_encode(p, true, buf);
 		rc = ckpt_write(p->dir, buf, false);
@@ -1041,6 +1054,7 @@ int sk_partition_open(struct sk_partition **out, const char *dir,
 		p->ckpt_base = r.ck.base;
 		p->ckpt_size = r.ck.size;
 		p->ckpt_start = r.ck.start;
+		p->ckpt_clean = r.ck.clean;
 	}
 	p->first_dirty = 0;
 	p->rec.ms = sk_mono_ms() - t0;
@@ -1642,7 +1656,7 @@ bool sk_partition_checkpoint_begin(struct sk_partition *p,
 	    p->start_offset == p->ckpt_start)
 		return any;
 	/*
-	 * The index files first (page cache, renamed into place): the
+	 * The index files first (page cache, overwritten in place): the
 	 * checkpoint names them, and is only written once this sync, which
 	 * covers every byte they describe, has succeeded.
 	 */
@@ -1668,6 +1682,7 @@ bool sk_partition_checkpoint_begin(struct sk_partition *p,
 	p->ckpt_base = seg->base_offset;
 	p->ckpt_size = seg->size;
 	p->ckpt_start = p->start_offset;
+	p->ckpt_clean = false;
 	return true;
 }
 

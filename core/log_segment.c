@@ -199,7 +199,8 @@ int sk_segment_save_index(struct sk_segment *seg, bool keep_mapped,
 	int rc;
 
 	sk_segment_seal_index(seg);
-	rc = sk_log_index_save(&seg->idx, seg->stem, seg->size, err);
+	rc = sk_log_index_save(&seg->idx, seg->stem, seg->size, !keep_mapped,
+			       err);
 	if (rc < 0)
 		return rc;
 	seg->index_saved = true;

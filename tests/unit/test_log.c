@@ -1482,11 +1482,134 @@ static void test_retention(void)
 	remove_dir(dir);
 }
 
+/* The whole content of a small file (NULL if unreadable); *len its size. */
+static uint8_t *slurp(const char *path, size_t *len)
+{
+	off_t n = file_size(path);
+	uint8_t *buf;
+	int fd;
+
+	if (n < 0)
+		return NULL;
+	buf = malloc((size_t)n + 1);
+	fd = open(path, O_RDONLY);
+	if (fd < 0 || pread(fd, buf, (size_t)n, 0) != n)
+		abort();
+	close(fd);
+	*len = (size_t)n;
+	return buf;
+}
+
+static void spill(const char *path, const uint8_t *buf, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_TRUNC);
+
+	if (fd < 0 || write(fd, buf, len) != (ssize_t)len)
+		abort();
+	close(fd);
+}
+
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+	return a->st_ino == b->st_ino && a->st_dev == b->st_dev;
+}
+
+/*
+ * A clean close overwrites the active segment's index files and the
+ * recovery checkpoint in place (no file created or replaced per close,
+ * which costs ext4 an inode allocation each), and after an idle open
+ * writes neither. An index file whose header fields no longer go with
+ * its entries (an in-place write torn between them) is rebuilt; one of
+ * version 1 (whose CRC covers only the entries) is still used.
+ */
+static void test_close_in_place(void)
+{
+	char *dir = new_dir();
+	struct sk_partition *p = open_p(dir, &big_cfg);
+	char *ip = seg_path(dir, 0, "index"),
+	     *tp = seg_path(dir, 0, "timeindex");
+	char *lp = seg_path(dir, 0, "log");
+	char *ck = sk_xasprintf("%s/recovery.checkpoint", dir);
+	struct stat i0, t0, c0, i1, t1, c1, c2;
+	uint8_t *old_idx, *idx = NULL;
+	const struct sk_log_recovery *rec;
+	struct model m = { 0 };
+	size_t old_len, len;
+
+	ok(p && append_many(p, &m, 30), "30 appends");
+	sk_partition_close(p);
+	old_idx = slurp(ip, &old_len);
+	ok(old_idx && stat(ip, &i0) == 0 && stat(tp, &t0) == 0 &&
+		   stat(ck, &c0) == 0,
+	   "a clean close writes the index files and the checkpoint");
+
+	p = open_p(dir, &big_cfg);
+	ok(p && append_many(p, &m, 30), "30 more appends after a reopen");
+	sk_partition_close(p);
+	ok(stat(ip, &i1) == 0 && stat(tp, &t1) == 0 && stat(ck, &c1) == 0 &&
+		   same_file(&i0, &i1) && same_file(&t0, &t1) &&
+		   same_file(&c0, &c1) && i1.st_size > i0.st_size,
+	   "the next close overwrote all three in place, longer");
+
+	p = open_p(dir, &big_cfg);
+	rec = p ? sk_partition_recovery(p) : NULL;
+	ok(rec && rec->clean &&
+		   rec->bytes_scanned < big_cfg.index_interval_bytes + 1024 &&
+		   read_every_offset(p, &m),
+	   "reopen trusts them (%lld bytes scanned)",
+	   rec ? (long long)rec->bytes_scanned : -1ll);
+	/* Not even rewritten: a byte changed behind its back stays. */
+	flip_byte(ck, 40);
+	sk_partition_close(p);
+	ok(stat(ck, &c2) == 0 && same_file(&c1, &c2) &&
+		   (idx = slurp(ck, &len)) && len == 48 &&
+		   sk_be32(idx + 44) != sk_crc32c(0, idx, 44),
+	   "an idle open and close leaves the checkpoint alone");
+	free(idx);
+	flip_byte(ck, 40);
+
+	/* The old entries under the new header's log size: rebuilt. */
+	idx = slurp(ip, &len);
+	memcpy(old_idx + 8, idx + 8, 8);
+	spill(ip, old_idx, old_len);
+	p = open_p(dir, &big_cfg);
+	rec = p ? sk_partition_recovery(p) : NULL;
+	ok(rec && !sk_partition_damaged(p) &&
+		   rec->bytes_scanned == file_size(lp) &&
+		   read_every_offset(p, &m) && consume_all(p, &m, 0, 1 << 20),
+	   "a header torn from its entries fails the CRC: rebuilt");
+	ok(append_many(p, &m, 5), "appends continue");
+	sk_partition_close(p);
+
+	/* Version 1: the same file with the entries-only CRC. */
+	free(idx);
+	idx = slurp(ip, &len);
+	sk_put_be32(idx + 4, 1);
+	sk_put_be32(idx + 20, sk_crc32c(0, idx + 24, len - 24));
+	spill(ip, idx, len);
+	p = open_p(dir, &big_cfg);
+	rec = p ? sk_partition_recovery(p) : NULL;
+	ok(rec && rec->bytes_scanned < big_cfg.index_interval_bytes + 1024 &&
+		   read_every_offset(p, &m),
+	   "an index file of version 1 is still used (%lld bytes scanned)",
+	   rec ? (long long)rec->bytes_scanned : -1ll);
+	free(idx);
+	free(old_idx);
+	free(ip);
+	free(tp);
+	free(lp);
+	free(ck);
+	model_free(&m);
+	sk_partition_destroy(p);
+	remove_dir(dir);
+}
+
 int main(void)
 {
-	plan(123);
+	plan(132);
 	test_fresh_and_basic();
 	test_roll_and_reopen();
+	test_close_in_place();
 	test_torn_tail();
 	test_synced_active_corruption();
 	test_closed_corruption();
