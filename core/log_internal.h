@@ -180,10 +180,27 @@ void sk_segment_seal_index(struct sk_segment *seg);
  * behind by a failed delete are found at the next open and retention
  * deletes them again.
  */
-void sk_log_offload_index(sk_log_offload_fn fn, void *arg, const char *dir,
+struct sk_log_token;
+void sk_log_offload_index(sk_log_offload_fn fn, void *arg,
+			  struct sk_log_token *tok, const char *dir,
 			  struct sk_segment *seg);
-void sk_log_offload_remove(sk_log_offload_fn fn, void *arg, const char *dir,
+void sk_log_offload_remove(sk_log_offload_fn fn, void *arg,
+			   struct sk_log_token *tok, const char *dir,
 			   const char *stem);
+
+/*
+ * Shared by a partition and the jobs it hands off. Jobs hold paths; once
+ * the partition is released its directory may be renamed for deletion
+ * and a new partition of the same name created there, so a job that has
+ * not started by then must not touch the path: it checks gone first.
+ */
+struct sk_log_token {
+	atomic_int refs;
+	atomic_bool gone;
+};
+struct sk_log_token *sk_log_token_new(void);
+struct sk_log_token *sk_log_token_ref(struct sk_log_token *t);
+void sk_log_token_unref(struct sk_log_token *t);
 
 /* fdatasync the segment file if it was written since the last sync. */
 int sk_segment_sync(struct sk_segment *seg);

@@ -15,8 +15,30 @@
 #include "pool.h"
 #include "say.h"
 
+struct sk_log_token *sk_log_token_new(void)
+{
+	struct sk_log_token *t = sk_xcalloc(1, sizeof(*t));
+
+	atomic_init(&t->refs, 1);
+	atomic_init(&t->gone, false);
+	return t;
+}
+
+struct sk_log_token *sk_log_token_ref(struct sk_log_token *t)
+{
+	atomic_fetch_add(&t->refs, 1);
+	return t;
+}
+
+void sk_log_token_unref(struct sk_log_token *t)
+{
+	if (t && atomic_fetch_sub(&t->refs, 1) == 1)
+		free(t);
+}
+
 struct index_job {
 	struct sk_job job;
+	struct sk_log_token *tok;
 	struct sk_segment *seg; /* referenced */
 	char *dir;		/* for messages */
 	struct sk_log_index mapped;
@@ -30,6 +52,10 @@ static void index_run(struct sk_job *job)
 	struct index_job *j = sk_container_of(job, struct index_job, job);
 	const char *why;
 
+	if (atomic_load(&j->tok->gone)) {
+		j->rc = -ECANCELED; /* the next open rebuilds it if needed */
+		return;
+	}
 	/* A closed segment's entries no longer change: reading is safe. */
 	j->rc = sk_log_index_save(&j->seg->idx, j->seg->stem, j->seg->size,
 				  false, &j->err);
@@ -43,7 +69,9 @@ static void index_done(struct sk_job *job)
 	struct index_job *j = sk_container_of(job, struct index_job, job);
 	struct sk_segment *seg = j->seg;
 
-	if (j->rc < 0) {
+	if (j->rc == -ECANCELED) {
+		/* The partition went away first. */
+	} else if (j->rc < 0) {
 		sk_warn("partition %s: %s (rebuilt at the next open)", j->dir,
 			j->err.msg);
 	} else if (!seg->index_saved) {
@@ -58,11 +86,13 @@ static void index_done(struct sk_job *job)
 	if (j->loaded)
 		sk_log_index_free(&j->mapped);
 	sk_segment_unref(seg);
+	sk_log_token_unref(j->tok);
 	free(j->dir);
 	free(j);
 }
 
-void sk_log_offload_index(sk_log_offload_fn fn, void *arg, const char *dir,
+void sk_log_offload_index(sk_log_offload_fn fn, void *arg,
+			  struct sk_log_token *tok, const char *dir,
 			  struct sk_segment *seg)
 {
 	struct index_job *j;
@@ -78,6 +108,7 @@ void sk_log_offload_index(sk_log_offload_fn fn, void *arg, const char *dir,
 	j = sk_xcalloc(1, sizeof(*j));
 	sk_segment_ref(seg);
 	j->seg = seg;
+	j->tok = sk_log_token_ref(tok);
 	j->dir = sk_xstrdup(dir);
 	j->job.run = index_run;
 	j->job.done = index_done;
@@ -86,6 +117,7 @@ void sk_log_offload_index(sk_log_offload_fn fn, void *arg, const char *dir,
 
 struct remove_job {
 	struct sk_job job;
+	struct sk_log_token *tok;
 	char *dir;  /* for messages */
 	char *stem; /* "<dir>/<base>" */
 	int rc;
@@ -94,8 +126,11 @@ struct remove_job {
 static void remove_run(struct sk_job *job)
 {
 	struct remove_job *j = sk_container_of(job, struct remove_job, job);
-	char *path = sk_xasprintf("%s.log", j->stem);
+	char *path;
 
+	if (atomic_load(&j->tok->gone))
+		return; /* a file left behind is deleted again at open */
+	path = sk_xasprintf("%s.log", j->stem);
 	/* The .log first: index files without a log are removed at open. */
 	if (sk_io_unlink(path) < 0 && errno != ENOENT)
 		j->rc = -errno;
@@ -112,16 +147,19 @@ static void remove_done(struct sk_job *job)
 		sk_error("partition %s: cannot delete segment %s.log: %s "
 			 "(deleted again after the next start)",
 			 j->dir, j->stem, strerror(-j->rc));
+	sk_log_token_unref(j->tok);
 	free(j->dir);
 	free(j->stem);
 	free(j);
 }
 
-void sk_log_offload_remove(sk_log_offload_fn fn, void *arg, const char *dir,
+void sk_log_offload_remove(sk_log_offload_fn fn, void *arg,
+			   struct sk_log_token *tok, const char *dir,
 			   const char *stem)
 {
 	struct remove_job *j = sk_xcalloc(1, sizeof(*j));
 
+	j->tok = sk_log_token_ref(tok);
 	j->dir = sk_xstrdup(dir);
 	j->stem = sk_xstrdup(stem);
 	j->job.run = remove_run;

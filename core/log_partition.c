@@ -104,6 +104,7 @@ struct sk_partition {
 	struct sk_log_recovery rec; /* what open did */
 	sk_log_offload_fn offload;  /* file work off the loop, or NULL */
 	void *offload_arg;
+	struct sk_log_token *token; /* shared with those jobs */
 };
 
 static struct sk_segment *active(const struct sk_partition *p)
@@ -518,7 +519,7 @@ static int remove_oldest(struct sk_partition *p, size_t k, size_t *removed)
 		if (p->offload) {
 			/* Off the loop: log_offload.c logs a failure. */
 			sk_log_offload_remove(p->offload, p->offload_arg,
-					      p->dir, seg->stem);
+					      p->token, p->dir, seg->stem);
 		} else if (sk_io_unlink(path) < 0 && errno != ENOENT) {
 			rc = -errno;
 			sk_error("partition %s: cannot delete segment %s: %s",
@@ -793,6 +794,8 @@ static void release(struct sk_partition *p, bool save)
 	struct sk_err e;
 	int rc;
 
+	/* Jobs not started yet leave the files alone from now on. */
+	atomic_store(&p->token->gone, true);
 	for (size_t i = 0; save && i < p->nsegs; i++) {
 		struct sk_segment *seg = p->segs[i];
 
@@ -843,6 +846,7 @@ static void release(struct sk_partition *p, bool save)
 		sk_segment_unref(p->segs[i]);
 	free(p->segs);
 	free(p->dir);
+	sk_log_token_unref(p->token);
 	free(p);
 }
 
@@ -910,6 +914,7 @@ int sk_partition_open(struct sk_partition **out, const char *dir,
 	int rc;
 
 	p->dir = sk_xstrdup(dir);
+	p->token = sk_log_token_new();
 	p->cfg = *cfg;
 	p->ckpt_base = -1;
 	rc = make_dir(p, err);
@@ -1281,7 +1286,7 @@ static int roll(struct sk_partition *p, const char *reason, struct sk_err *err)
 			     err);
 	if (rc < 0)
 		return rc;
-	sk_log_offload_index(p->offload, p->offload_arg, p->dir, old);
+	sk_log_offload_index(p->offload, p->offload_arg, p->token, p->dir, old);
 	push_segment(p, seg);
 	p->dir_dirty = true;
 	sk_debug("partition %s: rolled to segment %" PRId64 " (%s)", p->dir,

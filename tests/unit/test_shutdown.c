@@ -302,11 +302,59 @@ static void test_offload(void)
 	sk_rmtree(tmpl);
 }
 
+/*
+ * A job queued by a partition that is then deleted (its directory renamed
+ * aside) and created again under the same name must leave the new
+ * partition's files alone: jobs hold paths.
+ */
+static void test_offload_after_delete(void)
+{
+	char tmpl[] = "/tmp/sk_test_shutdown_XXXXXX";
+	struct queue q = { .n = 0 };
+	struct sk_partition *p;
+	char *dir, *trash, *log0;
+	int64_t deleted = -1;
+	bool good = true;
+
+	if (!mkdtemp(tmpl))
+		abort();
+	dir = sk_xasprintf("%s/t-0", tmpl);
+	trash = sk_xasprintf("%s/t-0.1-delete", tmpl);
+	log0 = sk_xasprintf("%s/%020d.log", dir, 0);
+	p = open_p(dir, &small_cfg);
+	sk_partition_set_offload(p, enqueue, &q);
+	for (int i = 0; i < 40 && good; i++)
+		good = append1(p, 4);
+	drain(&q);
+	sk_partition_retention(p, 0, -1, 4096, &deleted);
+	ok(deleted > 0 && q.n == deleted, "retention queued %lld removals",
+	   (long long)deleted);
+	/* The topic is deleted and created again before the jobs run. */
+	sk_partition_abandon(p);
+	if (rename(dir, trash) < 0)
+		abort();
+	p = open_p(dir, &small_cfg);
+	good = p != NULL;
+	for (int i = 0; i < 3 && good; i++)
+		good = append1(p, 4);
+	ok(good && exists(log0), "a new partition of the same name has %s",
+	   log0);
+	drain(&q);
+	ok(exists(log0) && sk_partition_end_offset(p) == 12,
+	   "the old partition's queued removals leave it alone");
+	sk_partition_close(p);
+	free(log0);
+	free(trash);
+	free(dir);
+	sk_rmtree(tmpl);
+}
+
 int main(void)
 {
-	plan(23);
+	plan(26);
 	test_pool_spin();
 	test_close_all();
 	test_offload();
+	test_offload_after_delete();
 	return check_status();
 }
