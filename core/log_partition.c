@@ -43,6 +43,7 @@
 #include "say.h"
 
 #include <dirent.h>
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -1374,7 +1375,10 @@ int sk_partition_delete_begin(struct sk_partition *p, int64_t offset,
 	/*
 	 * Writes run in the order begun (one thread): each records the
 	 * highest start asked for so far, so the last to land is the
-	 * highest and the durable start never goes back.
+	 * highest and the durable start never goes back. The price: when
+	 * an earlier write fails and a later one lands, the earlier
+	 * request's start takes effect although it was answered with an
+	 * error (a retry of it then finds it done).
 	 */
 	if (offset > p->pending_start)
 		p->pending_start = offset;
@@ -1419,9 +1423,11 @@ int sk_partition_delete_end(struct sk_log_start_write *w, struct sk_err *err)
 	if (p) {
 		struct sk_log_start_write **pp = &p->start_writes;
 
-		while (*pp != w)
+		while (*pp && *pp != w)
 			pp = &(*pp)->next;
-		*pp = w->next;
+		assert(*pp == w); /* begun on p, so linked into it */
+		if (*pp)
+			*pp = w->next;
 	}
 	if (rc < 0 && p) {
 		/* What failed was never asked for by the writes still due. */
