@@ -42,8 +42,8 @@
 #include "log_ckpt.h"
 #include "say.h"
 
-#include <dirent.h>
 #include <assert.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
