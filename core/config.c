@@ -1803,6 +1803,13 @@ static int load_topic(struct sk_config *c, struct cfg_doc *d, const char *name,
 		for (size_t i = 0; i < SK_ARRAY_SIZE(topic_decl_keys); i++)
 			if (strcmp(topic_decl_keys[i].name, kname) == 0)
 				row = &topic_decl_keys[i];
+		if (!row && (strcmp(kname, "config") == 0 ||
+			     sk_topic_config_find(kname) >= 0)) {
+			rc = node_err(err, d, k, kp,
+				      "unknown key: topic configs go under "
+				      "'configs:'");
+			goto out_free;
+		}
 		if (!row) {
 			rc = node_err(err, d, k, kp, "unknown key");
 			goto out_free;

@@ -328,6 +328,14 @@ static void test_yaml_errors(void)
 		   "t.yaml:1: retention.ms: unknown key (a topic key; its "
 		   "broker default is log.retention.ms)",
 		   "topic key at the top level");
+	load_fails("topics:\n  \"archive.*\":\n    config: {retention.ms: 1}\n",
+		   "t.yaml:3: topics.archive.*.config: unknown key: topic "
+		   "configs go under 'configs:'",
+		   "config: under a topic points to configs:");
+	load_fails("topics:\n  t:\n    retention.ms: 1\n",
+		   "t.yaml:3: topics.t.retention.ms: unknown key: topic "
+		   "configs go under 'configs:'",
+		   "a topic key directly under a topic points to configs:");
 	load_fails("num.partitions: 2\n"
 		   "node.id: 1\n"
 		   "num.partitions: 3\n",
@@ -1035,7 +1043,7 @@ static void test_hooks(void)
 
 int main(void)
 {
-	plan(322);
+	plan(324);
 	test_defaults();
 	test_yaml_types();
 	test_yaml_errors();
