@@ -215,7 +215,8 @@ c.close()
 is_(lo, 500, "the remote start offset survives a restart")
 
 # ------------------------------------------------------------ retention
-from confluent_kafka.admin import AdminClient, ConfigResource  # noqa: E402
+from confluent_kafka.admin import (AdminClient, ConfigResource,  # noqa: E402
+                                   NewTopic)
 before = len(objects())
 a = AdminClient({"bootstrap.servers": b.bootstrap})
 res = ConfigResource("TOPIC", TOPIC, set_config={
@@ -235,6 +236,70 @@ got = consume(b.bootstrap, TOPIC, [0], count=hi - lo, timeout=60,
               offsets={0: lo})
 is_([m.value() for m in got], [r["value"] for r in all_sent[lo:]],
     "what is left reads from the new start")
+
+# --------------------------------------------- local.retention.bytes
+# Time never removes local copies here: only the size does.
+LB = "arch-bytes"
+lb_dir = os.path.join(b.data_dir, LB + "-0")
+for f in a.create_topics([NewTopic(LB, 1, 1, config={
+        "remote.storage.enable": "true", "local.retention.ms": "-1",
+        "local.retention.bytes": "12000",
+        "segment.bytes": "4096"})]).values():
+    f.result(timeout=10)
+lb_sent = make(1500, 0)
+res = produce(b.bootstrap, LB, lb_sent, conf=SMALL)
+ok(all(r and r[0] is None for r in res), "produced %d records to %s" %
+   (len(lb_sent), LB))
+
+
+def lb_objects():
+    return sorted(glob.glob(os.path.join(root, LB, "0", "*.log")))
+
+
+def lb_local():
+    return sorted(glob.glob(os.path.join(lb_dir, "*.log")))
+
+
+def lb_closed_bytes():
+    return sum(os.path.getsize(f) for f in lb_local()[:-1])
+
+
+ok(wait_until(lambda: len(lb_objects()) >= len(lb_local()) - 1 and
+              len(lb_local()) > 1 and lb_closed_bytes() <= 12000, 20),
+   "local.retention.bytes: closed local segments kept to %d bytes "
+   "(limit 12000), %d objects in the tier" %
+   (lb_closed_bytes(), len(lb_objects())))
+ok(len(lb_local()) >= 3,
+   "... and no fewer than the limit allows (%d local segments)" %
+   len(lb_local()))
+got = consume(b.bootstrap, LB, [0], count=len(lb_sent), timeout=60)
+is_([m.value() for m in got], [r["value"] for r in lb_sent],
+    "%s reads back whole across both tiers" % LB)
+
+# ------------------------------------------ a damaged object in the tier
+# The restart empties nothing on disk but the broker's cache of remote
+# segments is checked against the manifest: a flipped byte in the tier's
+# copy is refused, never served.
+b.stop()
+for f in glob.glob(os.path.join(b.data_dir, "remote-cache", "**", "*"),
+                   recursive=True):
+    if os.path.isfile(f):
+        os.unlink(f)
+first = lb_objects()[0]
+with open(first, "r+b") as f:
+    f.seek(os.path.getsize(first) // 2)
+    byte = f.read(1)
+    f.seek(-1, os.SEEK_CUR)
+    f.write(bytes([byte[0] ^ 0xFF]))
+b.start()
+got = consume(b.bootstrap, LB, [0], count=len(lb_sent), timeout=8)
+ok(all(m.value() == r["value"] for m, r in zip(got, lb_sent)) and
+   len(got) < len(lb_sent),
+   "a corrupt object is not served (%d good records, none bad)" %
+   len(got))
+ok(wait_until(lambda: "CRC-32C" in b.last_log() and
+              "the manifest says" in b.last_log(), 10),
+   "the mismatch is logged")
 
 # ------------------------------------------------------------ damage
 b.stop()
