@@ -257,7 +257,14 @@ $(BUILD)/skald-mock: bench/mock_broker.c
 	$(CC) $(CFLAGS) $(RDKAFKA_CFLAGS) -o $@ $< $(RDKAFKA_LIBS) -pthread
 
 .PHONY: bench
-bench: deps $(BUILD)/skald $(BUILD)/skald-bench $(BUILD)/skald-mock
+# The full run first measures the hooks and the tiers (their own
+# sections, RESULTS-hooks.md and RESULTS-tier.md), which run.py then
+# includes in RESULTS.md.
+bench: deps $(BUILD)/skald $(BUILD)/skald-bench $(BUILD)/skald-mock plugins
+	$(if $(filter 1,$(BENCH_QUICK)),,SKALD=$(BUILD)/skald \
+		bench/hooks_bench.sh 200000 5 > /dev/null)
+	$(if $(filter 1,$(BENCH_QUICK)),,/usr/bin/python3 bench/tier_bench.py \
+		--results --build $(BUILD))
 	/usr/bin/python3 bench/run.py --build $(BUILD) $(if $(filter 1,\
 		$(BENCH_QUICK)),--quick --out $(BUILD)/RESULTS-quick.md,\
 		--out bench/RESULTS.md)
