@@ -13,9 +13,11 @@
 #                   and the plugins under PREFIX (default /usr/local),
 #                   staged under DESTDIR if given
 
+.DEFAULT_GOAL := all
+
 BUILD    ?= build
 CC       ?= cc
-PKGS     := yaml-0.1 sqlite3 zlib snappy liblz4 libzstd luajit
+PKGS     := yaml-0.1 sqlite3 zlib snappy liblz4 libzstd luajit libmicrohttpd
 SAN      ?=
 FUZZ_SECONDS ?= 60
 

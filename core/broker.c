@@ -1,5 +1,6 @@
 #include "broker.h"
 
+#include "admin_http.h"
 #include "compact.h"
 
 #include <errno.h>
@@ -108,6 +109,9 @@ void sk_broker_stop(struct sk_broker *b)
 	if (b->stopping)
 		return;
 	b->stopping = true;
+	/* First: nothing reads the registry once the broker winds down. */
+	sk_admin_close(b->admin);
+	b->admin = NULL;
 	sk_server_quiesce(&b->server);
 	sk_remote_stop(b->remote); /* no new copies to the tier */
 	/* Long-poll fetches answer now with what they have. */
@@ -127,6 +131,28 @@ static void on_plugin_start_failed(void *arg, const char *msg)
 	sk_error("cannot start: %s", msg);
 	b->exit_code = 1;
 	sk_broker_stop(b);
+}
+
+/*
+ * The broker's own series, so that /metrics always says what runs:
+ * skald_build_info{version} 1 and the start time (uptime is now minus
+ * it; nothing needs to update it).
+ */
+static void broker_metrics(struct sk_broker *b)
+{
+	const char *version[] = { "version", SKALD_VERSION };
+
+	sk_metric_set(sk_metrics_get(b->metrics, SK_METRIC_GAUGE,
+				     "skald_build_info",
+				     "Always 1, labelled with the version",
+				     version, 1, NULL, 0, NULL),
+		      1);
+	sk_metric_set(sk_metrics_get(b->metrics, SK_METRIC_GAUGE,
+				     "skald_start_time_seconds",
+				     "When the broker started, in seconds "
+				     "since the Unix epoch",
+				     NULL, 0, NULL, 0, NULL),
+		      (double)sk_now_ms() / 1000.0);
 }
 
 /* Load and init the plugins, and find storage.tier among them. */
@@ -167,6 +193,7 @@ int sk_broker_init(struct sk_broker *b, struct ev_loop *loop,
 
 	sk_flusher_init(&b->flusher, b);
 	b->metrics = sk_metrics_new();
+	broker_metrics(b);
 	/* Before anything is created: a refused plugin changes nothing. */
 	rc = sk_plugins_load(&b->plugins, b->cfg.plugins, b->cfg.n_plugins,
 			     err);
@@ -201,6 +228,9 @@ int sk_broker_init(struct sk_broker *b, struct ev_loop *loop,
 	rc = sk_server_open(&b->server, b, b->cfg.listeners, err);
 	if (rc)
 		goto fail;
+	rc = sk_admin_open(&b->admin, b, b->cfg.admin_listener, err);
+	if (rc)
+		goto fail;
 
 	ev_signal_init(&b->sig_term, on_signal, SIGTERM);
 	ev_signal_init(&b->sig_int, on_signal, SIGINT);
@@ -230,6 +260,9 @@ fail:
 
 void sk_broker_fini(struct sk_broker *b)
 {
+	/* First, and before the registry it serves is freed. */
+	sk_admin_close(b->admin);
+	b->admin = NULL;
 	if (b->loop) {
 		ev_signal_stop(b->loop, &b->sig_term);
 		ev_signal_stop(b->loop, &b->sig_int);

@@ -16,6 +16,7 @@
 #include "net.h"
 #include "topic.h"
 
+struct sk_admin;
 struct sk_plugins;
 struct sk_scrub;
 struct sk_tier;
@@ -24,6 +25,7 @@ struct sk_broker {
 	struct ev_loop *loop;
 	struct sk_config cfg;	    /* owned */
 	struct sk_metrics *metrics; /* every metric, for /metrics */
+	struct sk_admin *admin;	    /* admin.listener (admin_http.h), or NULL */
 	struct sk_plugins *plugins; /* loaded plugins (core/plugin.h) */
 	struct sk_tier *tier;	    /* storage.tier, or NULL */
 	struct sk_remote *remote;   /* tiered storage on tier (log_remote.h) */

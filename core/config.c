@@ -71,6 +71,7 @@ struct cfg_key {
 
 static int check_listener(const char *in, char **out, struct sk_err *why);
 static int check_advertised(const char *in, char **out, struct sk_err *why);
+static int check_admin_listener(const char *in, char **out, struct sk_err *why);
 
 /* clang-format off */
 static const struct cfg_choice timestamp_choices[] = {
@@ -220,6 +221,12 @@ static const struct cfg_key broker_keys[] = {
 	  .check = check_advertised,
 	  .doc = "Address given to clients in Metadata, HOST:PORT; empty = "
 		 "listeners." },
+	{ .name = "admin.listener", .type = CFG_STRING, BROKER(admin_listener),
+	  .def = "127.0.0.1:9644", .min = 0, .max = 300,
+	  .check = check_admin_listener,
+	  .doc = "Address of the admin HTTP listener (GET /metrics): "
+		 "HOST:PORT, IPv6 as [::1]:9644, port 0 = any free port; "
+		 "empty = no admin listener." },
 	{ .name = "log.dir", .type = CFG_STRING, BROKER(log_dir),
 	  .def = "./data", .min = 1, .max = 4096,
 	  .doc = "Directory holding the logs and the metadata database." },
@@ -656,7 +663,8 @@ static bool ipv6_char(char ch)
  * as HOST:PORT. An IPv6 host must be in brackets so that the last ':' is
  * always the one before the port; bare "::1:9092" is ambiguous.
  */
-static int parse_listener(const char *in, char **out, struct sk_err *why)
+static int parse_listener(const char *in, int64_t min_port, char **out,
+			  struct sk_err *why)
 {
 	const char *s = in, *host, *colon, *port, *sep;
 	size_t host_len;
@@ -712,11 +720,12 @@ static int parse_listener(const char *in, char **out, struct sk_err *why)
 	if (host_len > 253)
 		goto bad_host;
 	port = colon + 1;
-	if (*port == '-' || !sk_parse_i64(port, &p) || p < 1 || p > 65535)
+	if (*port == '-' || !sk_parse_i64(port, &p) || p < min_port ||
+	    p > 65535)
 		return sk_err_set(why,
-				  "port must be in [1, 65535], got "
+				  "port must be in [%d, 65535], got "
 				  "'%.100s'",
-				  port);
+				  (int)min_port, port);
 	*out = sk_xasprintf(v6 ? "[%.*s]:%d" : "%.*s:%d", (int)host_len, host,
 			    (int)p);
 	return 0;
@@ -733,7 +742,7 @@ bad_host:
 
 static int check_listener(const char *in, char **out, struct sk_err *why)
 {
-	return parse_listener(in, out, why);
+	return parse_listener(in, 1, out, why);
 }
 
 /* As a listener, or empty; and an address clients can actually reach. */
@@ -745,7 +754,7 @@ static int check_advertised(const char *in, char **out, struct sk_err *why)
 		*out = sk_xstrdup("");
 		return 0;
 	}
-	rc = parse_listener(in, out, why);
+	rc = parse_listener(in, 1, out, why);
 	if (rc)
 		return rc;
 	if (strncmp(*out, "0.0.0.0:", 8) == 0 ||
@@ -757,6 +766,21 @@ static int check_advertised(const char *in, char **out, struct sk_err *why)
 				  in);
 	}
 	return 0;
+}
+
+/*
+ * HOST:PORT as for listeners but with no scheme (it speaks HTTP) and port
+ * 0 allowed (any free port); or empty: no admin listener.
+ */
+static int check_admin_listener(const char *in, char **out, struct sk_err *why)
+{
+	if (!*in) {
+		*out = sk_xstrdup("");
+		return 0;
+	}
+	if (strstr(in, "://"))
+		return sk_err_set(why, "expected HOST:PORT, got '%.100s'", in);
+	return parse_listener(in, 0, out, why);
 }
 
 /* ------------------------------------------------------------------ */

@@ -147,7 +147,8 @@ struct sk_plugin_decl {
 struct sk_config {
 	char *listeners;	    /* listeners: HOST:PORT to bind */
 	char *advertised_listeners; /* advertised.listeners: HOST:PORT; "" = listeners */
-	char *log_dir;		    /* log.dir: data directory */
+	char *admin_listener; /* admin.listener: HTTP HOST:PORT; "" = none */
+	char *log_dir;	      /* log.dir: data directory */
 	int64_t log_retention_check_interval_ms; /* log.retention.check.interval.ms */
 	int64_t log_flush_checkpoint_ms; /* log.flush.offset.checkpoint.interval.ms */
 	int64_t log_scrub_interval_ms;	 /* log.scrub.interval.ms; 0 = off */

@@ -783,6 +783,14 @@ static void copy_uploaded(void *arg, const struct sk_tier_result *res)
 		rp->failures = 0;
 		rp->backoff_ms = SK_REMOTE_BACKOFF_MIN_MS;
 		sk_metric_add(r->m_copied, 1);
+		/*
+		 * One segment fewer waits. sk_remote_run recounts the gauge,
+		 * but a backlog drains back to back between its runs (30 s
+		 * apart by default): until the next run the gauge is its
+		 * count minus the copies since, never below 0.
+		 */
+		if (sk_metric_value(r->m_lag) >= 1)
+			sk_metric_add(r->m_lag, -1);
 		sk_metric_add(r->m_copy_bytes, (double)bytes);
 		sk_info("remote: topic %s partition %d: copied segment %" PRId64
 			" (offsets %" PRId64 "-%" PRId64 ", %" PRIu64

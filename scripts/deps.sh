@@ -7,7 +7,7 @@ PKGS="build-essential pkg-config libev-dev libyaml-dev libsqlite3-dev
       zlib1g-dev libsnappy-dev liblz4-dev libzstd-dev
       libluajit-5.1-dev luajit lua-busted luarocks
       clang clang-format kcat librdkafka-dev python3-confluent-kafka python3-kafka
-      nodejs npm perl libcurl4-openssl-dev"
+      nodejs npm perl libcurl4-openssl-dev libmicrohttpd-dev"
 
 missing=""
 for p in $PKGS; do

@@ -163,7 +163,9 @@ static void broker_start(void)
 	    sk_config_set(&fz.b.cfg, "queued.max.requests", "4", "fuzz",
 			  &err) ||
 	    sk_config_set(&fz.b.cfg, "connection.output.max.bytes", "65536",
-			  "fuzz", &err))
+			  "fuzz", &err) ||
+	    /* No admin HTTP listener (nor its thread) per restart. */
+	    sk_config_set(&fz.b.cfg, "admin.listener", "", "fuzz", &err))
 		die("config", err.msg);
 	/*
 	 * A JoinGroup completes at once instead of after the initial

@@ -15,16 +15,22 @@ A broker on a free loopback port with a temporary data directory:
     b.stop()                 # SIGTERM; ok() that it exited 0, no sanitizer report
     b.kill()                 # SIGKILL
     b.restart()              # same data directory and port
+    b.admin_port             # its admin HTTP listener (admin.listener)
+    b.metrics()              # GET /metrics: the Prometheus text
+    metric(text, "skald_build_info", {"version": "0.1.0"})  # a float or None
 Every broker is killed (by its PID) and its directory removed at exit. On a
 failure its stderr is printed as TAP diagnostics first. SKALD_KEEP=1 keeps
 the directories.
 
 The binary is $SKALD_BUILD/skald (the Makefile sets an absolute path), by
 default <repo>/build/skald.
+
+Importing this module sets SKALD_ADMIN_LISTENER=127.0.0.1:0 (see below).
 """
 
 import atexit
 import os
+import re
 import shutil
 import signal
 import socket
@@ -45,8 +51,16 @@ __all__ = [
     "wait_until", "run", "kreq", "recv_frame", "api_versions",
     "parse_api_versions_v0", "consume", "produce", "admin_result",
     "crc32c", "zigzag", "record_batch", "produce_request",
-    "parse_produce_response",
+    "parse_produce_response", "metric", "parse_metrics",
 ]
+
+# Every skald started from a test, also directly with subprocess rather
+# than through Broker, would otherwise open its admin HTTP listener on
+# the default 127.0.0.1:9644: two at once (prove -j, or two scripts each
+# starting one) and the second fails to start. Port 0 takes any free
+# port. Broker gives each of its brokers a port of its own (--set, which
+# overrides this).
+os.environ["SKALD_ADMIN_LISTENER"] = "127.0.0.1:0"
 
 # ---------------------------------------------------------------- TAP
 
@@ -267,6 +281,7 @@ class Broker:
             with open(self.config_path, "w") as f:
                 f.write(config)
         self.port = free_port()
+        self.admin_port = free_port()
         self.host = "127.0.0.1"
         self.proc = None
         self.runs = 0            # how many times started
@@ -290,7 +305,9 @@ class Broker:
         a = [SKALD]
         if self.config_path:
             a += ["--config", self.config_path]
-        a += ["--listen", self.bootstrap, "--data-dir", self.data_dir]
+        a += ["--listen", self.bootstrap, "--data-dir", self.data_dir,
+              "--set", "admin.listener=%s:%d" % (self.host, self.admin_port)]
+        # Later --set win: args may override admin.listener.
         return a + self.args
 
     def start(self):
@@ -383,6 +400,25 @@ class Broker:
         self.start()
         return self
 
+    def metrics(self, timeout=10.0):
+        """GET /metrics from the admin listener; the body as text. The
+        Kafka listener accepts (start() returns) a moment before the
+        admin one is up, so a refused connection is retried until
+        timeout."""
+        import urllib.error
+        import urllib.request
+        url = "http://%s:%d/metrics" % (self.host, self.admin_port)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=timeout) as r:
+                    return r.read().decode("utf-8")
+            except urllib.error.URLError as e:
+                if not (isinstance(e.reason, ConnectionRefusedError) and
+                        self.alive() and time.monotonic() < deadline):
+                    raise
+            time.sleep(0.05)
+
     def last_log(self):
         if not self.stderr_paths:
             return ""
@@ -426,6 +462,61 @@ class Broker:
         if os.environ.get("SKALD_KEEP"):
             return
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+# ---------------------------------------------------------------- metrics
+
+# One sample line: name, optional {labels}, value (no timestamps: skald
+# writes none).
+_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
+_LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"\s*(,|$)')
+
+
+def _unescape(v):
+    return re.sub(r'\\(.)', lambda m: "\n" if m.group(1) == "n"
+                  else m.group(1), v)
+
+
+def _labels(text):
+    """{name: value} of a label set, or None if it does not parse."""
+    out = {}
+    pos = 0
+    while pos < len(text):
+        m = _LABEL.match(text, pos)
+        if not m or m.end() == pos:
+            return None
+        out[m.group(1)] = _unescape(m.group(2))
+        pos = m.end()
+    return out
+
+
+def parse_metrics(text):
+    """Parse Prometheus text format 0.0.4 as skald writes it: a list of
+    (name, {labels}, value). Raises ValueError on a line that is neither
+    a comment nor a sample."""
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line or line.startswith("#"):
+            continue
+        m = _SAMPLE.match(line)
+        labels = _labels(m.group(2) or "") if m else None
+        if labels is None:
+            raise ValueError("line %d is not a sample: %r" % (n, line))
+        try:
+            out.append((m.group(1), labels, float(m.group(3))))
+        except ValueError:
+            raise ValueError("line %d: bad value: %r" % (n, line))
+    return out
+
+
+def metric(text, name, labels=None):
+    """The value (float) of the series name whose labels include labels
+    (a dict; None or {} matches any, the first one), or None if there is
+    none."""
+    for n, ls, v in parse_metrics(text):
+        if n == name and all(ls.get(k) == str(x)
+                             for k, x in (labels or {}).items()):
+            return v
+    return None
 
 # ---------------------------------------------------------------- raw wire
 

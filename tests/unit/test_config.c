@@ -45,6 +45,7 @@ static void test_defaults(void)
 	sk_config_init(&c);
 	is_str(c.listeners, "127.0.0.1:9092", "default listeners");
 	is_str(c.advertised_listeners, "", "default advertised.listeners");
+	is_str(c.admin_listener, "127.0.0.1:9644", "default admin.listener");
 	is_str(c.log_dir, "./data", "default log.dir");
 	is(c.log_retention_check_interval_ms, 300000,
 	   "default log.retention.check.interval.ms");
@@ -414,6 +415,18 @@ static void test_listeners(void)
 		{ "advertised.listeners", "0.0.0.0:9092",
 		  "--set: advertised.listeners: '0.0.0.0:9092' cannot be "
 		  "advertised: give an address clients can connect to" },
+		{ "admin.listener", "", NULL },
+		{ "admin.listener", "127.0.0.1:0", NULL },
+		{ "admin.listener", "[::1]:9644", NULL },
+		{ "admin.listener", "127.0.0.1:65536",
+		  "--set: admin.listener: port must be in [0, 65535], got "
+		  "'65536'" },
+		{ "admin.listener", "http://127.0.0.1:9644",
+		  "--set: admin.listener: expected HOST:PORT, got "
+		  "'http://127.0.0.1:9644'" },
+		{ "admin.listener", "PLAINTEXT://127.0.0.1:9644",
+		  "--set: admin.listener: expected HOST:PORT, got "
+		  "'PLAINTEXT://127.0.0.1:9644'" },
 	};
 	struct sk_config c;
 	struct sk_err err;
@@ -435,6 +448,7 @@ static void test_listeners(void)
 	is_str(c.advertised_listeners, "broker1:9092",
 	       "a rejected value keeps the last good one");
 	is_str(c.listeners, "my-host.example:1", "listener stored normalised");
+	is_str(c.admin_listener, "[::1]:9644", "admin.listener stored");
 	sk_config_free(&c);
 }
 
@@ -1043,7 +1057,7 @@ static void test_hooks(void)
 
 int main(void)
 {
-	plan(324);
+	plan(332);
 	test_defaults();
 	test_yaml_types();
 	test_yaml_errors();
