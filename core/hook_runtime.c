@@ -81,6 +81,8 @@ struct hk_state {
 	int mod_ref;	 /* registry: the script's module table */
 	int options_ref; /* registry: options JSON -> decoded */
 	int rec_mt_ref;	 /* registry: metatable of on_record's rec */
+	int rec_cur_ref; /* registry: each_record's {i, rec, touched} */
+	int rec_fns_ref; /* registry: {fill, own, other} for each_record */
 	struct hk_call *cur; /* the call running, for C functions */
 	uint64_t gen;	     /* per call: stale batch objects fail */
 	int64_t log_sec;     /* rate limit of skald.log */
@@ -102,10 +104,9 @@ struct hk_call {
 	size_t arena_limit; /* bytes the call may copy out of Lua */
 	size_t arena_used;
 	void *batch_ud; /* the on_batch call's batch object */
-	/* on_record: the record being called and its table */
-	struct sk_hook_rec *rec;
-	const void *rec_tab;
-	unsigned touched; /* HK_T_*: lazy fields read or assigned */
+	/* on_record: lazy fields read or assigned (HK_T_*) of record i */
+	size_t touched_i;
+	unsigned touched;
 };
 
 /* The lazily filled fields of on_record's rec, once read or assigned. */
@@ -184,9 +185,9 @@ static void small_release(struct hk_state *st)
  * always passes a block's true size as osize, so a block's size class is
  * known when it is freed or resized.
  */
-static void *hk_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+static SK_NOINLINE void *hk_alloc_slow(struct hk_state *st, void *ptr,
+				       size_t osize, size_t nsize)
 {
-	struct hk_state *st = ud;
 	void *q;
 
 	if (!ptr)
@@ -228,6 +229,42 @@ static void *hk_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 	}
 	st->used = st->used - osize + nsize;
 	return q;
+}
+
+/*
+ * The common cases first, without the slow path's calls and their
+ * register saves: a small block from its free list, a small block back
+ * onto it (LuaJIT frees a record's string and table by the thousand).
+ */
+static void *hk_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+	struct hk_state *st = ud;
+	struct hk_free *f;
+	int c;
+
+	if (!ptr) {
+		if (nsize == 0)
+			return NULL;
+		c = HK_CLASS(nsize);
+		f = nsize <= HK_SMALL_MAX ? st->free[c] : NULL;
+		if (f && st->used + nsize <= st->limit) {
+			st->free[c] = f->next;
+			st->cached -= HK_CLASS_SIZE(c);
+			st->used += nsize;
+			return f;
+		}
+	} else if (nsize == 0 && osize <= HK_SMALL_MAX) {
+		c = HK_CLASS(osize);
+		if (st->cached + HK_CLASS_SIZE(c) <= HK_CACHE_MAX) {
+			f = ptr;
+			f->next = st->free[c];
+			st->free[c] = f;
+			st->cached += HK_CLASS_SIZE(c);
+			st->used -= osize;
+			return NULL;
+		}
+	}
+	return hk_alloc_slow(st, ptr, osize, nsize);
 }
 
 /*
@@ -622,46 +659,62 @@ static void set_headers_from(lua_State *L, struct hk_call *c, int idx,
 }
 
 /*
- * Stack slots of run_records_c's on_record loop, relative to its top:
- * the interned field names, the rec metatable, then per record the
- * original value and the rec table.
+ * on_record runs from the prelude's each_record loop (Lua calls Lua far
+ * more cheaply than C does, and a record needs no call into C unless it
+ * changed): it keeps the running record's batch index and table in the
+ * cur table, cur[1] and cur[2], and cur[3] is set when a lazy field was
+ * read or assigned. The C functions here find the record from there.
  */
-#define RS_KEY	    (-4)
-#define RS_VALUE    (-3)
-#define RS_TS	    (-2)
-#define RS_HEADERS  (-1)
-#define RS_MT	    0
-#define RS_ORIG_VAL 1
-#define RS_REC	    2
+#define CUR_I	    1
+#define CUR_REC	    2
+#define CUR_TOUCHED 3
 
-/*
- * Push the record table on_record receives (the field names and the
- * metatable are at the top of the stack, see RS_*): only the value is
- * set; key, timestamp, headers, topic and partition come from the
- * metatable's __index on first use, so a record whose script never looks
- * at them costs no key string, no number and no headers table, and
- * needs no check of them afterwards.
- */
-static void push_rec(lua_State *L)
+/* Batch index (1-based) of the record whose rec table is at idx, or 0. */
+static size_t rec_index_of(lua_State *L, struct hk_call *c, int idx)
 {
-	int top = lua_gettop(L) - 1; /* the original value is pushed */
+	size_t i = 0;
 
-	lua_createtable(L, 0, 2);
-	if (!lua_isnil(L, top + RS_ORIG_VAL)) {
-		lua_pushvalue(L, top + RS_VALUE);
-		lua_pushvalue(L, top + RS_ORIG_VAL);
-		lua_rawset(L, -3);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, c->st->rec_cur_ref);
+	lua_rawgeti(L, -1, CUR_REC);
+	if (lua_rawequal(L, -1, idx)) {
+		lua_rawgeti(L, -2, CUR_I);
+		i = (size_t)lua_tointeger(L, -1);
+		lua_pop(L, 1);
 	}
-	lua_pushvalue(L, top + RS_MT);
-	lua_setmetatable(L, -2);
+	lua_pop(L, 2);
+	return i <= c->n ? i : 0;
 }
 
-/* The record table of the running on_record call, or an error. */
-static struct hk_call *rec_call(lua_State *L)
+static struct sk_hook_rec *rec_at(struct hk_call *c, size_t i)
+{
+	return &c->rs->r[c->idx[i - 1]];
+}
+
+/* Lazy fields of record i read or assigned. */
+static unsigned touched(const struct hk_call *c, size_t i)
+{
+	return c->touched_i == i ? c->touched : 0;
+}
+
+static void touch(lua_State *L, struct hk_call *c, size_t i, unsigned t)
+{
+	if (c->touched_i != i) {
+		c->touched_i = i;
+		c->touched = 0;
+	}
+	c->touched |= t;
+	lua_rawgeti(L, LUA_REGISTRYINDEX, c->st->rec_cur_ref);
+	lua_pushboolean(L, 1);
+	lua_rawseti(L, -2, CUR_TOUCHED);
+	lua_pop(L, 1);
+}
+
+/* The running on_record call and its record's index, or an error. */
+static struct hk_call *rec_call(lua_State *L, size_t *i)
 {
 	struct hk_call *c = state_of(L)->cur;
 
-	if (!c || !c->rec || lua_topointer(L, 1) != c->rec_tab)
+	if (!c || !(*i = rec_index_of(L, c, 1)))
 		luaL_error(L, "record used outside its on_record call");
 	return c;
 }
@@ -690,6 +743,8 @@ static unsigned lazy_field(lua_State *L, int idx)
 static int rec_index(lua_State *L)
 {
 	struct hk_call *c;
+	struct sk_hook_rec *rec;
+	size_t i;
 	unsigned t = lazy_field(L, 2);
 	const char *k =
 		lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : NULL;
@@ -697,19 +752,20 @@ static int rec_index(lua_State *L)
 	if (!k)
 		return 0;
 	if (t) {
-		c = rec_call(L);
-		c->touched |= t;
+		c = rec_call(L, &i);
+		rec = rec_at(c, i);
+		touch(L, c, i, t);
 		if (t == HK_T_KEY)
-			push_bytes(L, c->rec->key, c->rec->key_len);
+			push_bytes(L, rec->key, rec->key_len);
 		else if (t == HK_T_TS)
-			lua_pushnumber(L, (lua_Number)c->rec->timestamp);
+			lua_pushnumber(L, (lua_Number)rec->timestamp);
 		else
-			push_headers(L, c->rec);
+			push_headers(L, rec);
 	} else if (strcmp(k, "topic") == 0) {
-		c = rec_call(L);
+		c = rec_call(L, &i);
 		lua_pushstring(L, c->call->topic ? c->call->topic : "");
 	} else if (strcmp(k, "partition") == 0) {
-		c = rec_call(L);
+		c = rec_call(L, &i);
 		lua_pushinteger(L, c->call->partition);
 	} else {
 		return 0;
@@ -731,12 +787,13 @@ static int hk_pairs(lua_State *L)
 	static const char *const lazy[] = { "key", "timestamp", "headers",
 					    "topic", "partition" };
 	struct hk_call *c = state_of(L)->cur;
+	size_t at;
 
 	luaL_checkany(L, 1);
-	if (c && c->rec && lua_topointer(L, 1) == c->rec_tab) {
+	if (c && lua_istable(L, 1) && (at = rec_index_of(L, c, 1))) {
 		for (size_t i = 0; i < SK_ARRAY_SIZE(lazy); i++) {
 			lua_pushstring(L, lazy[i]);
-			if (!(c->touched & lazy_field(L, -1))) {
+			if (!(touched(c, at) & lazy_field(L, -1))) {
 				lua_gettable(L, 1); /* rec_index caches it */
 			}
 			lua_pop(L, 1);
@@ -752,10 +809,12 @@ static int hk_pairs(lua_State *L)
 static int rec_newindex(lua_State *L)
 {
 	struct hk_call *c = state_of(L)->cur;
+	unsigned t = lazy_field(L, 2);
+	size_t i;
 
 	lua_settop(L, 3);
-	if (c && c->rec && lua_topointer(L, 1) == c->rec_tab)
-		c->touched |= lazy_field(L, 2);
+	if (c && t && (i = rec_index_of(L, c, 1)))
+		touch(L, c, i, t);
 	lua_rawset(L, 1);
 	return 0;
 }
@@ -814,21 +873,30 @@ static void apply_rec(lua_State *L, struct hk_call *c, int idx,
 }
 
 /*
- * Apply the record table on_record was given and returned (stack slots
- * RS_* relative to top): an unchanged value is the very string pushed,
- * and lazy fields never read nor assigned are unchanged.
+ * each_record's own(i, rec, value): on_record returned the table it was
+ * given for record i, whose value was given as value, and either the
+ * value is another string now or a lazy field was read or assigned (those
+ * never read nor assigned are unchanged).
  */
-static void apply_own_rec(lua_State *L, struct hk_call *c, int top,
-			  struct sk_hook_rec *rec)
+static int rec_own(lua_State *L)
 {
-	int tab = top + RS_REC;
+	struct hk_call *c = state_of(L)->cur;
+	size_t i = (size_t)luaL_checkinteger(L, 1);
+	const int tab = 2;
+	struct sk_hook_rec *rec;
+	unsigned t;
 	const uint8_t *p;
 	int32_t n;
 	int64_t ts;
 
-	lua_pushvalue(L, top + RS_VALUE);
+	if (!c || i < 1 || i > c->n)
+		return luaL_error(L, "own: no record %d", (int)i);
+	rec = rec_at(c, i);
+	t = touched(c, i);
+	lua_settop(L, 3);
+	lua_pushliteral(L, "value");
 	lua_rawget(L, tab);
-	if (!lua_rawequal(L, -1, top + RS_ORIG_VAL)) {
+	if (!lua_rawequal(L, -1, 3)) {
 		opt_bytes(L, -1, "rec.value", &p, &n);
 		if (!same_bytes(p, n, rec->value, rec->value_len)) {
 			rec->value = n > 0 ? call_keep(L, c, p, (size_t)n)
@@ -837,8 +905,8 @@ static void apply_own_rec(lua_State *L, struct hk_call *c, int top,
 			rec->changed = true;
 		}
 	}
-	if (c->touched & HK_T_KEY) {
-		lua_pushvalue(L, top + RS_KEY);
+	if (t & HK_T_KEY) {
+		lua_pushliteral(L, "key");
 		lua_rawget(L, tab);
 		opt_bytes(L, -1, "rec.key", &p, &n);
 		if (!same_bytes(p, n, rec->key, rec->key_len)) {
@@ -848,8 +916,8 @@ static void apply_own_rec(lua_State *L, struct hk_call *c, int top,
 			rec->changed = true;
 		}
 	}
-	if (c->touched & HK_T_TS) {
-		lua_pushvalue(L, top + RS_TS);
+	if (t & HK_T_TS) {
+		lua_pushliteral(L, "timestamp");
 		lua_rawget(L, tab);
 		ts = lua_isnil(L, -1) ? rec->timestamp
 				      : check_ts(L, -1, "rec.timestamp");
@@ -858,10 +926,10 @@ static void apply_own_rec(lua_State *L, struct hk_call *c, int top,
 			rec->changed = true;
 		}
 	}
-	if (c->touched & HK_T_HEADERS) {
+	if (t & HK_T_HEADERS) {
 		int h;
 
-		lua_pushvalue(L, top + RS_HEADERS);
+		lua_pushliteral(L, "headers");
 		lua_rawget(L, tab);
 		h = lua_gettop(L);
 		if (!same_headers(L, h, rec)) {
@@ -869,6 +937,59 @@ static void apply_own_rec(lua_State *L, struct hk_call *c, int top,
 			rec->changed = true;
 		}
 	}
+	return 0;
+}
+
+/*
+ * each_record's other(i, r): on_record returned r, not the table it was
+ * given for record i, nor nil or false.
+ */
+static int rec_other(lua_State *L)
+{
+	struct hk_call *c = state_of(L)->cur;
+	size_t i = (size_t)luaL_checkinteger(L, 1);
+
+	if (!c || i < 1 || i > c->n)
+		return luaL_error(L, "other: no record %d", (int)i);
+	if (!lua_istable(L, 2))
+		return luaL_error(L,
+				  "on_record must return the record (a table) "
+				  "or nil, got %s",
+				  luaL_typename(L, 2));
+	lua_settop(L, 2);
+	apply_rec(L, c, 2, rec_at(c, i));
+	return 0;
+}
+
+/*
+ * each_record's fill(vals, i): the values of records i, i + 1, ... in
+ * vals[1], vals[2], ... (false for a null value), at most HK_FILL of
+ * them; returns how many. A chunk at a time bounds the memory a batch
+ * takes in the state.
+ */
+#define HK_FILL 128
+
+static int rec_fill(lua_State *L)
+{
+	struct hk_call *c = state_of(L)->cur;
+	size_t i = (size_t)luaL_checkinteger(L, 2);
+	size_t k;
+
+	luaL_checktype(L, 1, LUA_TTABLE);
+	if (!c || i < 1 || i > c->n)
+		return luaL_error(L, "fill: no record %d", (int)i);
+	check_deadline(L);
+	for (k = 0; k < HK_FILL && i + k <= c->n; k++) {
+		const struct sk_hook_rec *rec = rec_at(c, i + k);
+
+		if (rec->value_len < 0)
+			lua_pushboolean(L, 0);
+		else
+			push_bytes(L, rec->value, rec->value_len);
+		lua_rawseti(L, 1, (int)k + 1);
+	}
+	lua_pushinteger(L, (lua_Integer)k);
+	return 1;
 }
 
 /* ctx.emit(topic, rec): stage a copy of rec for another topic. */
@@ -1209,6 +1330,16 @@ static int setup_c(lua_State *L)
 	lua_pushboolean(L, 0);
 	lua_setfield(L, -2, "__metatable");
 	st->rec_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	lua_createtable(L, 3, 0);
+	st->rec_cur_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	lua_createtable(L, 0, 3);
+	lua_pushcfunction(L, rec_fill);
+	lua_setfield(L, -2, "fill");
+	lua_pushcfunction(L, rec_own);
+	lua_setfield(L, -2, "own");
+	lua_pushcfunction(L, rec_other);
+	lua_setfield(L, -2, "other");
+	st->rec_fns_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 
 	/* User code: text only ("t"): LuaJIT does not verify bytecode. */
 	snprintf(chunkname, sizeof(chunkname), "@%s", s->path);
@@ -1286,7 +1417,7 @@ static struct hk_state *state_new(const struct sk_hook_script *s,
 	st->limit = s->lim.memory_bytes;
 	st->check_insns = SK_HOOK_CHECK_INSNS;
 	st->prelude_ref = st->mod_ref = st->options_ref = LUA_NOREF;
-	st->rec_mt_ref = LUA_NOREF;
+	st->rec_mt_ref = st->rec_cur_ref = st->rec_fns_ref = LUA_NOREF;
 	L = lua_newstate(hk_alloc, st);
 	if (!L) {
 		sk_err_set(err,
@@ -1552,7 +1683,8 @@ static int run_records_c(lua_State *L)
 {
 	struct hk_call *c = lua_touserdata(L, 1);
 	struct hk_state *st = c->st;
-	int fn, ctx, top;
+	int ctx;
+	size_t n;
 
 	lua_settop(L, 0);
 	lua_rawgeti(L, LUA_REGISTRYINDEX, st->mod_ref);
@@ -1573,44 +1705,24 @@ static int run_records_c(lua_State *L)
 		lua_call(L, 2, 0);
 		return 0;
 	}
+	lua_rawgeti(L, LUA_REGISTRYINDEX, st->prelude_ref);
+	lua_getfield(L, -1, "each_record");
 	lua_getfield(L, 1, "on_record");
-	fn = 4;
-	/* Field names, interned once per call rather than per record. */
-	lua_pushliteral(L, "key");
-	lua_pushliteral(L, "value");
-	lua_pushliteral(L, "timestamp");
-	lua_pushliteral(L, "headers");
+	lua_pushvalue(L, ctx);
+	lua_pushinteger(L, (lua_Integer)c->n);
 	lua_rawgeti(L, LUA_REGISTRYINDEX, st->rec_mt_ref);
-	top = lua_gettop(L);
-	for (size_t i = 0; i < c->n; i++) {
-		struct sk_hook_rec *rec = &c->rs->r[c->idx[i]];
+	lua_rawgeti(L, LUA_REGISTRYINDEX, st->rec_cur_ref);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, st->rec_fns_ref);
+	lua_call(L, 6, 2);
+	n = (size_t)lua_tointeger(L, -1);
+	for (size_t k = 1; k <= n; k++) {
+		size_t i;
 
-		push_bytes(L, rec->value, rec->value_len); /* top + 1 */
-		push_rec(L);				   /* top + 2 */
-		c->rec = rec;
-		c->rec_tab = lua_topointer(L, -1);
-		c->touched = 0;
-		lua_pushvalue(L, fn);
-		lua_pushvalue(L, top + 2);
-		lua_pushvalue(L, ctx);
-		lua_call(L, 2, 1); /* top + 3 */
-		if (lua_isnil(L, -1) ||
-		    (lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1)))
-			rec->dropped = true;
-		else if (lua_rawequal(L, top + 3, top + 2))
-			apply_own_rec(L, c, top, rec);
-		else if (lua_istable(L, -1))
-			apply_rec(L, c, top + 3, rec);
-		else
-			return luaL_error(L,
-					  "on_record must return the "
-					  "record (a table) or nil, got %s",
-					  luaL_typename(L, -1));
-		c->rec = NULL;
-		c->rec_tab = NULL;
-		lua_settop(L, top);
-		if ((i & 63) == 63)
-			check_deadline(L);
+		lua_rawgeti(L, -2, (int)k);
+		i = (size_t)lua_tointeger(L, -1);
+		lua_pop(L, 1);
+		if (i >= 1 && i <= c->n)
+			rec_at(c, i)->dropped = true;
 	}
 	return 0;
 }

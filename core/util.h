@@ -24,6 +24,7 @@
 #if defined(__GNUC__)
 #define SK_PRINTF(f, a) __attribute__((format(printf, f, a)))
 #define SK_UNUSED	__attribute__((unused))
+#define SK_NOINLINE	__attribute__((noinline))
 #else
 #define SK_PRINTF(f, a)
 #define SK_UNUSED

@@ -128,4 +128,45 @@ function M.decode_options(text)
 end
 
 M.deepcopy = deepcopy
+
+-- The broker's loop of on_record over a batch of n records. Lua calls
+-- Lua far more cheaply than C calls Lua, and a record needs no call into
+-- C unless on_record changed or dropped it. cur = { i, rec, touched }
+-- tells the C side which record is running (touched: a lazy field was
+-- read or assigned); fns are the C functions fill (the next chunk of
+-- values, false for null), own (rec changed) and other (another table
+-- returned). Returns the dropped records' indexes and their count.
+local setmetatable = setmetatable
+
+function M.each_record(on_record, ctx, n, mt, cur, fns)
+	local fill, own, other = fns.fill, fns.own, fns.other
+	local vals, base, have = {}, 0, 0
+	local drops, nd = {}, 0
+	for i = 1, n do
+		if i > base + have then
+			base, have = i - 1, fill(vals, i)
+		end
+		local v = vals[i - base] or nil
+		local rec = setmetatable({ value = v }, mt)
+		cur[1], cur[2] = i, rec
+		local r = on_record(rec, ctx)
+		if r == rec then
+			if cur[3] or rec.value ~= v then
+				cur[3] = false
+				own(i, rec, v)
+			end
+		else
+			cur[3] = false
+			if r == nil or r == false then
+				nd = nd + 1
+				drops[nd] = i
+			else
+				other(i, r)
+			end
+		end
+	end
+	cur[2] = nil
+	return drops, nd
+end
+
 return M

@@ -754,6 +754,65 @@ static void test_batch_json(void)
 	sk_hook_script_unref(s);
 }
 
+/*
+ * on_record runs from a loop in Lua that fetches values a chunk at a time
+ * and calls into C only for records that changed: over several chunks,
+ * every outcome must land on its own record, and a field read on one
+ * record must not make the next one look changed.
+ */
+static void test_each_record(void)
+{
+	static const char *const cycle[] = { "a", "b", "c", "d", "e" };
+	struct sk_hook_call call = { .topic = "t", .hook = "h" };
+	const char *vals[301];
+	struct sk_hook_res res;
+	struct sk_hook_recs rs;
+	struct sk_err err;
+	struct sk_hook_script *s = compile(
+		"return { on_record = function(rec)\n"
+		"  local v = rec.value\n"
+		"  if v == 'a' then local _ = rec.key; return nil end\n"
+		"  if v == 'b' then return rec end\n"
+		"  if v == 'c' then rec.value = nil; return rec end\n"
+		"  if v == 'd' then return { value = 'D', key = rec.key } end\n"
+		"  return false end }\n",
+		&err);
+	size_t bad = 0, n = SK_ARRAY_SIZE(vals);
+
+	ok(s != NULL, "each_record script compiled (%s)", err.msg);
+	for (size_t i = 0; i < n; i++)
+		vals[i] = cycle[i % 5];
+	recs_of(&rs, vals, n);
+	sk_hook_run_records(s, 0, &call, &rs, &res);
+	is(res.status, SK_HOOK_OK, "each_record ran (%s)", res.msg);
+	for (size_t i = 0; i < n; i++) {
+		const struct sk_hook_rec *r = &rs.r[i];
+		bool want;
+
+		switch (i % 5) {
+		case 0: /* read a lazy field, then dropped */
+		case 4: /* false drops too */
+			want = r->dropped;
+			break;
+		case 1: /* returned as given */
+			want = !r->dropped && !r->changed;
+			break;
+		case 2: /* value assigned nil */
+			want = !r->dropped && r->changed && r->value_len == -1;
+			break;
+		default: /* another table */
+			want = !r->dropped && r->changed && r->value_len == 1 &&
+			       r->value[0] == 'D' && r->key_len == 1 &&
+			       r->key[0] == 'k';
+		}
+		bad += !want;
+	}
+	is(bad, 0, "each of %zu records has its own outcome", n);
+	is(res.dropped, 121, "121 records dropped");
+	sk_hook_recs_free(&rs);
+	sk_hook_script_unref(s);
+}
+
 /* key and timestamp are filled in on first use; changes still count. */
 static void test_lazy_fields(void)
 {
@@ -1292,7 +1351,7 @@ static void test_json_codecs(void)
 
 int main(void)
 {
-	plan(96 + 5 + 5 + 3 + 11 + 1 + 3 + 4 + 4);
+	plan(96 + 5 + 5 + 3 + 11 + 1 + 3 + 4 + 4 + 4);
 	test_json_codecs();
 	test_jit_probe();
 	test_sandbox();
@@ -1304,6 +1363,7 @@ int main(void)
 	test_reload();
 	test_batch_json();
 	test_lazy_fields();
+	test_each_record();
 	test_pairs_copy();
 	test_hook_metrics();
 	test_watchdog();
