@@ -11,11 +11,18 @@
  * the connection is closed), so uploads cost nothing. The connection
  * count, the memory per connection (headers) and an idle timeout bound
  * what clients can hold.
+ *
+ * What only the event loop may touch (reloading hooks) is handed to it:
+ * the request is queued, an ev_async wakes the loop, which runs it and
+ * signals the server thread back. The loop never waits for this thread;
+ * closing (on the loop) answers whatever is still queued first, so the
+ * server thread never waits for a loop that will not come.
  */
 #include "admin_http.h"
 
 #include <errno.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +34,8 @@
 
 #include "broker.h"
 #include "buf.h"
+#include "hook.h"
+#include "list.h"
 #include "metrics.h"
 #include "say.h"
 
@@ -42,12 +51,32 @@
 #define SK_ADMIN_PROM_TYPE "text/plain; version=0.0.4; charset=utf-8"
 #define SK_ADMIN_JSON_TYPE "application/json"
 
+/*
+ * A request the event loop answers: run(b, out) on the loop writes the
+ * JSON body and returns the HTTP status. Lives on the server thread's
+ * stack until done.
+ */
+struct loop_call {
+	struct sk_list link; /* in sk_admin.calls while queued */
+	unsigned (*run)(struct sk_broker *b, struct sk_buf *out);
+	struct sk_buf out;
+	unsigned status;
+	bool done;
+};
+
 struct sk_admin {
 	struct MHD_Daemon *d;
+	struct sk_broker *b;
 	/* The registry served; the broker's, which outlives us. */
 	struct sk_metrics *metrics;
 	/* Set once serving: MHD's messages are then about clients. */
 	atomic_bool started;
+	/* Requests for the loop, and their hand-off (see the top). */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct sk_list calls;
+	bool closing;
+	ev_async wake;
 };
 
 /*
@@ -130,6 +159,74 @@ static enum MHD_Result answer_json_error(struct MHD_Connection *conn,
 		      allow);
 }
 
+/*
+ * Run call on the loop and wait for it; 503 if the listener is closing.
+ * Server thread.
+ */
+static void on_loop(struct sk_admin *a, struct loop_call *call)
+{
+	pthread_mutex_lock(&a->mu);
+	if (a->closing) {
+		pthread_mutex_unlock(&a->mu);
+		call->status = MHD_HTTP_SERVICE_UNAVAILABLE;
+		return;
+	}
+	sk_list_add_tail(&a->calls, &call->link);
+	pthread_mutex_unlock(&a->mu);
+	ev_async_send(a->b->loop, &a->wake);
+	pthread_mutex_lock(&a->mu);
+	while (!call->done)
+		pthread_cond_wait(&a->cv, &a->mu);
+	pthread_mutex_unlock(&a->mu);
+}
+
+/* The loop's side: run every queued call and wake their threads. */
+static void on_wake(struct ev_loop *loop, ev_async *w, int revents)
+{
+	struct sk_admin *a = w->data;
+	struct loop_call *call;
+
+	(void)loop;
+	(void)revents;
+	for (;;) {
+		pthread_mutex_lock(&a->mu);
+		call = NULL;
+		if (!sk_list_empty(&a->calls)) {
+			call = sk_list_first(&a->calls, struct loop_call, link);
+			sk_list_del(&call->link);
+		}
+		pthread_mutex_unlock(&a->mu);
+		if (!call)
+			return;
+		call->status = call->run(a->b, &call->out);
+		pthread_mutex_lock(&a->mu);
+		call->done = true;
+		pthread_cond_broadcast(&a->cv);
+		pthread_mutex_unlock(&a->mu);
+	}
+}
+
+/* POST /v1/hooks/reload, on the loop: what SIGHUP does, answered. */
+static unsigned run_hooks_reload(struct sk_broker *b, struct sk_buf *out)
+{
+	struct sk_err err = { "" };
+	char n[32];
+	char *body;
+
+	if (sk_hooks_reload_config(b, "admin /v1/hooks/reload", &err)) {
+		body = json_error("", err.msg, sizeof(err.msg));
+		sk_buf_put(out, body, strlen(body));
+		free(body);
+		return b->stopping ? MHD_HTTP_SERVICE_UNAVAILABLE
+				   : MHD_HTTP_UNPROCESSABLE_CONTENT;
+	}
+	snprintf(n, sizeof(n), "%zu", b->hooks.scripts.count);
+	sk_buf_put(out, "{\"reloaded\":true,\"scripts\":", 27);
+	sk_buf_put(out, n, strlen(n));
+	sk_buf_put(out, "}\n", 2);
+	return MHD_HTTP_OK;
+}
+
 /* Whether the request announces a body (which is never read). */
 static bool has_body(struct MHD_Connection *conn)
 {
@@ -163,6 +260,27 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 	if (!*req_cls && !has_body(conn)) {
 		*req_cls = a;
 		return MHD_YES;
+	}
+	if (strcmp(url, "/v1/hooks/reload") == 0) {
+		struct loop_call call = { .run = run_hooks_reload };
+
+		if (strcmp(method, MHD_HTTP_METHOD_POST) != 0)
+			return answer_json_error(
+				conn, MHD_HTTP_METHOD_NOT_ALLOWED,
+				"method not allowed: ", method, "POST");
+		if (has_body(conn))
+			return answer_json_error(
+				conn, MHD_HTTP_CONTENT_TOO_LARGE,
+				"request bodies are not accepted", "", NULL);
+		on_loop(a, &call);
+		if (!call.out.len) {
+			sk_buf_free(&call.out);
+			return answer_json_error(conn, call.status,
+						 "the broker is stopping", "",
+						 NULL);
+		}
+		return answer(conn, call.status, SK_ADMIN_JSON_TYPE,
+			      (char *)call.out.data, call.out.len, NULL);
 	}
 	if (strcmp(url, "/metrics") != 0)
 		return answer_json_error(conn, MHD_HTTP_NOT_FOUND,
@@ -278,8 +396,15 @@ int sk_admin_open(struct sk_admin **out, struct sk_broker *b,
 			 ? MHD_USE_EPOLL
 			 : MHD_USE_POLL;
 	a = sk_xcalloc(1, sizeof(*a));
+	a->b = b;
 	a->metrics = b->metrics;
 	atomic_init(&a->started, false);
+	pthread_mutex_init(&a->mu, NULL);
+	pthread_cond_init(&a->cv, NULL);
+	sk_list_init(&a->calls);
+	ev_async_init(&a->wake, on_wake);
+	a->wake.data = a;
+	ev_async_start(b->loop, &a->wake);
 	/* The logger first, so that start-up messages go through it. */
 	a->d = MHD_start_daemon(
 		flags, 0, NULL, NULL, on_request, a, MHD_OPTION_EXTERNAL_LOGGER,
@@ -291,6 +416,9 @@ int sk_admin_open(struct sk_admin **out, struct sk_broker *b,
 	if (!a->d) {
 		/* Not started: the socket is still ours (so 0.9.75 does). */
 		close(fd);
+		ev_async_stop(b->loop, &a->wake);
+		pthread_cond_destroy(&a->cv);
+		pthread_mutex_destroy(&a->mu);
 		free(a);
 		return sk_err_set(err,
 				  "admin.listener %s: the HTTP server did not "
@@ -311,6 +439,22 @@ void sk_admin_close(struct sk_admin *a)
 {
 	if (!a)
 		return;
+	/* Answer what the loop will not run, so that no handler waits. */
+	pthread_mutex_lock(&a->mu);
+	a->closing = true;
+	while (!sk_list_empty(&a->calls)) {
+		struct loop_call *call =
+			sk_list_first(&a->calls, struct loop_call, link);
+
+		sk_list_del(&call->link);
+		call->status = MHD_HTTP_SERVICE_UNAVAILABLE;
+		call->done = true;
+	}
+	pthread_cond_broadcast(&a->cv);
+	pthread_mutex_unlock(&a->mu);
 	MHD_stop_daemon(a->d);
+	ev_async_stop(a->b->loop, &a->wake);
+	pthread_cond_destroy(&a->cv);
+	pthread_mutex_destroy(&a->mu);
 	free(a);
 }

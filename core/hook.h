@@ -319,11 +319,15 @@ void sk_hooks_fini(struct sk_hooks *hs);
 int sk_hooks_reload(struct sk_hooks *hs, const struct sk_config *cfg,
 		    struct sk_err *err);
 /*
- * SIGHUP (an ev_signal whose data is the broker): reload the YAML file
- * the broker started with (b->config_path) and apply its hooks with
- * sk_hooks_reload; with no file, recompile the scripts in force. Errors
- * are logged and change nothing that worked.
+ * Reload the YAML file the broker started with (b->config_path) and
+ * apply its hooks with sk_hooks_reload; with no file, recompile the
+ * scripts in force. why starts the log line ("received SIGHUP"). Errors
+ * are logged, returned in err, and change nothing that worked. Loop
+ * thread.
  */
+int sk_hooks_reload_config(struct sk_broker *b, const char *why,
+			   struct sk_err *err);
+/* SIGHUP (an ev_signal whose data is the broker): the reload above. */
 void sk_hooks_on_sighup(struct ev_loop *loop, ev_signal *w, int revents);
 /* The chain of topic name (NULL: none). Borrowed; loop thread. */
 struct sk_hook_chain *sk_hooks_chain(struct sk_hooks *hs, const char *topic);

@@ -819,33 +819,42 @@ void sk_hooks_retention(struct sk_hooks *hs, struct sk_topic *t)
 /* ------------------------------------------------------------------ */
 /* SIGHUP */
 
-void sk_hooks_on_sighup(struct ev_loop *loop, ev_signal *w, int revents)
+int sk_hooks_reload_config(struct sk_broker *b, const char *why,
+			   struct sk_err *err)
 {
-	struct sk_broker *b = w->data;
 	const struct sk_config *use = &b->cfg;
-	struct sk_err err = { "" };
 	struct sk_config cfg;
+	int rc;
 
-	(void)loop;
-	(void)revents;
 	if (!b->hooks.b || b->stopping)
-		return;
-	sk_info("received SIGHUP: reloading hooks%s%s",
-		b->config_path ? " from " : "",
+		return sk_err_set(err, "the broker is stopping");
+	sk_info("%s: reloading hooks%s%s", why, b->config_path ? " from " : "",
 		b->config_path ? b->config_path : "");
 	sk_config_init(&cfg);
 	if (b->config_path) {
-		if (sk_config_load_file(&cfg, b->config_path, &err)) {
-			sk_error("reload: %s (nothing changed)", err.msg);
+		rc = sk_config_load_file(&cfg, b->config_path, err);
+		if (rc) {
+			sk_error("reload: %s (nothing changed)", err->msg);
 			sk_config_free(&cfg);
-			return;
+			return rc;
 		}
 		use = &cfg;
 	}
-	if (sk_hooks_reload(&b->hooks, use, &err))
-		sk_error("reload: %s", err.msg);
+	rc = sk_hooks_reload(&b->hooks, use, err);
+	if (rc)
+		sk_error("reload: %s", err->msg);
 	else
 		sk_info("reload: hooks reloaded (%zu scripts)",
 			b->hooks.scripts.count);
 	sk_config_free(&cfg);
+	return rc;
+}
+
+void sk_hooks_on_sighup(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	struct sk_err err = { "" };
+
+	(void)loop;
+	(void)revents;
+	sk_hooks_reload_config(w->data, "received SIGHUP", &err);
 }

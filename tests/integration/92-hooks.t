@@ -304,6 +304,45 @@ ok(r2 and r2[0][2] == 0 and r3 and r3[0][2] == 0,
    "the same connection keeps working across both reloads")
 is_(values("swap", count=3), ["v1:a", "v1:b", "v2:c"],
     "the old version ran until the good reload, the new one after")
+
+# --- the same reload through the admin API --------------------------------
+import urllib.error  # noqa: E402
+import urllib.request  # noqa: E402
+
+
+def admin(method, path):
+    req = urllib.request.Request(
+        "http://%s:%d%s" % (b.host, b.admin_port, path), method=method,
+        data=b"" if method == "POST" else None)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+write(SWAP, "return { on_record = function(rec) rec.value = 'v3:' .. "
+            "rec.value return rec end\n")  # a syntax error
+st, hdrs, body = admin("POST", "/v1/hooks/reload")
+err = json.loads(body).get("error", "") if body.startswith(b"{") else ""
+ok(st == 422 and os.path.basename(SWAP) in err and
+   "previous version keeps running" in err,
+   "POST /v1/hooks/reload of a broken script: 422 naming it (%d %s)" %
+   (st, body[:200]))
+r4 = raw_produce(b"d", 4)
+write(SWAP, "return { on_record = function(rec) rec.value = 'v3:' .. "
+            "rec.value return rec end }\n")
+st, hdrs, body = admin("POST", "/v1/hooks/reload")
+ok(st == 200 and json.loads(body).get("reloaded") is True,
+   "POST /v1/hooks/reload of a good script: 200 (%d %s)" % (st, body))
+r5 = raw_produce(b"e", 5)
+ok(r4 and r4[0][2] == 0 and r5 and r5[0][2] == 0,
+   "the connection keeps working across admin reloads")
+is_(values("swap", count=5), ["v1:a", "v1:b", "v2:c", "v2:d", "v3:e"],
+    "v2 ran until the admin reload, v3 after")
+st, hdrs, body = admin("GET", "/v1/hooks/reload")
+ok(st == 405 and hdrs.get("Allow") == "POST",
+   "GET /v1/hooks/reload: 405, Allow: POST (%d %r)" % (st, hdrs.get("Allow")))
 sock.close()
 
 # --- acks=0: a refusal closes the connection ------------------------------
