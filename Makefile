@@ -264,7 +264,7 @@ $(BUILD)/skald-mock: bench/mock_broker.c
 # includes in RESULTS.md.
 bench: deps $(BUILD)/skald $(BUILD)/skald-bench $(BUILD)/skald-mock plugins
 	$(if $(filter 1,$(BENCH_QUICK)),,SKALD=$(BUILD)/skald \
-		bench/hooks_bench.sh 200000 5 > /dev/null)
+		bench/hooks_bench.sh 200000 25 > /dev/null)
 	$(if $(filter 1,$(BENCH_QUICK)),,/usr/bin/python3 bench/tier_bench.py \
 		--results --build $(BUILD))
 	/usr/bin/python3 bench/run.py --build $(BUILD) $(if $(filter 1,\
