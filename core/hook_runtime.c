@@ -663,7 +663,7 @@ static void set_headers_from(lua_State *L, struct hk_call *c, int idx,
  * more cheaply than C does, and a record needs no call into C unless it
  * changed): it keeps the running record's batch index and table in the
  * cur table, cur[1] and cur[2], and cur[3] is set when a lazy field was
- * read or assigned. The C functions here find the record from there.
+ * read or a field added. The C functions here find the record from there.
  */
 #define CUR_I	    1
 #define CUR_REC	    2
@@ -805,7 +805,10 @@ static int hk_pairs(lua_State *L)
 	return 3;
 }
 
-/* __newindex of rec: note an assignment to a lazy field not yet read. */
+/*
+ * __newindex of rec: note a field added (each_record then gives the next
+ * record a fresh table) and which lazy field was assigned before read.
+ */
 static int rec_newindex(lua_State *L)
 {
 	struct hk_call *c = state_of(L)->cur;
@@ -813,8 +816,8 @@ static int rec_newindex(lua_State *L)
 	size_t i;
 
 	lua_settop(L, 3);
-	if (c && t && (i = rec_index_of(L, c, 1)))
-		touch(L, c, i, t);
+	if (c && (i = rec_index_of(L, c, 1)))
+		touch(L, c, i, t); /* a new field: each_record must see it */
 	lua_rawset(L, 1);
 	return 0;
 }

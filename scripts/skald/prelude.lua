@@ -129,29 +129,175 @@ end
 
 M.deepcopy = deepcopy
 
+-- Whether on_record's rec can outlive its call: whether the function can
+-- pass its first parameter anywhere but to its own field reads and
+-- writes, comparisons and its return. Read from the bytecode, once per
+-- function: the slots holding rec (its parameter slot and whatever is
+-- copied from it) must appear only as the table of a field get or set,
+-- in a test or comparison, or returned. A store of rec, a call with it
+-- in reach, a closure (which could capture it), varargs, or any other
+-- instruction touching those slots counts as escaping. If rec cannot
+-- escape, each_record may hand the same table to the next record.
+local jutil = require("jit.util")
+local funcbc, funcinfo = jutil.funcbc, jutil.funcinfo
+local band, rshift = bit.band, bit.rshift
+
+-- This LuaJIT's opcode numbers (they differ between versions), from the
+-- first or last instruction of small functions.
+local function op_at(f, last)
+	local pc = last and funcinfo(f).bytecodes - 1 or 1
+	return band(funcbc(f, pc), 0xff)
+end
+local OP = {
+	MOV = op_at(function(a) local b = a return b end),
+	ISTC = op_at(function(a, b) local c = a or b return c end),
+	ISFC = op_at(function(a, b) local c = a and b return c end),
+	TGETV = op_at(function(a, k) return a[k] end),
+	TGETS = op_at(function(a) return a.x end),
+	TGETB = op_at(function(a) return a[1] end),
+	TSETV = op_at(function(a, k, v) a[k] = v end),
+	TSETS = op_at(function(a, v) a.x = v end),
+	TSETB = op_at(function(a, v) a[1] = v end),
+	RET1 = op_at(function(a) return a end, true),
+	RET = op_at(function(a, b) return b, a end, true),
+	FNEW = op_at(function() return function() end end),
+}
+local COPY = { [OP.MOV] = true, [OP.ISTC] = true, [OP.ISFC] = true }
+local GET = { [OP.TGETV] = true, [OP.TGETS] = true, [OP.TGETB] = true }
+local SET = { [OP.TSETV] = true, [OP.TSETS] = true, [OP.TSETB] = true }
+local TEST = {}
+for _, f in ipairs({
+	function(a, b) if a == b then return end end,
+	function(a, b) if a ~= b then return end end,
+	function(a) if a == "x" then return end end,
+	function(a) if a ~= "x" then return end end,
+	function(a) if a == 1 then return end end,
+	function(a) if a ~= 1 then return end end,
+	function(a) if a == nil then return end end,
+	function(a) if a ~= nil then return end end,
+	function(a) if a then return end end,
+	function(a) if not a then return end end,
+}) do
+	TEST[op_at(f)] = true
+end
+
+-- Operand modes (lj_bc.h): slot operands.
+local BCM_DST, BCM_BASE, BCM_VAR, BCM_RBASE = 1, 2, 3, 4
+
+local function decode(f, pc)
+	local ins, m = funcbc(f, pc)
+	local op = band(ins, 0xff)
+	local ma, mb, mc = band(m, 7), band(rshift(m, 3), 15),
+		band(rshift(m, 7), 15)
+	local a = band(rshift(ins, 8), 0xff)
+	local b, c
+	if mb ~= 0 then
+		b, c = rshift(ins, 24), band(rshift(ins, 16), 0xff)
+	else
+		c = rshift(ins, 16) -- D, in C's mode
+	end
+	return op, ma, a, mb, b, mc, c
+end
+
+local function rec_escapes(f)
+	local info = funcinfo(f)
+	if not info.bytecodes or info.isvararg then
+		return true -- a C function, or rec reachable through ...
+	end
+	if info.params == 0 then
+		return false
+	end
+	local n = info.bytecodes - 1
+	local holds = { [0] = true } -- slots that may hold rec
+	local grew = true
+	while grew do -- copies, to a fixed point
+		grew = false
+		for pc = 1, n do
+			local op, _, a, mb, _, _, c = decode(f, pc)
+			if COPY[op] and mb == 0 and holds[c] and not holds[a] then
+				holds[a], grew = true, true
+			end
+		end
+	end
+	local function from(base) -- a range from base up holds rec?
+		for slot in pairs(holds) do
+			if slot >= base then
+				return true
+			end
+		end
+		return false
+	end
+	for pc = 1, n do
+		local op, ma, a, mb, b, mc, c = decode(f, pc)
+		if op == OP.FNEW then
+			return true
+		elseif COPY[op] or TEST[op] or op == OP.RET1 or op == OP.RET then
+			-- copied (followed above), tested, or returned
+		elseif GET[op] then
+			if mc == BCM_VAR and holds[c] then
+				return true -- rec as a key: another table's __index
+			end
+		elseif SET[op] then
+			if holds[a] or (mc == BCM_VAR and holds[c]) then
+				return true -- rec stored, or used as a key
+			end
+		else
+			for _, o in ipairs({ { ma, a }, { mb, b }, { mc, c } }) do
+				local mode, v = o[1], o[2]
+				if (mode == BCM_VAR and holds[v]) or
+					((mode == BCM_BASE or mode == BCM_RBASE) and from(v)) then
+					return true
+				end
+			end
+		end
+	end
+	return false
+end
+
+local verdicts = setmetatable({}, { __mode = "k" })
+
+function M.rec_escapes(f)
+	local v = verdicts[f]
+	if v == nil then
+		v = rec_escapes(f)
+		verdicts[f] = v
+	end
+	return v
+end
+
 -- The broker's loop of on_record over a batch of n records. Lua calls
 -- Lua far more cheaply than C calls Lua, and a record needs no call into
 -- C unless on_record changed or dropped it. cur = { i, rec, touched }
 -- tells the C side which record is running (touched: a lazy field was
--- read or assigned); fns are the C functions fill (the next chunk of
--- values, false for null), own (rec changed) and other (another table
--- returned). Returns the dropped records' indexes and their count.
-local setmetatable = setmetatable
-
+-- read, or a field added); fns are the C functions fill (the next chunk
+-- of values, false for null), own (rec changed) and other (another table
+-- returned). When rec cannot outlive the call and on_record added no
+-- field to it, the next record gets the same table, its value replaced:
+-- no table to allocate and collect. Returns the dropped records' indexes
+-- and their count.
 function M.each_record(on_record, ctx, n, mt, cur, fns)
 	local fill, own, other = fns.fill, fns.own, fns.other
+	local reuse = not M.rec_escapes(on_record)
 	local vals, base, have = {}, 0, 0
 	local drops, nd = {}, 0
+	local spare
 	for i = 1, n do
 		if i > base + have then
 			base, have = i - 1, fill(vals, i)
 		end
 		local v = vals[i - base] or nil
-		local rec = setmetatable({ value = v }, mt)
-		cur[1], cur[2] = i, rec
+		local rec = spare
+		if rec then
+			cur[1], cur[2] = i, rec
+			rec.value = v
+		else
+			rec = setmetatable({ value = v }, mt)
+			cur[1], cur[2] = i, rec
+		end
 		local r = on_record(rec, ctx)
+		local dirty = cur[3]
 		if r == rec then
-			if cur[3] or rec.value ~= v then
+			if dirty or rec.value ~= v then
 				cur[3] = false
 				own(i, rec, v)
 			end
@@ -164,6 +310,7 @@ function M.each_record(on_record, ctx, n, mt, cur, fns)
 				other(i, r)
 			end
 		end
+		spare = reuse and not dirty and rec or nil
 	end
 	cur[2] = nil
 	return drops, nd

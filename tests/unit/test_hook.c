@@ -813,6 +813,138 @@ static void test_each_record(void)
 	sk_hook_script_unref(s);
 }
 
+/* Run src over n records with values vals[i % nv]; the status. */
+static enum sk_hook_status run_many(const char *src, const char *const *vals,
+				    size_t nv, size_t n,
+				    struct sk_hook_recs *rs,
+				    struct sk_hook_res *res)
+{
+	struct sk_hook_call call = { .topic = "t", .hook = "h" };
+	const char **v = calloc(n, sizeof(*v));
+	struct sk_hook_script *s;
+	struct sk_err err;
+
+	s = compile(src, &err);
+	if (!s) {
+		diag("compile: %s", err.msg);
+		free(v);
+		memset(rs, 0, sizeof(*rs));
+		return SK_HOOK_ERROR;
+	}
+	for (size_t i = 0; i < n; i++)
+		v[i] = vals[i % nv];
+	recs_of(rs, v, n);
+	sk_hook_run_records(s, 0, &call, rs, res);
+	sk_hook_script_unref(s);
+	free(v);
+	return res->status;
+}
+
+/*
+ * each_record hands the same rec table to the next record when the
+ * script cannot keep it (read from its bytecode) and added no field to
+ * it. Scripts that keep rec, by any route, must see a fresh table every
+ * time; scripts that do not must never see the last record's fields.
+ */
+static void test_rec_reuse(void)
+{
+	static const char *const keepers[] = {
+		"local prev\n"
+		"return { on_record = function(rec)\n"
+		"  if prev == rec then error('same table') end\n"
+		"  prev = rec; return rec end }\n",
+		"local seen = {}\n"
+		"return { on_record = function(rec)\n"
+		"  for _, s in ipairs(seen) do\n"
+		"    if s == rec then error('same table') end end\n"
+		"  seen[#seen + 1] = rec; return rec end }\n",
+		"local seen = {}\n"
+		"local function keep(r) seen[r] = true end\n"
+		"return { on_record = function(rec)\n"
+		"  if seen[rec] then error('same table') end\n"
+		"  local r = rec or seen; keep(r); return rec end }\n",
+		"local last\n"
+		"return { on_record = function(rec)\n"
+		"  if last and last() == rec then error('same table') end\n"
+		"  last = function() return rec end; return rec end }\n",
+	};
+	static const char *const ab[] = { "a", "b" };
+	struct sk_hook_res res;
+	struct sk_hook_recs rs;
+	size_t bad;
+
+	for (size_t k = 0; k < SK_ARRAY_SIZE(keepers); k++) {
+		is(run_many(keepers[k], ab, 2, 300, &rs, &res), SK_HOOK_OK,
+		   "a script keeping rec (way %zu) gets a fresh table each "
+		   "time (%s)",
+		   k + 1, res.msg);
+		sk_hook_recs_free(&rs);
+	}
+
+	is(run_many("return { on_record = function(rec)\n"
+		    "  if rec.extra ~= nil then error('leak') end\n"
+		    "  rec.extra = 1; return rec end }\n",
+		    ab, 2, 300, &rs, &res),
+	   SK_HOOK_OK,
+	   "a field added to rec never reaches the next record (%s)", res.msg);
+	sk_hook_recs_free(&rs);
+
+	/* Lazy fields read on one record are the next one's own. */
+	{
+		const char *vals[300];
+		char keys[300][8];
+		struct sk_hook_call call = { .topic = "t", .hook = "h" };
+		struct sk_err err;
+		struct sk_hook_script *s = compile(
+			"return { on_record = function(rec)\n"
+			"  if rec.value == 'a' then rec.value = rec.key end\n"
+			"  return rec end }\n",
+			&err);
+
+		for (size_t i = 0; i < 300; i++)
+			vals[i] = ab[i % 2];
+		recs_of(&rs, vals, 300);
+		for (size_t i = 0; i < 300; i++) {
+			snprintf(keys[i], sizeof(keys[i]), "k%zu", i);
+			rs.r[i].key = (const uint8_t *)keys[i];
+			rs.r[i].key_len = (int32_t)strlen(keys[i]);
+		}
+		sk_hook_run_records(s, 0, &call, &rs, &res);
+		bad = res.status != SK_HOOK_OK;
+		for (size_t i = 0; i < 300; i++) {
+			const struct sk_hook_rec *r = &rs.r[i];
+
+			if (i % 2 == 0)
+				bad += !r->changed ||
+				       r->value_len !=
+					       (int32_t)strlen(keys[i]) ||
+				       memcmp(r->value, keys[i],
+					      strlen(keys[i]));
+			else
+				bad += r->changed;
+		}
+		is(bad, 0, "each record's key is its own (%s)", res.msg);
+		sk_hook_recs_free(&rs);
+		sk_hook_script_unref(s);
+	}
+
+	/* A value set to nil on one record is back on the next. */
+	is(run_many("return { on_record = function(rec)\n"
+		    "  if rec.value == nil then error('no value') end\n"
+		    "  if rec.value == 'a' then rec.value = nil end\n"
+		    "  return rec end }\n",
+		    ab, 2, 300, &rs, &res),
+	   SK_HOOK_OK, "a value removed from rec is not missing next time (%s)",
+	   res.msg);
+	bad = 0;
+	for (size_t i = 0; i < rs.n; i++)
+		bad += i % 2 == 0
+			       ? !(rs.r[i].changed && rs.r[i].value_len == -1)
+			       : rs.r[i].changed;
+	is(bad, 0, "and the records it was removed from are null");
+	sk_hook_recs_free(&rs);
+}
+
 /* key and timestamp are filled in on first use; changes still count. */
 static void test_lazy_fields(void)
 {
@@ -1351,7 +1483,7 @@ static void test_json_codecs(void)
 
 int main(void)
 {
-	plan(96 + 5 + 5 + 3 + 11 + 1 + 3 + 4 + 4 + 4);
+	plan(96 + 5 + 5 + 3 + 11 + 1 + 3 + 4 + 4 + 4 + 8);
 	test_json_codecs();
 	test_jit_probe();
 	test_sandbox();
@@ -1364,6 +1496,7 @@ int main(void)
 	test_batch_json();
 	test_lazy_fields();
 	test_each_record();
+	test_rec_reuse();
 	test_pairs_copy();
 	test_hook_metrics();
 	test_watchdog();
