@@ -45,8 +45,11 @@ end
 return {
 	on_batch = function(batch, ctx)
 		local fields = ctx.options.fields or DEFAULT_FIELDS
+		-- The methods once per batch, not looked up per record.
+		local value_json, set_value_json =
+			batch.value_json, batch.set_value_json
 		for i = 1, batch:count() do
-			local doc = batch:value_json(i) -- nil: a tombstone, passes
+			local doc = value_json(batch, i) -- nil: a tombstone, passes
 			if doc ~= nil then
 				if type(doc) ~= "table" or is_array(doc) then
 					error("value is not a JSON object")
@@ -63,7 +66,7 @@ return {
 					field = fields[j]
 				end
 				if changed then
-					batch:set_value_json(i, doc)
+					set_value_json(batch, i, doc)
 				end
 			end
 		end
