@@ -224,7 +224,8 @@ static const struct cfg_key broker_keys[] = {
 	{ .name = "admin.listener", .type = CFG_STRING, BROKER(admin_listener),
 	  .def = "127.0.0.1:9644", .min = 0, .max = 300,
 	  .check = check_admin_listener,
-	  .doc = "Address of the admin HTTP listener (GET /metrics): "
+	  .doc = "Address of the admin HTTP listener (/metrics, "
+		 "/v1/hooks/reload): "
 		 "HOST:PORT, IPv6 as [::1]:9644, port 0 = any free port; "
 		 "empty = no admin listener." },
 	{ .name = "log.dir", .type = CFG_STRING, BROKER(log_dir),
