@@ -791,6 +791,14 @@ static int sync_dirs(const char *dir, const char *parent)
 static void release(struct sk_partition *p, bool save)
 {
 	bool ckpt = save && !p->damaged && !p->sync_failed, synced = save;
+	/*
+	 * Never written to: nothing to index nor to vouch for, and its next
+	 * open finds the same empty segment without them. Writing them
+	 * would create three files per partition, most of the first stop
+	 * after creating thousands of partitions.
+	 */
+	bool blank = p->nsegs == 1 && active(p)->size == 0 &&
+		     active(p)->base_offset == 0 && p->start_offset == 0;
 	uint8_t buf[SK_LOG_CKPT_SIZE];
 	struct sk_err e;
 	int rc;
@@ -808,7 +816,7 @@ static void release(struct sk_partition *p, bool save)
 			ckpt = synced = false;
 			continue;
 		}
-		if (seg->index_saved || seg->corrupt)
+		if (seg->index_saved || seg->corrupt || blank)
 			continue;
 		if (sk_segment_save_index(seg, false, &e) < 0) {
 			sk_warn("partition %s: %s", p->dir, e.msg);
@@ -830,6 +838,8 @@ static void release(struct sk_partition *p, bool save)
 	/* The clean checkpoint open read says it all: idle since. */
 	if (ckpt && p->ckpt_clean && active(p)->base_offset == p->ckpt_base &&
 	    active(p)->size == p->ckpt_size && p->start_offset == p->ckpt_start)
+		ckpt = false;
+	if (blank)
 		ckpt = false;
 	if (ckpt) {
 		ckpt_encode(p, true, buf);

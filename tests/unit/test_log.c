@@ -1522,6 +1522,36 @@ static bool same_file(const struct stat *a, const struct stat *b)
  * its entries (an in-place write torn between them) is rebuilt; one of
  * version 1 (whose CRC covers only the entries) is still used.
  */
+/* A partition never written to closes without writing a file. */
+static void test_close_blank(void)
+{
+	char *dir = new_dir();
+	struct sk_partition *p = open_p(dir, &big_cfg);
+	char *ip = seg_path(dir, 0, "index"),
+	     *tp = seg_path(dir, 0, "timeindex");
+	char *ck = sk_xasprintf("%s/recovery.checkpoint", dir);
+	const struct sk_log_recovery *rec;
+	struct model m = { 0 };
+
+	sk_partition_close(p);
+	ok(!exists(ip) && !exists(tp) && !exists(ck),
+	   "a blank partition's clean close writes no index nor checkpoint");
+	p = open_p(dir, &big_cfg);
+	rec = p ? sk_partition_recovery(p) : NULL;
+	ok(rec && rec->bytes_scanned == 0 && !sk_partition_damaged(p) &&
+		   sk_partition_end_offset(p) == 0 && append_many(p, &m, 5) &&
+		   read_every_offset(p, &m),
+	   "it reopens empty and takes appends");
+	sk_partition_close(p);
+	ok(exists(ip) && exists(tp) && exists(ck),
+	   "once written, its close writes them");
+	model_free(&m);
+	free(ip);
+	free(tp);
+	free(ck);
+	remove_dir(dir);
+}
+
 static void test_close_in_place(void)
 {
 	char *dir = new_dir();
@@ -1606,9 +1636,10 @@ static void test_close_in_place(void)
 
 int main(void)
 {
-	plan(132);
+	plan(135);
 	test_fresh_and_basic();
 	test_roll_and_reopen();
+	test_close_blank();
 	test_close_in_place();
 	test_torn_tail();
 	test_synced_active_corruption();
