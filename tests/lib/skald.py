@@ -52,6 +52,7 @@ __all__ = [
     "parse_api_versions_v0", "consume", "produce", "admin_result",
     "crc32c", "zigzag", "record_batch", "produce_request",
     "parse_produce_response", "metric", "parse_metrics",
+    "check_copies_stalled", "check_copies_caught_up",
 ]
 
 # Every skald started from a test, also directly with subprocess rather
@@ -517,6 +518,29 @@ def metric(text, name, labels=None):
                              for k, x in (labels or {}).items()):
             return v
     return None
+
+
+def check_copies_stalled(b, what):
+    """Two tests: while a tier is down, failed copies are counted and the
+    segments waiting show as copy lag."""
+    for name in ("skald_remote_copy_failures_total",
+                 "skald_remote_copy_lag_segments"):
+        ok(wait_until(lambda: (metric(b.metrics(), name) or 0) > 0, 10),
+           "%s > 0 while %s is down" % (name, what))
+
+
+def check_copies_caught_up(b, copied_before):
+    """Two tests: once the tier is back, nothing waits and more segments
+    were copied than copied_before (skald_remote_segments_copied_total
+    read while it was down)."""
+    ok(wait_until(lambda: metric(b.metrics(),
+                                 "skald_remote_copy_lag_segments") == 0, 10),
+       "skald_remote_copy_lag_segments is back to 0")
+    after = metric(b.metrics(), "skald_remote_segments_copied_total")
+    ok(copied_before is not None and after is not None and
+       after > copied_before,
+       "skald_remote_segments_copied_total grew (%r -> %r)" %
+       (copied_before, after))
 
 # ---------------------------------------------------------------- raw wire
 
