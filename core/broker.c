@@ -225,13 +225,10 @@ int sk_broker_init(struct sk_broker *b, struct ev_loop *loop,
 	rc = sk_groups_open(&b->groups, b, err);
 	if (rc)
 		goto fail;
-	rc = sk_server_open(&b->server, b, b->cfg.listeners, err);
-	if (rc)
-		goto fail;
-	rc = sk_admin_open(&b->admin, b, b->cfg.admin_listener, err);
-	if (rc)
-		goto fail;
-
+	/*
+	 * Before the listeners: a client can connect as soon as one listens,
+	 * and a SIGTERM sent then must stop the broker cleanly, not kill it.
+	 */
 	ev_signal_init(&b->sig_term, on_signal, SIGTERM);
 	ev_signal_init(&b->sig_int, on_signal, SIGINT);
 	b->sig_term.data = b->sig_int.data = b;
@@ -241,6 +238,12 @@ int sk_broker_init(struct sk_broker *b, struct ev_loop *loop,
 	b->sig_hup.data = b;
 	ev_signal_start(loop, &b->sig_hup);
 	signal(SIGPIPE, SIG_IGN);
+	rc = sk_server_open(&b->server, b, b->cfg.listeners, err);
+	if (rc)
+		goto fail;
+	rc = sk_admin_open(&b->admin, b, b->cfg.admin_listener, err);
+	if (rc)
+		goto fail;
 
 	sk_server_start(&b->server);
 	sk_retention_start(b);

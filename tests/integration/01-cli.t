@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from skald import *  # noqa: E402,F403
@@ -303,6 +304,33 @@ except subprocess.TimeoutExpired:
     proc.kill()
     rc = proc.wait()
 is_(rc, 0, "and it stops with exit 0")
+
+# A SIGTERM the moment the listener accepts (before the event loop has
+# run) stops the broker cleanly, never kills it: the signal handlers are
+# installed before any listener opens.
+rcs = []
+for i in range(20):
+    port = free_port()
+    d = tempfile.mkdtemp(dir=tmp)
+    proc = subprocess.Popen([SKALD, "--listen", "127.0.0.1:%d" % port,
+                             "--data-dir", os.path.join(d, "data")],
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.5).close()
+            break
+        except OSError:
+            time.sleep(0.0005)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        rcs.append(proc.wait(15))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        rcs.append(proc.wait())
+ok(rcs == [0] * 20, "SIGTERM as soon as it accepts: exit 0 every time "
+   "(%s)" % sorted(set(rcs)))
 
 afile = yaml_file("not-a-dir", "x")
 r = skald("--listen", "127.0.0.1:%d" % free_port(), "--data-dir", afile,
