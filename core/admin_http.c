@@ -12,11 +12,12 @@
  * count, the memory per connection (headers) and an idle timeout bound
  * what clients can hold.
  *
- * What only the event loop may touch (reloading hooks) is handed to it:
- * the request is queued, an ev_async wakes the loop, which runs it and
- * signals the server thread back. The loop never waits for this thread;
- * closing (on the loop) answers whatever is still queued first, so the
- * server thread never waits for a loop that will not come.
+ * What only the event loop may start (reloading hooks) is handed to it:
+ * the request is queued, an ev_async wakes the loop, which starts the
+ * reload and, when it is over, signals the server thread back. The loop
+ * never waits for this thread; closing (on the loop) answers whatever is
+ * queued or under way first, so the server thread never waits for a loop
+ * that will not come.
  */
 #include "admin_http.h"
 
@@ -52,14 +53,14 @@
 #define SK_ADMIN_JSON_TYPE "application/json"
 
 /*
- * A request the event loop answers: run(b, out) on the loop writes the
- * JSON body and returns the HTTP status. Lives on the server thread's
- * stack until done.
+ * A reload request, handed to the loop. Lives on the server thread's
+ * stack until done; the loop answers it when the reload is over.
  */
-struct loop_call {
-	struct sk_list link; /* in sk_admin.calls while queued */
-	unsigned (*run)(struct sk_broker *b, struct sk_buf *out);
-	struct sk_buf out;
+struct reload_call {
+	struct sk_list link; /* in sk_admin.calls, then .running */
+	struct sk_admin *a;
+	struct sk_hook_reload_wait wait;
+	struct sk_buf out; /* the JSON body */
 	unsigned status;
 	bool done;
 };
@@ -74,7 +75,8 @@ struct sk_admin {
 	/* Requests for the loop, and their hand-off (see the top). */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	struct sk_list calls;
+	struct sk_list calls;	/* queued for the loop */
+	struct sk_list running; /* the loop started them */
 	bool closing;
 	ev_async wake;
 };
@@ -160,10 +162,10 @@ static enum MHD_Result answer_json_error(struct MHD_Connection *conn,
 }
 
 /*
- * Run call on the loop and wait for it; 503 if the listener is closing.
- * Server thread.
+ * Hand call to the loop and wait for its answer; 503 if the listener is
+ * closing. Server thread.
  */
-static void on_loop(struct sk_admin *a, struct loop_call *call)
+static void on_loop(struct sk_admin *a, struct reload_call *call)
 {
 	pthread_mutex_lock(&a->mu);
 	if (a->closing) {
@@ -180,11 +182,40 @@ static void on_loop(struct sk_admin *a, struct loop_call *call)
 	pthread_mutex_unlock(&a->mu);
 }
 
-/* The loop's side: run every queued call and wake their threads. */
+/* The reload is over (loop thread): the JSON answer, and wake its thread. */
+static void on_reloaded(struct sk_hook_reload_wait *w, int rc, const char *msg)
+{
+	struct reload_call *call = sk_container_of(w, struct reload_call, wait);
+	struct sk_admin *a = call->a;
+	char n[32];
+	char *body;
+
+	if (rc) {
+		body = json_error("", msg, strlen(msg));
+		sk_buf_put(&call->out, body, strlen(body));
+		free(body);
+		call->status = rc == -ESHUTDOWN
+				       ? MHD_HTTP_SERVICE_UNAVAILABLE
+				       : MHD_HTTP_UNPROCESSABLE_CONTENT;
+	} else {
+		snprintf(n, sizeof(n), "%zu", a->b->hooks.scripts.count);
+		sk_buf_put(&call->out, "{\"reloaded\":true,\"scripts\":", 27);
+		sk_buf_put(&call->out, n, strlen(n));
+		sk_buf_put(&call->out, "}\n", 2);
+		call->status = MHD_HTTP_OK;
+	}
+	pthread_mutex_lock(&a->mu);
+	sk_list_del(&call->link);
+	call->done = true;
+	pthread_cond_broadcast(&a->cv);
+	pthread_mutex_unlock(&a->mu);
+}
+
+/* The loop's side: start a reload for every queued request. */
 static void on_wake(struct ev_loop *loop, ev_async *w, int revents)
 {
 	struct sk_admin *a = w->data;
-	struct loop_call *call;
+	struct reload_call *call;
 
 	(void)loop;
 	(void)revents;
@@ -192,39 +223,18 @@ static void on_wake(struct ev_loop *loop, ev_async *w, int revents)
 		pthread_mutex_lock(&a->mu);
 		call = NULL;
 		if (!sk_list_empty(&a->calls)) {
-			call = sk_list_first(&a->calls, struct loop_call, link);
+			call = sk_list_first(&a->calls, struct reload_call,
+					     link);
 			sk_list_del(&call->link);
+			sk_list_add_tail(&a->running, &call->link);
 		}
 		pthread_mutex_unlock(&a->mu);
 		if (!call)
 			return;
-		call->status = call->run(a->b, &call->out);
-		pthread_mutex_lock(&a->mu);
-		call->done = true;
-		pthread_cond_broadcast(&a->cv);
-		pthread_mutex_unlock(&a->mu);
+		call->wait.done = on_reloaded;
+		sk_hooks_reload_start(a->b, "admin /v1/hooks/reload",
+				      &call->wait);
 	}
-}
-
-/* POST /v1/hooks/reload, on the loop: what SIGHUP does, answered. */
-static unsigned run_hooks_reload(struct sk_broker *b, struct sk_buf *out)
-{
-	struct sk_err err = { "" };
-	char n[32];
-	char *body;
-
-	if (sk_hooks_reload_config(b, "admin /v1/hooks/reload", &err)) {
-		body = json_error("", err.msg, sizeof(err.msg));
-		sk_buf_put(out, body, strlen(body));
-		free(body);
-		return b->stopping ? MHD_HTTP_SERVICE_UNAVAILABLE
-				   : MHD_HTTP_UNPROCESSABLE_CONTENT;
-	}
-	snprintf(n, sizeof(n), "%zu", b->hooks.scripts.count);
-	sk_buf_put(out, "{\"reloaded\":true,\"scripts\":", 27);
-	sk_buf_put(out, n, strlen(n));
-	sk_buf_put(out, "}\n", 2);
-	return MHD_HTTP_OK;
 }
 
 /* Whether the request announces a body (which is never read). */
@@ -262,7 +272,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 		return MHD_YES;
 	}
 	if (strcmp(url, "/v1/hooks/reload") == 0) {
-		struct loop_call call = { .run = run_hooks_reload };
+		struct reload_call call = { .a = a };
+
+		sk_list_init(&call.wait.link);
 
 		if (strcmp(method, MHD_HTTP_METHOD_POST) != 0)
 			return answer_json_error(
@@ -402,6 +414,7 @@ int sk_admin_open(struct sk_admin **out, struct sk_broker *b,
 	pthread_mutex_init(&a->mu, NULL);
 	pthread_cond_init(&a->cv, NULL);
 	sk_list_init(&a->calls);
+	sk_list_init(&a->running);
 	ev_async_init(&a->wake, on_wake);
 	a->wake.data = a;
 	ev_async_start(b->loop, &a->wake);
@@ -442,11 +455,13 @@ void sk_admin_close(struct sk_admin *a)
 	/* Answer what the loop will not run, so that no handler waits. */
 	pthread_mutex_lock(&a->mu);
 	a->closing = true;
+	sk_list_splice(&a->calls, &a->running);
 	while (!sk_list_empty(&a->calls)) {
-		struct loop_call *call =
-			sk_list_first(&a->calls, struct loop_call, link);
+		struct reload_call *call =
+			sk_list_first(&a->calls, struct reload_call, link);
 
 		sk_list_del(&call->link);
+		sk_hooks_reload_cancel(&call->wait);
 		call->status = MHD_HTTP_SERVICE_UNAVAILABLE;
 		call->done = true;
 	}

@@ -5,13 +5,14 @@
  * script may decide which closed segments go. docs/hooks.md is the
  * operator's and hook author's view; this header is the broker's.
  *
- * Three layers, one file each:
+ * The parts:
  *  - hook_runtime.c: Lua states (one per worker slot x script version,
  *    created lazily on the worker), the sandbox, the CPU and memory
  *    bounds, and running one hook over one batch's records;
  *  - hook_chain.c: the broker's hooks (struct sk_hooks): scripts by path,
  *    per-topic chains built from the config (names and globs), on_error
- *    policies, the circuit breaker, metrics, reload on SIGHUP;
+ *    policies, the circuit breaker, metrics; hook_reload.c: loading
+ *    and reloading them (SIGHUP, the admin call), compiling off the loop;
  *  - hook_produce.c: the produce path: per-partition queues so that order
  *    holds, jobs on the hook pool, decoding the batch, re-encoding it when
  *    something changed, dead letters and emitted copies, the compacted
@@ -39,7 +40,8 @@
  * hit its bound is closed and recreated before its next use.
  *
  * Threading. Scripts, chains and the per-topic map are owned by the loop
- * thread (reference counts included). A job holds a reference to its
+ * thread (reference counts included); a reload compiles new versions on
+ * the pool and swaps them in on the loop. A job holds a reference to its
  * chain, which holds its scripts, so a script version and its states
  * live until the last in-flight batch that started on it is done: reload
  * swaps chains at a batch boundary. A worker touches only the states of
@@ -278,6 +280,8 @@ struct sk_hook_chain {
 void sk_hook_chain_ref(struct sk_hook_chain *c);
 void sk_hook_chain_unref(struct sk_hook_chain *c);
 
+struct hk_reload;
+
 /* The broker's hooks; embedded in struct sk_broker. */
 struct sk_hooks {
 	struct sk_broker *b;
@@ -295,6 +299,11 @@ struct sk_hooks {
 	int64_t reloads;		/* successful reloads */
 	struct sk_pool *retention_pool; /* retention scripts */
 	bool retention_running;
+	/* Reloads (hook_reload.c): one compiles at a time, off the loop. */
+	struct hk_reload *reload;    /* on the pool, or NULL */
+	struct sk_list reload_waits; /* for the next one */
+	bool reload_again;	     /* asked for while one ran */
+	bool closing;		     /* sk_hooks_fini under way */
 	/* acks=0 produces refused after the hooks (connections closed) */
 	uint64_t acks0_closes;
 	uint64_t acks0_logged[64]; /* client.id hashes already logged */
@@ -310,23 +319,38 @@ int sk_hooks_init(struct sk_hooks *hs, struct sk_broker *b,
 /* Finish in-flight jobs, stop the workers, release everything. */
 void sk_hooks_fini(struct sk_hooks *hs);
 /*
- * Reload: take the hooks: section and the topics' hooks from cfg and
- * recompile scripts whose text changed. A script that fails to compile
- * keeps its previous version (reported in err, returns -EINVAL after
- * applying the rest); a new script that fails leaves its topics' chains
- * as they were. In-flight batches finish on the chain they started with.
+ * Reload, at once: take the hooks: section and the topics' hooks from
+ * cfg and recompile scripts whose text changed, on this thread. A script
+ * that fails to compile keeps its previous version (reported in err,
+ * returns -EINVAL after applying the rest); a new script that fails
+ * leaves its topics' chains as they were. In-flight batches finish on
+ * the chain they started with. For tests; the broker uses the next one.
  */
 int sk_hooks_reload(struct sk_hooks *hs, const struct sk_config *cfg,
 		    struct sk_err *err);
+
+/* Someone waiting for a reload's outcome; embed it in your own struct. */
+struct sk_hook_reload_wait {
+	struct sk_list link;
+	/* Loop thread: rc 0 or -errno, msg the failure ("" on success). */
+	void (*done)(struct sk_hook_reload_wait *w, int rc, const char *msg);
+};
+
 /*
- * Reload the YAML file the broker started with (b->config_path) and
- * apply its hooks with sk_hooks_reload; with no file, recompile the
- * scripts in force. why starts the log line ("received SIGHUP"). Errors
- * are logged, returned in err, and change nothing that worked. Loop
- * thread.
+ * Reload the YAML file the broker started with (b->config_path), or
+ * with no file recompile the scripts in force, as sk_hooks_reload does,
+ * without blocking the loop: the file is read and the changed scripts
+ * compiled on the hook pool, and only the swap happens on the loop. why
+ * starts the log line ("received SIGHUP"). Outcomes are logged, and
+ * change nothing that worked. One reload runs at a time: asked for while
+ * one runs, it follows it (requests meanwhile share it). w (or NULL) is
+ * answered when it is done, possibly before this returns if the broker
+ * is stopping. Loop thread.
  */
-int sk_hooks_reload_config(struct sk_broker *b, const char *why,
-			   struct sk_err *err);
+void sk_hooks_reload_start(struct sk_broker *b, const char *why,
+			   struct sk_hook_reload_wait *w);
+/* w no longer wants its answer (it is then never called). */
+void sk_hooks_reload_cancel(struct sk_hook_reload_wait *w);
 /* SIGHUP (an ev_signal whose data is the broker): the reload above. */
 void sk_hooks_on_sighup(struct ev_loop *loop, ev_signal *w, int revents);
 /* The chain of topic name (NULL: none). Borrowed; loop thread. */

@@ -1,6 +1,7 @@
 /*
  * The broker's hooks: which scripts are loaded, which chain each topic
- * has, the circuit breakers and metrics, reload, and retention scripts.
+ * has, the circuit breakers and metrics, and retention scripts (loading
+ * and reloading the configuration: hook_reload.c).
  *
  * Scripts are kept by path, one current version each. Chains are built
  * per topic on first use from the configured entries (an exact name
@@ -20,15 +21,8 @@
 
 #include "broker.h"
 #include "hook.h"
+#include "hook_internal.h"
 #include "say.h"
-
-/* A script path and its current version. */
-struct hk_script_ent {
-	struct sk_hnode node;
-	char *path;
-	struct sk_hook_script *cur; /* referenced */
-	bool used;		    /* named by the configuration in force */
-};
 
 /* A topic's cached chain (NULL: the topic has no hooks). */
 struct hk_topic_ent {
@@ -37,19 +31,11 @@ struct hk_topic_ent {
 	struct sk_hook_chain *chain; /* referenced */
 };
 
-static struct hk_script_ent *script_find(struct sk_hooks *hs, const char *path)
+struct hk_script_ent *hk_script_find(struct sk_hooks *hs, const char *path)
 {
 	struct sk_hnode *n = sk_hmap_find(&hs->scripts, path, strlen(path));
 
 	return n ? sk_container_of(n, struct hk_script_ent, node) : NULL;
-}
-
-static void limits_of(const struct sk_hook_settings *set,
-		      struct sk_hook_limits *lim)
-{
-	memset(lim, 0, sizeof(*lim));
-	lim->timeout_ms = set->timeout_ms;
-	lim->memory_bytes = (size_t)set->memory_mb << 20;
 }
 
 /* ------------------------------------------------------------------ */
@@ -106,7 +92,7 @@ static struct sk_hook_chain *chain_build(struct sk_hooks *hs, const char *topic,
 	c->hooks = sk_xcalloc(d->n_hooks ? d->n_hooks : 1, sizeof(*c->hooks));
 	for (size_t i = 0; i < d->n_hooks; i++) {
 		const struct sk_hook_decl *hd = &d->hooks[i];
-		struct hk_script_ent *se = script_find(hs, hd->script);
+		struct hk_script_ent *se = hk_script_find(hs, hd->script);
 		struct sk_hook *h;
 
 		if (!se || !se->cur)
@@ -126,7 +112,8 @@ static struct sk_hook_chain *chain_build(struct sk_hooks *hs, const char *topic,
 		c->hooks[c->n++] = h;
 	}
 	if (d->retention_script) {
-		struct hk_script_ent *se = script_find(hs, d->retention_script);
+		struct hk_script_ent *se =
+			hk_script_find(hs, d->retention_script);
 
 		if (se && se->cur) {
 			c->retention = se->cur;
@@ -172,7 +159,7 @@ struct sk_hook *sk_hooks_find(struct sk_hooks *hs, const char *topic,
 	return NULL;
 }
 
-static void topics_clear(struct sk_hooks *hs)
+void hk_topics_clear(struct sk_hooks *hs)
 {
 	struct sk_hnode *n = sk_hmap_first(&hs->topics);
 
@@ -369,242 +356,6 @@ struct sk_pool *sk_hooks_pool(struct sk_hooks *hs)
 	return hs->pool;
 }
 
-/* ------------------------------------------------------------------ */
-/* Configuration, load and reload */
-
-static void decls_free(struct sk_topic_decl *d, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		for (size_t j = 0; j < d[i].n_hooks; j++) {
-			free(d[i].hooks[j].name);
-			free(d[i].hooks[j].script);
-			free(d[i].hooks[j].dead_letter_topic);
-			free(d[i].hooks[j].options_json);
-			free(d[i].hooks[j].where);
-		}
-		free(d[i].hooks);
-		free(d[i].retention_script);
-		free(d[i].retention_where);
-		free(d[i].retention_options_json);
-		free(d[i].name);
-		free(d[i].where);
-	}
-	free(d);
-}
-
-static char *dup0(const char *s)
-{
-	return s ? sk_xstrdup(s) : NULL;
-}
-
-/* The hook-related part of cfg's topic entries. */
-static struct sk_topic_decl *decls_copy(const struct sk_config *cfg,
-					size_t *n_out)
-{
-	struct sk_topic_decl *v = sk_xcalloc(cfg->n_topics + 1, sizeof(*v));
-	size_t n = 0;
-
-	for (size_t i = 0; i < cfg->n_topics; i++) {
-		const struct sk_topic_decl *s = &cfg->topics[i];
-		struct sk_topic_decl *d = &v[n];
-
-		if (s->n_hooks == 0 && !s->retention_script)
-			continue;
-		d->name = sk_xstrdup(s->name);
-		d->where = dup0(s->where);
-		d->glob = s->glob;
-		d->hooks = sk_xcalloc(s->n_hooks + 1, sizeof(*d->hooks));
-		for (size_t j = 0; j < s->n_hooks; j++) {
-			const struct sk_hook_decl *h = &s->hooks[j];
-
-			d->hooks[j] = (struct sk_hook_decl){
-				.name = dup0(h->name),
-				.script = dup0(h->script),
-				.on_error = h->on_error,
-				.dead_letter_topic = dup0(h->dead_letter_topic),
-				.options_json = dup0(h->options_json),
-				.where = dup0(h->where),
-			};
-		}
-		d->n_hooks = s->n_hooks;
-		d->retention_script = dup0(s->retention_script);
-		d->retention_where = dup0(s->retention_where);
-		d->retention_options_json = dup0(s->retention_options_json);
-		n++;
-	}
-	*n_out = n;
-	return v;
-}
-
-/* A script compiled for a reload, before it replaces the current one. */
-struct pending {
-	char *path;
-	struct sk_hook_script *s; /* NULL: unchanged */
-};
-
-/*
- * Compile every script d names whose text differs from the loaded
- * version (or all of them when the limits changed). needs: what the
- * script must define. Failures are appended to err; *fatal when a
- * script has no version to fall back on.
- */
-static void compile_one(struct sk_hooks *hs, const char *path,
-			const char *where, unsigned needs, bool relimit,
-			struct pending **pv, size_t *np, bool *fatal,
-			char *errs, size_t cap)
-{
-	struct hk_script_ent *se = script_find(hs, path);
-	struct sk_hook_script *s = NULL;
-	struct sk_err err = { "" };
-	char *src = NULL;
-	size_t len = 0;
-	int rc;
-
-	for (size_t i = 0; i < *np; i++)
-		if (strcmp((*pv)[i].path, path) == 0)
-			return;
-	rc = sk_hook_read_file(path, &src, &len, &err);
-	if (rc == 0 && se && se->cur && !relimit && se->cur->len == len &&
-	    memcmp(se->cur->source, src, len) == 0) {
-		free(src);
-		s = NULL; /* unchanged */
-	} else if (rc == 0) {
-		rc = sk_hook_script_new(&s, path, src, len, &hs->lim,
-					hs->set.workers, &err);
-		free(src);
-		if (rc == 0 && !(s->has & needs)) {
-			sk_err_set(
-				&err, "%s: %s", path,
-				needs == SK_HOOK_HAS_RETAIN
-					? "a retention script must define retain"
-					: "a hook script must define on_record or "
-					  "on_batch");
-			sk_hook_script_unref(s);
-			s = NULL;
-			rc = -EINVAL;
-		}
-	}
-	if (rc) {
-		size_t at = strlen(errs);
-
-		snprintf(errs + at, cap - at, "%s%s: %s%s", at ? "; " : "",
-			 where ? where : path, err.msg,
-			 se && se->cur ? " (the previous version keeps "
-					 "running)"
-				       : "");
-		if (!se || !se->cur)
-			*fatal = true;
-		return;
-	}
-	*pv = sk_xrealloc(*pv, (*np + 1) * sizeof(**pv));
-	(*pv)[*np].path = sk_xstrdup(path);
-	(*pv)[*np].s = s;
-	(*np)++;
-}
-
-/* Take settings and decls from cfg; see sk_hooks_reload. */
-static int hooks_apply(struct sk_hooks *hs, const struct sk_config *cfg,
-		       struct sk_err *err)
-{
-	struct sk_hook_limits lim;
-	struct pending *pv = NULL;
-	size_t np = 0, n_decls;
-	struct sk_topic_decl *decls;
-	bool relimit, fatal = false;
-	char errs[sizeof(err->msg)] = "";
-	struct sk_hnode *n;
-
-	limits_of(&cfg->hooks, &lim);
-	relimit = lim.timeout_ms != hs->lim.timeout_ms ||
-		  lim.memory_bytes != hs->lim.memory_bytes;
-	hs->lim = lim;
-	hs->set.timeout_ms = cfg->hooks.timeout_ms;
-	hs->set.memory_mb = cfg->hooks.memory_mb;
-	hs->set.breaker_failures = cfg->hooks.breaker_failures;
-	hs->set.breaker_reset_ms = cfg->hooks.breaker_reset_ms;
-	if (!hs->pool)
-		hs->set.workers = cfg->hooks.workers;
-	for (size_t i = 0; i < cfg->n_topics; i++) {
-		const struct sk_topic_decl *d = &cfg->topics[i];
-
-		for (size_t j = 0; j < d->n_hooks; j++)
-			compile_one(hs, d->hooks[j].script, d->hooks[j].where,
-				    SK_HOOK_HAS_RECORD | SK_HOOK_HAS_BATCH,
-				    relimit, &pv, &np, &fatal, errs,
-				    sizeof(errs));
-		if (d->retention_script)
-			compile_one(hs, d->retention_script, d->retention_where,
-				    SK_HOOK_HAS_RETAIN, relimit, &pv, &np,
-				    &fatal, errs, sizeof(errs));
-	}
-	if (fatal) {
-		for (size_t i = 0; i < np; i++) {
-			sk_hook_script_unref(pv[i].s);
-			free(pv[i].path);
-		}
-		free(pv);
-		return sk_err_set(err, "%s", errs);
-	}
-	/* Commit: new versions in, unused scripts out, chains rebuilt. */
-	for (n = sk_hmap_first(&hs->scripts); n;
-	     n = sk_hmap_next(&hs->scripts, n))
-		sk_container_of(n, struct hk_script_ent, node)->used = false;
-	for (size_t i = 0; i < np; i++) {
-		struct hk_script_ent *se = script_find(hs, pv[i].path);
-
-		if (!se) {
-			se = sk_xcalloc(1, sizeof(*se));
-			se->path = pv[i].path;
-			sk_hmap_insert(&hs->scripts, &se->node, se->path,
-				       strlen(se->path));
-		} else {
-			free(pv[i].path);
-		}
-		if (pv[i].s) {
-			if (se->cur)
-				sk_info("hooks: %s reloaded", se->path);
-			sk_hook_script_unref(se->cur);
-			se->cur = pv[i].s;
-		}
-		se->used = true;
-	}
-	free(pv);
-	/* Scripts that failed but have a version keep it, and stay. */
-	for (size_t i = 0; i < cfg->n_topics; i++) {
-		const struct sk_topic_decl *d = &cfg->topics[i];
-		struct hk_script_ent *se;
-
-		for (size_t j = 0; j < d->n_hooks; j++)
-			if ((se = script_find(hs, d->hooks[j].script)))
-				se->used = true;
-		if (d->retention_script &&
-		    (se = script_find(hs, d->retention_script)))
-			se->used = true;
-	}
-	n = sk_hmap_first(&hs->scripts);
-	while (n) {
-		struct sk_hnode *next = sk_hmap_next(&hs->scripts, n);
-		struct hk_script_ent *se =
-			sk_container_of(n, struct hk_script_ent, node);
-
-		if (!se->used) {
-			sk_hmap_remove(&hs->scripts, n);
-			sk_hook_script_unref(se->cur);
-			free(se->path);
-			free(se);
-		}
-		n = next;
-	}
-	decls = decls_copy(cfg, &n_decls);
-	decls_free(hs->decls, hs->n_decls);
-	hs->decls = decls;
-	hs->n_decls = n_decls;
-	topics_clear(hs);
-	if (errs[0])
-		return sk_err_set(err, "%s", errs);
-	return 0;
-}
-
 int sk_hooks_init(struct sk_hooks *hs, struct sk_broker *b,
 		  const struct sk_config *cfg, struct sk_err *err)
 {
@@ -616,8 +367,9 @@ int sk_hooks_init(struct sk_hooks *hs, struct sk_broker *b,
 	sk_hmap_init(&hs->scripts);
 	sk_hmap_init(&hs->topics);
 	sk_hmap_init(&hs->parts);
+	sk_list_init(&hs->reload_waits);
 	atomic_init(&hs->next_slot, 0);
-	rc = hooks_apply(hs, cfg, err);
+	rc = hk_hooks_load(hs, cfg, err);
 	if (rc) {
 		sk_hooks_fini(hs);
 		return rc;
@@ -631,24 +383,16 @@ int sk_hooks_init(struct sk_hooks *hs, struct sk_broker *b,
 	return 0;
 }
 
-int sk_hooks_reload(struct sk_hooks *hs, const struct sk_config *cfg,
-		    struct sk_err *err)
-{
-	int rc = hooks_apply(hs, cfg, err);
-
-	if (rc == 0)
-		hs->reloads++;
-	return rc;
-}
-
 void sk_hooks_fini(struct sk_hooks *hs)
 {
 	struct sk_hnode *n;
 
 	/* Runs what is queued; done() appends while topics still exist. */
+	hk_reload_close(hs);
 	sk_pool_free(hs->pool);
 	hs->pool = NULL;
-	topics_clear(hs);
+	hk_reload_close(hs);
+	hk_topics_clear(hs);
 	sk_hmap_fini(&hs->topics);
 	n = sk_hmap_first(&hs->scripts);
 	while (n) {
@@ -664,7 +408,7 @@ void sk_hooks_fini(struct sk_hooks *hs)
 	}
 	sk_hmap_fini(&hs->scripts);
 	sk_hmap_fini(&hs->parts);
-	decls_free(hs->decls, hs->n_decls);
+	hk_decls_free(hs->decls, hs->n_decls);
 	hs->decls = NULL;
 	hs->n_decls = 0;
 }
@@ -814,47 +558,4 @@ void sk_hooks_retention(struct sk_hooks *hs, struct sk_topic *t)
 	job->job.run = retain_run;
 	job->job.done = retain_done;
 	sk_pool_submit(sk_hooks_pool(hs), &job->job);
-}
-
-/* ------------------------------------------------------------------ */
-/* SIGHUP */
-
-int sk_hooks_reload_config(struct sk_broker *b, const char *why,
-			   struct sk_err *err)
-{
-	const struct sk_config *use = &b->cfg;
-	struct sk_config cfg;
-	int rc;
-
-	if (!b->hooks.b || b->stopping)
-		return sk_err_set(err, "the broker is stopping");
-	sk_info("%s: reloading hooks%s%s", why, b->config_path ? " from " : "",
-		b->config_path ? b->config_path : "");
-	sk_config_init(&cfg);
-	if (b->config_path) {
-		rc = sk_config_load_file(&cfg, b->config_path, err);
-		if (rc) {
-			sk_error("reload: %s (nothing changed)", err->msg);
-			sk_config_free(&cfg);
-			return rc;
-		}
-		use = &cfg;
-	}
-	rc = sk_hooks_reload(&b->hooks, use, err);
-	if (rc)
-		sk_error("reload: %s", err->msg);
-	else
-		sk_info("reload: hooks reloaded (%zu scripts)",
-			b->hooks.scripts.count);
-	sk_config_free(&cfg);
-	return rc;
-}
-
-void sk_hooks_on_sighup(struct ev_loop *loop, ev_signal *w, int revents)
-{
-	struct sk_err err = { "" };
-
-	(void)loop;
-	(void)revents;
-	sk_hooks_reload_config(w->data, "received SIGHUP", &err);
 }

@@ -310,7 +310,7 @@ import urllib.error  # noqa: E402
 import urllib.request  # noqa: E402
 
 
-def admin(method, path):
+def http_admin(method, path):
     req = urllib.request.Request(
         "http://%s:%d%s" % (b.host, b.admin_port, path), method=method,
         data=b"" if method == "POST" else None)
@@ -323,7 +323,7 @@ def admin(method, path):
 
 write(SWAP, "return { on_record = function(rec) rec.value = 'v3:' .. "
             "rec.value return rec end\n")  # a syntax error
-st, hdrs, body = admin("POST", "/v1/hooks/reload")
+st, hdrs, body = http_admin("POST", "/v1/hooks/reload")
 err = json.loads(body).get("error", "") if body.startswith(b"{") else ""
 ok(st == 422 and os.path.basename(SWAP) in err and
    "previous version keeps running" in err,
@@ -332,7 +332,7 @@ ok(st == 422 and os.path.basename(SWAP) in err and
 r4 = raw_produce(b"d", 4)
 write(SWAP, "return { on_record = function(rec) rec.value = 'v3:' .. "
             "rec.value return rec end }\n")
-st, hdrs, body = admin("POST", "/v1/hooks/reload")
+st, hdrs, body = http_admin("POST", "/v1/hooks/reload")
 ok(st == 200 and json.loads(body).get("reloaded") is True,
    "POST /v1/hooks/reload of a good script: 200 (%d %s)" % (st, body))
 r5 = raw_produce(b"e", 5)
@@ -340,9 +340,48 @@ ok(r4 and r4[0][2] == 0 and r5 and r5[0][2] == 0,
    "the connection keeps working across admin reloads")
 is_(values("swap", count=5), ["v1:a", "v1:b", "v2:c", "v2:d", "v3:e"],
     "v2 ran until the admin reload, v3 after")
-st, hdrs, body = admin("GET", "/v1/hooks/reload")
+st, hdrs, body = http_admin("GET", "/v1/hooks/reload")
 ok(st == 405 and hdrs.get("Allow") == "POST",
    "GET /v1/hooks/reload: 405, Allow: POST (%d %r)" % (st, hdrs.get("Allow")))
+
+# --- a reload compiles off the event loop ------------------------------------
+# A top level that never returns is cut off after timeout.ms + 1 s; all
+# that time the loop serves, and the batch runs on the version in force.
+import threading  # noqa: E402
+
+write(SWAP, "while true do end\n")
+mark = len(b.log())
+answers = []
+th = threading.Thread(target=lambda: answers.append(
+    http_admin("POST", "/v1/hooks/reload")))
+th.start()
+ok(wait_until(lambda: "admin /v1/hooks/reload: reloading hooks"
+              in b.log()[mark:], 5), "the admin reload started")
+r6 = raw_produce(b"f", 6)
+ok(r6 and r6[0][2] == 0 and "ran past" not in b.log()[mark:],
+   "a produce is answered while the reload is still compiling")
+th.join(15)
+st, hdrs, body = answers[0] if answers else (0, {}, b"")
+ok(st == 422 and b"timeout" in body and b"keeps running" in body,
+   "the reload then fails, cut off at its budget (%d %s)" % (st, body[:200]))
+
+# Reloads asked for while one runs follow it; every caller is answered.
+write(SWAP, "return { on_record = function(rec) rec.value = 'v4:' .. "
+            "rec.value return rec end }\n")
+answers = []
+ths = [threading.Thread(target=lambda: answers.append(
+    http_admin("POST", "/v1/hooks/reload"))) for _ in range(3)]
+for t in ths:
+    t.start()
+b.signal(signal.SIGHUP)
+for t in ths:
+    t.join(15)
+ok(len(answers) == 3 and all(a[0] == 200 for a in answers),
+   "three concurrent admin reloads and a SIGHUP: each answered 200 (%s)" %
+   [a[0] for a in answers])
+r7 = raw_produce(b"g", 7)
+is_(values("swap", count=7)[5:], ["v3:f", "v4:g"],
+    "v3 ran while the looping script compiled, v4 after the reloads")
 sock.close()
 
 # --- acks=0: a refusal closes the connection ------------------------------
@@ -424,5 +463,28 @@ is_(nparts("g.exact"), 1, "an exact entry beats the glob")
 is_(config("g.exact", "retention.ms"), config("plain", "retention.ms"),
     "and takes none of its configs")
 
-b.stop()
+# Stopping while a reload compiles: its caller is answered, nothing leaks.
+write(SWAP, "while true do end\n")
+mark = len(b.log())
+answers = []
+
+
+def reload_while_stopping():
+    try:
+        answers.append(http_admin("POST", "/v1/hooks/reload"))
+    except Exception as e:  # noqa: B902
+        answers.append((0, {}, repr(e)))
+
+
+th = threading.Thread(target=reload_while_stopping)
+th.start()
+wait_until(lambda: "reloading hooks" in b.log()[mark:], 5)
+b.signal(signal.SIGHUP)  # queued behind it
+b.stop(name="stops cleanly with a reload compiling and one queued")
+th.join(15)
+# 503, or the connection closed with the listener: never left hanging.
+ok(answers and (answers[0][0] == 503 or
+                "RemoteDisconnected" in str(answers[0][2])),
+   "the waiting admin call is not left waiting (%s)" %
+   (answers[0] if answers else None,))
 done()
