@@ -179,7 +179,7 @@ micro() { # script options jit -> records/s
 	echo
 	echo "## One hook alone: interpreter (what runs) vs JIT"
 	echo
-	echo "\`skald hook-test --repeat 20\` over one batch of 10000 of the records above, last run timed, records/s. With the JIT on, \`while true do end\` cannot be interrupted (tests/unit/test_hook.c probes it), so the broker runs hook states in the interpreter."
+	echo "\`skald hook-test --repeat 20\` over one batch of 10000 of the records above, the mean of the last 15 runs, records/s. With the JIT on, \`while true do end\` cannot be interrupted (tests/unit/test_hook.c probes it), so the broker runs hook states in the interpreter."
 	echo
 	echo "| hook | interpreter | JIT | JIT ÷ interpreter |"
 	echo "|---|---|---|---|"

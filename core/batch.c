@@ -92,7 +92,7 @@ bool sk_batch_crc_ok(const uint8_t *p, size_t len)
  * index trust lastOffsetDelta for every record.
  */
 static bool records_ok(const uint8_t *p, size_t len, int32_t count,
-		       struct sk_err *err)
+		       sk_batch_each_fn each, void *arg, struct sk_err *err)
 {
 	struct sk_rd r;
 	struct sk_record rec;
@@ -110,6 +110,8 @@ static bool records_ok(const uint8_t *p, size_t len, int32_t count,
 				   rec.offset_delta);
 			return false;
 		}
+		if (each)
+			each(arg, &rec);
 		i++;
 	}
 	if (!sk_rd_ok(&r)) {
@@ -144,13 +146,11 @@ static size_t inflate_bound(int64_t max_message_bytes)
 static enum sk_kerr compressed_records_ok(const uint8_t *p, size_t len,
 					  const struct sk_batch_hdr *h,
 					  int64_t max_message_bytes,
-					  struct sk_buf *scratch,
+					  struct sk_buf *out,
+					  sk_batch_each_fn each, void *arg,
 					  struct sk_err *err)
 {
 	enum sk_codec codec = h->attributes & SK_BATCH_ATTR_CODEC_MASK;
-	struct sk_buf own = { 0 };
-	struct sk_buf *out = scratch ? scratch : &own;
-	enum sk_kerr kerr = SK_KERR_NONE;
 	int rc;
 
 	out->len = 0;
@@ -158,18 +158,15 @@ static enum sk_kerr compressed_records_ok(const uint8_t *p, size_t len,
 				 len - SK_BATCH_HEADER_SIZE, out,
 				 inflate_bound(max_message_bytes), err);
 	if (rc == -E2BIG)
-		kerr = SK_KERR_MESSAGE_TOO_LARGE;
-	else if (rc == -EBADMSG)
-		kerr = SK_KERR_CORRUPT_MESSAGE;
-	else if (rc)
-		kerr = SK_KERR_UNKNOWN_SERVER_ERROR;
-	else if (!records_ok(out->len ? out->data : (const uint8_t *)"",
-			     out->len, h->records_count, err))
-		kerr = SK_KERR_INVALID_RECORD;
-	out->len = 0;
-	if (out == &own || out->cap > SK_BATCH_SCRATCH_KEEP)
-		sk_buf_free(out);
-	return kerr;
+		return SK_KERR_MESSAGE_TOO_LARGE;
+	if (rc == -EBADMSG)
+		return SK_KERR_CORRUPT_MESSAGE;
+	if (rc)
+		return SK_KERR_UNKNOWN_SERVER_ERROR;
+	if (!records_ok(out->len ? out->data : (const uint8_t *)"", out->len,
+			h->records_count, each, arg, err))
+		return SK_KERR_INVALID_RECORD;
+	return SK_KERR_NONE;
 }
 
 /* Say why (if err is given) and return kerr. */
@@ -208,11 +205,10 @@ static enum sk_kerr refuse(struct sk_err *err, enum sk_kerr kerr,
  * Codes other than CORRUPT_MESSAGE are not retriable, so a client with a
  * broken encoder fails fast instead of retrying until its timeout.
  */
-enum sk_kerr sk_batch_validate_produce(const uint8_t *p, size_t len,
-				       int64_t max_message_bytes,
-				       struct sk_buf *scratch,
-				       struct sk_batch_hdr *h,
-				       struct sk_err *err)
+enum sk_kerr sk_batch_validate_header(const uint8_t *p, size_t len,
+				      int64_t max_message_bytes,
+				      struct sk_batch_hdr *h,
+				      struct sk_err *err)
 {
 	int32_t blen;
 	int8_t magic;
@@ -264,15 +260,54 @@ enum sk_kerr sk_batch_validate_produce(const uint8_t *p, size_t len,
 		return refuse(err, SK_KERR_UNSUPPORTED_COMPRESSION_TYPE,
 			      "unknown codec %d", codec);
 
-	if (codec == SK_CODEC_NONE) {
+	return SK_KERR_NONE;
+}
+
+enum sk_kerr sk_batch_validate_records(const uint8_t *p, size_t len,
+				       const struct sk_batch_hdr *h,
+				       int64_t max_message_bytes,
+				       struct sk_buf *out,
+				       sk_batch_each_fn each, void *arg,
+				       struct sk_err *err)
+{
+	if ((h->attributes & SK_BATCH_ATTR_CODEC_MASK) == SK_CODEC_NONE) {
 		if (!records_ok(p + SK_BATCH_HEADER_SIZE,
 				len - SK_BATCH_HEADER_SIZE, h->records_count,
-				err))
+				each, arg, err))
 			return SK_KERR_INVALID_RECORD;
 		return SK_KERR_NONE;
 	}
-	return compressed_records_ok(p, len, h, max_message_bytes, scratch,
-				     err);
+	return compressed_records_ok(p, len, h, max_message_bytes, out, each,
+				     arg, err);
+}
+
+enum sk_kerr sk_batch_validate_produce(const uint8_t *p, size_t len,
+				       int64_t max_message_bytes,
+				       struct sk_buf *scratch,
+				       struct sk_batch_hdr *h,
+				       struct sk_err *err)
+{
+	struct sk_buf own = { 0 };
+	struct sk_buf *out = scratch ? scratch : &own;
+	enum sk_kerr kerr;
+
+	kerr = sk_batch_validate_header(p, len, max_message_bytes, h, err);
+	if (kerr)
+		return kerr;
+	kerr = sk_batch_validate_records(p, len, h, max_message_bytes, out,
+					 NULL, NULL, err);
+	if (out == &own)
+		sk_buf_free(out);
+	else
+		sk_batch_scratch_trim(out);
+	return kerr;
+}
+
+void sk_batch_scratch_trim(struct sk_buf *scratch)
+{
+	scratch->len = 0;
+	if (scratch->cap > SK_BATCH_SCRATCH_KEEP)
+		sk_buf_free(scratch);
 }
 
 void sk_batch_set_base_offset(uint8_t *p, int64_t base_offset)

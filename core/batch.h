@@ -114,6 +114,36 @@ enum sk_kerr sk_batch_validate_produce(const uint8_t *p, size_t len,
 				       struct sk_batch_hdr *h,
 				       struct sk_err *err);
 
+/*
+ * The same in two steps, for a caller that checks the records elsewhere
+ * (a hooked batch: on the hook worker, in the pass that decodes them).
+ * The header step is everything but the records, the CRC included.
+ */
+enum sk_kerr sk_batch_validate_header(const uint8_t *p, size_t len,
+				      int64_t max_message_bytes,
+				      struct sk_batch_hdr *h,
+				      struct sk_err *err);
+
+struct sk_record;
+/* Called for each record, in order, as it passes the checks. */
+typedef void (*sk_batch_each_fn)(void *arg, const struct sk_record *rec);
+
+/*
+ * The records step, on a batch whose header step passed (h): compressed
+ * records are decompressed into out (emptied first), where each's
+ * records point and which the caller frees; each may be NULL. Errors as
+ * sk_batch_validate_produce's. each may have seen records before a
+ * later one fails.
+ */
+enum sk_kerr sk_batch_validate_records(const uint8_t *p, size_t len,
+				       const struct sk_batch_hdr *h,
+				       int64_t max_message_bytes,
+				       struct sk_buf *out,
+				       sk_batch_each_fn each, void *arg,
+				       struct sk_err *err);
+/* Empty a reused scratch buffer, releasing it past 8 MiB. */
+void sk_batch_scratch_trim(struct sk_buf *scratch);
+
 /* Rewrite baseOffset in place (outside the CRC). */
 void sk_batch_set_base_offset(uint8_t *p, int64_t base_offset);
 

@@ -391,8 +391,10 @@ struct sk_hook_batch_out {
 };
 
 /*
- * Run chain c over one validated batch on worker slot slot: decode the
- * records (decompressing), run each hook (skip[i]: the breaker is open,
+ * Run chain c over one batch on worker slot slot: check and decode its
+ * records (decompressing; the header passed sk_batch_validate_header,
+ * and records that fail the rest refuse the batch with their Kafka
+ * error, as validation on the loop would), run each hook (skip[i]: the breaker is open,
  * apply its on_error without running it), apply on_error policies, and
  * re-encode once if anything changed (same codec, the producer's id,
  * epoch, base sequence and lastOffsetDelta kept; dropped records leave
@@ -436,7 +438,9 @@ struct sk_hook_wait {
 };
 
 /*
- * Hand a validated batch of partition part of tp to its hooks. Returns
+ * Hand a batch of partition part of tp to its hooks, its header
+ * validated (sk_batch_validate_header: the records are checked on the
+ * hook worker, in the pass that decodes them). Returns
  * false when the topic has no hooks and nothing of the partition is
  * queued: the caller appends as usual. Otherwise the bytes are copied,
  * and w->done runs later on the loop thread, after the append, in

@@ -1,8 +1,8 @@
 /*
- * Hooks on the produce path: a validated batch of a hooked topic is
- * copied into a job, queued behind the partition's earlier batches, run
- * through the topic's chain on a hook worker, and appended on the loop
- * thread when its turn comes. Only the head of a partition's queue is on
+ * Hooks on the produce path: a batch of a hooked topic, its header
+ * validated, is copied into a job, queued behind the partition's earlier
+ * batches, checked and run through the topic's chain on a hook worker,
+ * and appended on the loop thread when its turn comes. Only the head of a partition's queue is on
  * the pool, so appends happen in the order the batches arrived while
  * other partitions proceed in parallel. A batch of an unhooked topic still
  * waits behind hooked ones of its partition (after a reload removed the
@@ -94,54 +94,71 @@ static struct sk_record_header_in *parse_headers(const struct sk_hook_rec *r,
  * changed); records_buf receives the decompressed records of a
  * compressed batch (rs and raws point into it).
  */
-static int decode(const uint8_t *batch, size_t len,
-		  const struct sk_batch_hdr *h, int64_t max_message_bytes,
-		  struct sk_buf *records_buf, struct sk_hook_recs *rs,
-		  struct sk_str **raws, struct sk_err *err)
-{
-	enum sk_codec codec = h->attributes & SK_BATCH_ATTR_CODEC_MASK;
-	const uint8_t *p = batch + SK_BATCH_HEADER_SIZE;
-	size_t n = len - SK_BATCH_HEADER_SIZE;
-	struct sk_record rec;
-	struct sk_rd r;
+/* What decode_one fills as the validation walks the records. */
+struct hk_decode {
+	const struct sk_batch_hdr *h;
+	struct sk_hook_recs *rs;
+	struct sk_str *raws; /* [rs->cap] */
+};
 
-	if (codec != SK_CODEC_NONE) {
-		size_t max = (size_t)SK_MIN(
-			SK_MAX(INT64_C(64) << 20, 16 * max_message_bytes),
-			INT64_C(1) << 30);
-		int rc =
-			sk_codec_decompress(codec, p, n, records_buf, max, err);
-		if (rc)
-			return rc;
-		p = records_buf->data;
-		n = records_buf->len;
+/* Smallest record: a length and six one-byte fields. */
+#define HK_MIN_RECORD 7
+/* Records made room for at once in a compressed batch. */
+#define HK_DECODE_CHUNK 4096
+
+static void decode_one(void *arg, const struct sk_record *rec)
+{
+	struct hk_decode *d = arg;
+	struct sk_hook_recs *rs = d->rs;
+
+	/* Never past recordsCount: the walk fails before that. */
+	if (rs->n == rs->cap) {
+		rs->cap = SK_MIN(rs->cap * 2, (size_t)d->h->records_count);
+		rs->r = sk_xrealloc(rs->r, rs->cap * sizeof(*rs->r));
+		d->raws = sk_xrealloc(d->raws, rs->cap * sizeof(*d->raws));
 	}
-	rs->cap = (size_t)SK_MAX(h->records_count, 1);
+	d->raws[rs->n] = (struct sk_str){ rec->raw, (int32_t)rec->raw_len };
+	rs->r[rs->n++] = (struct sk_hook_rec){
+		.offset_delta = rec->offset_delta,
+		.timestamp = (int64_t)((uint64_t)d->h->base_timestamp +
+				       (uint64_t)rec->timestamp_delta),
+		.key = rec->key.p,
+		.key_len = rec->key.len,
+		.value = rec->value.p,
+		.value_len = rec->value.len,
+		.hdrs = rec->headers,
+		.hdrs_len = rec->headers_len,
+		.n_hdrs = rec->header_count,
+	};
+}
+
+/*
+ * Check the records of a batch whose header passed (h) and collect them
+ * into rs in the same pass, decompressing into records_buf if need be:
+ * a hooked batch's records are checked here, off the loop. Returns the
+ * Kafka error the produce gets if they are not well formed.
+ */
+static enum sk_kerr decode(const uint8_t *batch, size_t len,
+			   const struct sk_batch_hdr *h,
+			   int64_t max_message_bytes,
+			   struct sk_buf *records_buf, struct sk_hook_recs *rs,
+			   struct sk_str **raws, struct sk_err *err)
+{
+	struct hk_decode d = { .h = h, .rs = rs };
+	size_t payload = len - SK_BATCH_HEADER_SIZE;
+	enum sk_kerr kerr;
+
+	/* recordsCount is the client's word: room grows with the records. */
+	rs->cap = (h->attributes & SK_BATCH_ATTR_CODEC_MASK) == SK_CODEC_NONE
+			  ? payload / HK_MIN_RECORD + 1
+			  : HK_DECODE_CHUNK;
+	rs->cap = SK_MIN(rs->cap, (size_t)SK_MAX(h->records_count, 1));
 	rs->r = sk_xmalloc(rs->cap * sizeof(*rs->r));
-	*raws = sk_xmalloc(rs->cap * sizeof(**raws));
-	sk_rd_init(&r, p, n);
-	while (sk_batch_record_next(&r, &rec)) {
-		if (rs->n == rs->cap)
-			return sk_err_set(err,
-					  "more records than recordsCount");
-		(*raws)[rs->n] =
-			(struct sk_str){ rec.raw, (int32_t)rec.raw_len };
-		rs->r[rs->n++] = (struct sk_hook_rec){
-			.offset_delta = rec.offset_delta,
-			.timestamp = (int64_t)((uint64_t)h->base_timestamp +
-					       (uint64_t)rec.timestamp_delta),
-			.key = rec.key.p,
-			.key_len = rec.key.len,
-			.value = rec.value.p,
-			.value_len = rec.value.len,
-			.hdrs = rec.headers,
-			.hdrs_len = rec.headers_len,
-			.n_hdrs = rec.header_count,
-		};
-	}
-	if (!sk_rd_ok(&r))
-		return sk_err_set(err, "malformed record");
-	return 0;
+	d.raws = sk_xmalloc(rs->cap * sizeof(*d.raws));
+	kerr = sk_batch_validate_records(batch, len, h, max_message_bytes,
+					 records_buf, decode_one, &d, err);
+	*raws = d.raws;
+	return kerr;
 }
 
 /*
@@ -380,17 +397,24 @@ void sk_hook_chain_process(const struct sk_hook_chain *c, int slot,
 	struct sk_str *raws = NULL;
 	struct sk_batch_hdr h;
 	struct sk_err err = { "" };
+	enum sk_kerr kerr;
 	bool changed = false, dropped = false;
 
 	memset(out, 0, sizeof(*out));
 	out->d = sk_xcalloc(c->n ? c->n : 1, sizeof(*out->d));
-	if (sk_batch_parse_header(batch, len, &h) ||
-	    decode(batch, len, &h, max_message_bytes, &records, &rs, &raws,
-		   &err)) {
-		/* Validated before: not expected. */
+	if (sk_batch_parse_header(batch, len, &h)) {
+		/* Its header was validated: not expected. */
 		out->what = SK_HOOK_OUT_REJECT;
 		out->kerr = SK_KERR_CORRUPT_MESSAGE;
-		snprintf(out->err, sizeof(out->err), "%s", err.msg);
+		snprintf(out->err, sizeof(out->err), "bad header");
+		goto out;
+	}
+	kerr = decode(batch, len, &h, max_message_bytes, &records, &rs, &raws,
+		      &err);
+	if (kerr) {
+		out->what = SK_HOOK_OUT_REJECT;
+		out->kerr = (int16_t)kerr;
+		snprintf(out->err, sizeof(out->err), "refused: %s", err.msg);
 		goto out;
 	}
 	/* The originals are only needed for dead letters. */
@@ -528,12 +552,32 @@ static void check_keys(struct hk_job *job)
 	sk_buf_free(&out->batch);
 }
 
+/* A batch queued behind hooked ones, with no hooks of its own. */
+static void pass_through(struct hk_job *job)
+{
+	struct sk_hook_batch_out *out = &job->out;
+	struct sk_buf scratch = { 0 };
+	struct sk_batch_hdr h;
+	struct sk_err err = { "" };
+	enum sk_kerr kerr = SK_KERR_CORRUPT_MESSAGE;
+
+	if (sk_batch_parse_header(job->bytes, job->len, &h) == 0)
+		kerr = sk_batch_validate_records(job->bytes, job->len, &h,
+						 job->max_message_bytes,
+						 &scratch, NULL, NULL, &err);
+	sk_buf_free(&scratch);
+	out->what = kerr ? SK_HOOK_OUT_REJECT : SK_HOOK_OUT_ORIGINAL;
+	out->kerr = (int16_t)kerr;
+	if (kerr)
+		snprintf(out->err, sizeof(out->err), "refused: %s", err.msg);
+}
+
 static void job_run(struct sk_job *j)
 {
 	struct hk_job *job = sk_container_of(j, struct hk_job, job);
 
 	if (!job->chain)
-		job->out.what = SK_HOOK_OUT_ORIGINAL;
+		pass_through(job);
 	else
 		sk_hook_chain_process(job->chain, sk_hooks_slot(job->hs),
 				      job->skip, job->topic, job->partition,

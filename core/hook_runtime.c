@@ -10,8 +10,8 @@
  * all the memory first.
  *
  * A call's effects go to struct sk_hook_recs (C memory); a failed call is
- * rolled back from a snapshot of the record array, so nothing is ever
- * half-applied. Record data reaches Lua as strings and tables built here,
+ * rolled back from the records' states before their first change, so
+ * nothing is ever half-applied. Record data reaches Lua as strings and tables built here,
  * never as pointers: user code cannot read memory it was not given.
  */
 #include <errno.h>
@@ -42,6 +42,7 @@ extern const char sk_hook_skald_lua[];
 #define HK_MAX_SCRIPT (4u << 20)
 /* Extra setup budget on top of timeout.ms (prelude, top level). */
 #define HK_SETUP_MS 1000
+
 /* Log lines a state may write per second before they are counted. */
 #define HK_LOG_PER_SEC 20
 
@@ -107,6 +108,16 @@ struct hk_call {
 	/* on_record: lazy fields read or assigned (HK_T_*) of record i */
 	size_t touched_i;
 	unsigned touched;
+	/* rs->r[j] as they were before their first change (rec_w) */
+	uint64_t *saved; /* bit j: rs->r[j] is in undo */
+	struct hk_undo *undo;
+	size_t n_undo;
+};
+
+/* A record as it was before the call changed it. */
+struct hk_undo {
+	size_t at; /* index in rs->r */
+	struct sk_hook_rec rec;
 };
 
 /* The lazily filled fields of on_record's rec, once read or assigned. */
@@ -685,9 +696,30 @@ static size_t rec_index_of(lua_State *L, struct hk_call *c, int idx)
 	return i <= c->n ? i : 0;
 }
 
-static struct sk_hook_rec *rec_at(struct hk_call *c, size_t i)
+static const struct sk_hook_rec *rec_at(const struct hk_call *c, size_t i)
 {
 	return &c->rs->r[c->idx[i - 1]];
+}
+
+/*
+ * Record i (1-based), to be changed: the first time, its state is kept
+ * so that a failed call can put it back. Most calls change few records
+ * or none, so this costs less than a copy of them all.
+ */
+static struct sk_hook_rec *rec_w(struct hk_call *c, size_t i)
+{
+	size_t j = c->idx[i - 1];
+
+	if (!c->saved) {
+		c->saved = sk_xcalloc((c->rs->n + 63) / 64, sizeof(*c->saved));
+		c->undo = sk_xmalloc(c->n * sizeof(*c->undo));
+	}
+	if (!(c->saved[j / 64] >> (j % 64) & 1)) {
+		c->saved[j / 64] |= UINT64_C(1) << (j % 64);
+		c->undo[c->n_undo].at = j;
+		c->undo[c->n_undo++].rec = c->rs->r[j];
+	}
+	return &c->rs->r[j];
 }
 
 /* Lazy fields of record i read or assigned. */
@@ -743,7 +775,7 @@ static unsigned lazy_field(lua_State *L, int idx)
 static int rec_index(lua_State *L)
 {
 	struct hk_call *c;
-	struct sk_hook_rec *rec;
+	const struct sk_hook_rec *rec;
 	size_t i;
 	unsigned t = lazy_field(L, 2);
 	const char *k =
@@ -894,7 +926,7 @@ static int rec_own(lua_State *L)
 
 	if (!c || i < 1 || i > c->n)
 		return luaL_error(L, "own: no record %d", (int)i);
-	rec = rec_at(c, i);
+	rec = rec_w(c, i);
 	t = touched(c, i);
 	lua_settop(L, 3);
 	lua_pushliteral(L, "value");
@@ -960,7 +992,7 @@ static int rec_other(lua_State *L)
 				  "or nil, got %s",
 				  luaL_typename(L, 2));
 	lua_settop(L, 2);
-	apply_rec(L, c, 2, rec_at(c, i));
+	apply_rec(L, c, 2, rec_w(c, i));
 	return 0;
 }
 
@@ -1063,17 +1095,31 @@ static struct hk_call *batch_call(lua_State *L)
 	return st->cur;
 }
 
-static struct sk_hook_rec *batch_rec(lua_State *L, struct hk_call **cp)
+/* The batch index in argument 2, checked. */
+static size_t batch_index(lua_State *L, struct hk_call *c)
 {
-	struct hk_call *c = batch_call(L);
 	lua_Integer i = luaL_checkinteger(L, 2);
 
 	if (i < 1 || (size_t)i > c->n)
 		luaL_error(L, "record index %d out of range 1..%d", (int)i,
 			   (int)c->n);
-	if (cp)
-		*cp = c;
-	return &c->rs->r[c->idx[i - 1]];
+	return (size_t)i;
+}
+
+static const struct sk_hook_rec *batch_rec(lua_State *L)
+{
+	struct hk_call *c = batch_call(L);
+
+	return rec_at(c, batch_index(L, c));
+}
+
+/* The record to change (see rec_w), and the call. */
+static struct sk_hook_rec *batch_rec_w(lua_State *L, struct hk_call **cp)
+{
+	struct hk_call *c = batch_call(L);
+
+	*cp = c;
+	return rec_w(c, batch_index(L, c));
 }
 
 static int b_count(lua_State *L)
@@ -1084,7 +1130,7 @@ static int b_count(lua_State *L)
 
 static int b_key(lua_State *L)
 {
-	const struct sk_hook_rec *r = batch_rec(L, NULL);
+	const struct sk_hook_rec *r = batch_rec(L);
 
 	push_bytes(L, r->key, r->key_len);
 	return 1;
@@ -1092,7 +1138,7 @@ static int b_key(lua_State *L)
 
 static int b_value(lua_State *L)
 {
-	const struct sk_hook_rec *r = batch_rec(L, NULL);
+	const struct sk_hook_rec *r = batch_rec(L);
 
 	push_bytes(L, r->value, r->value_len);
 	return 1;
@@ -1100,19 +1146,19 @@ static int b_value(lua_State *L)
 
 static int b_timestamp(lua_State *L)
 {
-	lua_pushnumber(L, (lua_Number)batch_rec(L, NULL)->timestamp);
+	lua_pushnumber(L, (lua_Number)batch_rec(L)->timestamp);
 	return 1;
 }
 
 static int b_headers(lua_State *L)
 {
-	push_headers(L, batch_rec(L, NULL));
+	push_headers(L, batch_rec(L));
 	return 1;
 }
 
 static int b_header(lua_State *L)
 {
-	const struct sk_hook_rec *r = batch_rec(L, NULL);
+	const struct sk_hook_rec *r = batch_rec(L);
 
 	luaL_checkstring(L, 3);
 	push_headers(L, r);
@@ -1123,20 +1169,22 @@ static int b_header(lua_State *L)
 
 static int b_drop(lua_State *L)
 {
-	batch_rec(L, NULL)->dropped = true;
+	struct hk_call *c;
+
+	batch_rec_w(L, &c)->dropped = true;
 	return 0;
 }
 
 static int b_dropped(lua_State *L)
 {
-	lua_pushboolean(L, batch_rec(L, NULL)->dropped);
+	lua_pushboolean(L, batch_rec(L)->dropped);
 	return 1;
 }
 
 static int b_set_key(lua_State *L)
 {
 	struct hk_call *c;
-	struct sk_hook_rec *r = batch_rec(L, &c);
+	struct sk_hook_rec *r = batch_rec_w(L, &c);
 	const uint8_t *p;
 	int32_t n;
 
@@ -1151,7 +1199,7 @@ static int b_set_key(lua_State *L)
 static int b_set_value(lua_State *L)
 {
 	struct hk_call *c;
-	struct sk_hook_rec *r = batch_rec(L, &c);
+	struct sk_hook_rec *r = batch_rec_w(L, &c);
 	const uint8_t *p;
 	int32_t n;
 
@@ -1165,7 +1213,8 @@ static int b_set_value(lua_State *L)
 
 static int b_set_timestamp(lua_State *L)
 {
-	struct sk_hook_rec *r = batch_rec(L, NULL);
+	struct hk_call *c;
+	struct sk_hook_rec *r = batch_rec_w(L, &c);
 
 	r->timestamp = check_ts(L, 3, "timestamp");
 	r->changed = true;
@@ -1175,7 +1224,7 @@ static int b_set_timestamp(lua_State *L)
 static int b_set_header(lua_State *L)
 {
 	struct hk_call *c;
-	struct sk_hook_rec *r = batch_rec(L, &c);
+	struct sk_hook_rec *r = batch_rec_w(L, &c);
 
 	luaL_checkstring(L, 3);
 	lua_settop(L, 4);
@@ -1199,7 +1248,7 @@ static int b_set_header(lua_State *L)
  */
 static int b_value_json(lua_State *L)
 {
-	const struct sk_hook_rec *r = batch_rec(L, NULL);
+	const struct sk_hook_rec *r = batch_rec(L);
 
 	if (r->value_len < 0) {
 		lua_pushnil(L);
@@ -1231,7 +1280,7 @@ static int b_set_value_json(lua_State *L)
 {
 	struct hk_json_sink k;
 
-	k.r = batch_rec(L, &k.c);
+	k.r = batch_rec_w(L, &k.c);
 	lua_settop(L, 3);
 	sk_hook_json_encode_with(L, 3, json_to_value, &k);
 	return 0;
@@ -1725,7 +1774,7 @@ static int run_records_c(lua_State *L)
 		i = (size_t)lua_tointeger(L, -1);
 		lua_pop(L, 1);
 		if (i >= 1 && i <= c->n)
-			rec_at(c, i)->dropped = true;
+			rec_w(c, i)->dropped = true;
 	}
 	return 0;
 }
@@ -1776,7 +1825,6 @@ void sk_hook_run_records(struct sk_hook_script *s, int slot,
 			 struct sk_hook_recs *rs, struct sk_hook_res *res)
 {
 	struct hk_call c = { .s = s, .call = call, .rs = rs };
-	struct sk_hook_rec *snap;
 	size_t n_emits = rs->n_emits;
 	struct hk_state *st;
 
@@ -1791,14 +1839,11 @@ void sk_hook_run_records(struct sk_hook_script *s, int slot,
 		if (!rs->r[i].dropped)
 			c.idx[c.n++] = i;
 	res->in = (uint32_t)c.n;
-	snap = sk_xmalloc((rs->n ? rs->n : 1) * sizeof(*snap));
-	if (rs->n)
-		memcpy(snap, rs->r, rs->n * sizeof(*snap));
 	call_protected(&c, run_records_c, res);
 	if (res->status != SK_HOOK_OK) {
 		/* Transactional: put everything back. */
-		if (rs->n)
-			memcpy(rs->r, snap, rs->n * sizeof(*snap));
+		for (size_t i = 0; i < c.n_undo; i++)
+			rs->r[c.undo[i].at] = c.undo[i].rec;
 		rs->n_emits = n_emits;
 	} else {
 		for (size_t i = 0; i < c.n; i++)
@@ -1806,7 +1851,8 @@ void sk_hook_run_records(struct sk_hook_script *s, int slot,
 				res->dropped++;
 		res->out = res->in - res->dropped;
 	}
-	free(snap);
+	free(c.saved);
+	free(c.undo);
 	free(c.idx);
 }
 

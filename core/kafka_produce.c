@@ -77,15 +77,23 @@ static int16_t produce_one(struct sk_broker *b, struct produce_part *pp,
 	*log_start = sk_partition_start_offset(part->log);
 	if (!batch)
 		return SK_KERR_CORRUPT_MESSAGE;
-	kerr = sk_batch_validate_produce(batch, len, tp->cfg.max_message_bytes,
-					 &b->scratch, &h, &err);
 	/*
-	 * A hooked topic's batch is appended when its hooks are done; a
-	 * compacted one's keys are checked after them (a hook may set one).
+	 * A hooked topic's batch is appended when its hooks are done; its
+	 * records are checked on the hook worker, in the pass that decodes
+	 * them, and a compacted one's keys after the hooks (a hook may set
+	 * one).
 	 */
+	kerr = sk_batch_validate_header(batch, len, tp->cfg.max_message_bytes,
+					&h, &err);
 	if (!kerr && sk_hook_produce(b, tp, part, batch, len, &pp->hw)) {
 		pp->hooked = true;
 		return SK_KERR_NONE;
+	}
+	if (!kerr) {
+		kerr = sk_batch_validate_records(batch, len, &h,
+						 tp->cfg.max_message_bytes,
+						 &b->scratch, NULL, NULL, &err);
+		sk_batch_scratch_trim(&b->scratch);
 	}
 	if (!kerr && (tp->cfg.cleanup_policy & SK_CLEANUP_COMPACT))
 		kerr = sk_compact_check_keys(batch, len, &h, &b->scratch, &err);

@@ -301,39 +301,39 @@ end
 function M.each_record(on_record, ctx, n, mt, cur, fns)
 	local fill, own, other = fns.fill, fns.own, fns.other
 	local reuse = not M.rec_escapes(on_record)
-	local vals, base, have = {}, 0, 0
+	local vals, i, rec = {}, 0, nil
 	local drops, nd = {}, 0
-	local spare
-	for i = 1, n do
-		if i > base + have then
-			base, have = i - 1, fill(vals, i)
-		end
-		local v = vals[i - base] or nil
-		local rec = spare
-		if rec then
-			cur[1], cur[2] = i, rec
-			rec.value = v
-		else
-			rec = setmetatable({ value = v }, mt)
-			cur[1], cur[2] = i, rec
-		end
-		local r = on_record(rec, ctx)
-		local dirty = cur[3]
-		if r == rec then
-			if dirty or rec.value ~= v then
-				cur[3] = false
-				own(i, rec, v)
-			end
-		else
-			cur[3] = false
-			if r == nil or r == false then
-				nd = nd + 1
-				drops[nd] = i
+	while i < n do
+		for k = 1, fill(vals, i + 1) do
+			i = i + 1
+			local v = vals[k] or nil
+			if rec then
+				rec.value = v
 			else
-				other(i, r)
+				rec = setmetatable({ value = v }, mt)
+				cur[2] = rec
+			end
+			cur[1] = i
+			local r = on_record(rec, ctx)
+			local dirty = cur[3]
+			if r == rec then
+				if dirty or rec.value ~= v then
+					cur[3] = false
+					own(i, rec, v)
+				end
+			else
+				cur[3] = false
+				if r == nil or r == false then
+					nd = nd + 1
+					drops[nd] = i
+				else
+					other(i, r)
+				end
+			end
+			if dirty or not reuse then
+				rec = nil
 			end
 		end
-		spare = reuse and not dirty and rec or nil
 	end
 	cur[2] = nil
 	return drops, nd

@@ -382,6 +382,51 @@ ok(len(answers) == 3 and all(a[0] == 200 for a in answers),
 r7 = raw_produce(b"g", 7)
 is_(values("swap", count=7)[5:], ["v3:f", "v4:g"],
     "v3 ran while the looping script compiled, v4 after the reloads")
+
+# --- a hooked batch's records are checked on the hook worker ---------------
+# The loop checks a hooked batch's header and CRC; its records are checked
+# where they are decoded for the hooks, with the codes the loop would give.
+import gzip  # noqa: E402
+
+V = [b"a", b"bb", b"ccc"]
+CORRUPT = 2
+
+
+def raw_batch(batch, corr):
+    sock.sendall(kreq(0, 3, corr, produce_request("swap", 0, batch,
+                                                  acks=1)))
+    r = parse_produce_response(recv_frame(sock, 10))
+    return r[0][2] if r else None
+
+
+bad = [
+    ("recordsCount larger than the records",
+     record_batch(V, count=4, last_offset_delta=3), INVALID_RECORD),
+    ("recordsCount of 2^31-1 over 3 records",
+     record_batch(V, count=2**31 - 1, last_offset_delta=2**31 - 2),
+     INVALID_RECORD),
+    ("a record length past the batch end",
+     record_batch([b"x"], records_blob=zigzag(100) + b"\x00\x00\x00"),
+     INVALID_RECORD),
+    ("offset deltas not 0, 1, 2",
+     record_batch(V, records_blob=record_batch(V[:1])[61:] * 3),
+     INVALID_RECORD),
+    ("gzip that does not decompress",
+     record_batch(V, attributes=1, records_blob=b"not gzip"), CORRUPT),
+    ("gzip of malformed records",
+     record_batch(V, attributes=1,
+                  records_blob=gzip.compress(b"\x01\x02garbage")),
+     INVALID_RECORD),
+]
+for k, (name, batch, code) in enumerate(bad):
+    got = raw_batch(batch, 100 + k)
+    is_(got, code, "hooked topic, %s: refused with %d" % (name, code))
+is_(raw_batch(record_batch(V), 120), 0,
+    "the connection then produces a good batch")
+is_(raw_batch(record_batch(V, attributes=1,
+                           records_blob=gzip.compress(
+                               record_batch(V)[61:])), 121), 0,
+    "and a good gzip batch, decompressed once, on the worker")
 sock.close()
 
 # --- acks=0: a refusal closes the connection ------------------------------

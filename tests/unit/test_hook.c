@@ -307,6 +307,61 @@ static void test_batch_api(void)
 	sk_hook_recs_free(&rs);
 	sk_hook_script_unref(s);
 
+	/*
+	 * A record is kept for the undo on its first change only: changed
+	 * twice, it must come back as it was before the first.
+	 */
+	s = compile("return { on_batch = function(b)\n"
+		    "  b:set_value(1, 'X') b:set_value(1, 'Y') b:drop(1)\n"
+		    "  error('late') end }\n",
+		    &err);
+	ok(s != NULL, "on_batch compiled (%s)", err.msg);
+	recs_of(&rs, vals, 3);
+	sk_hook_run_records(s, 0, &call, &rs, &res);
+	ok(res.status == SK_HOOK_ERROR && rs.r[0].value[0] == 'a' &&
+		   !rs.r[0].changed && !rs.r[0].dropped,
+	   "a record changed three times is put back as it was");
+	sk_hook_recs_free(&rs);
+	sk_hook_script_unref(s);
+
+	/*
+	 * The same through on_record: a value and a header changed, a
+	 * dropped record, and one an earlier hook of the chain had dropped.
+	 */
+	{
+		const char *v5[5] = { "a", "b", "c", "d", "e" };
+
+		s = compile("return { on_record = function(rec)\n"
+			    "  if rec.value == 'a' then rec.value = 'A' "
+			    "rec.headers = { h = 'x' } return rec end\n"
+			    "  if rec.value == 'b' then return nil end\n"
+			    "  if rec.value == 'e' then error('late') end\n"
+			    "  rec.timestamp = 5 return rec end }\n",
+			    &err);
+		ok(s != NULL, "on_record compiled (%s)", err.msg);
+		recs_of(&rs, v5, 5);
+		rs.r[2].dropped = true; /* an earlier hook's drop */
+		sk_hook_run_records(s, 0, &call, &rs, &res);
+		is(res.status, SK_HOOK_ERROR, "a late error in on_record");
+		ok(rs.r[0].value_len == 1 && rs.r[0].value[0] == 'a' &&
+			   rs.r[0].n_hdrs == 0 && !rs.r[0].changed,
+		   "value and headers changed: put back as they were");
+		ok(!rs.r[1].dropped && rs.r[2].dropped,
+		   "drops are undone, an earlier hook's drop stays");
+		ok(rs.r[3].timestamp == 1003 && !rs.r[3].changed,
+		   "a later change is undone too");
+		sk_hook_recs_free(&rs);
+		recs_of(&rs, v5, 4);
+		sk_hook_run_records(s, 0, &call, &rs, &res);
+		is(res.status, SK_HOOK_OK, "without the failing record (%s)",
+		   res.msg);
+		ok(rs.r[0].value[0] == 'A' && rs.r[0].n_hdrs == 1 &&
+			   rs.r[1].dropped && rs.r[3].timestamp == 5,
+		   "the same changes stay when the call succeeds");
+		sk_hook_recs_free(&rs);
+		sk_hook_script_unref(s);
+	}
+
 	s = compile("local saved\n"
 		    "return { on_batch = function(b)\n"
 		    "  if saved then saved:drop(1) end\n"
