@@ -208,8 +208,9 @@ void sk_hook_run_retain(struct sk_hook_script *s, int slot,
 			struct sk_hook_res *res);
 
 /*
- * host.json(null, array_mt) -> decode, encode (hook_json.c): skald.json
- * in C, with the rules and errors of the Lua codec in skald.lua.
+ * host.json(null, array_mt) -> decode, encode, get, set (hook_json.c):
+ * skald.json in C, with the rules and errors of the Lua codec in
+ * skald.lua.
  */
 struct lua_State;
 int sk_hook_json_open(struct lua_State *L);
@@ -227,6 +228,23 @@ void sk_hook_json_encode_with(struct lua_State *L, int idx,
 			      void (*sink)(struct lua_State *L, void *arg,
 					   const char *p, size_t n),
 			      void *arg);
+/*
+ * skald.json.get and skald.json.set on the text p[0..n), for C functions
+ * with the same upvalues. get_with pushes the values of the n_names
+ * fields named at stack slots first...; set_with takes n_args (name,
+ * value) arguments from slot first to the top of the stack and hands the
+ * new text to sink (which must copy it). Errors as the Lua functions'.
+ * tag (0: none) says that p and n identify the same text for as long as
+ * it is used: a set_with after a get_with with the same tag, p and n
+ * reuses its walk of the object.
+ */
+void sk_hook_json_get_with(struct lua_State *L, const char *p, size_t n,
+			   int first, int n_names, uint64_t tag);
+void sk_hook_json_set_with(struct lua_State *L, const char *p, size_t n,
+			   int first, int n_args, uint64_t tag,
+			   void (*sink)(struct lua_State *L, void *arg,
+					const char *p, size_t n),
+			   void *arg);
 
 /* ------------------------------------------------------------------ */
 /* Chains, policies, breaker, metrics, reload (hook_chain.c) */

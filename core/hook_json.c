@@ -10,7 +10,10 @@
  *    is an error, null is the null value, arrays carry the array mark;
  *  - encode writes integers up to 2^53 as integers, other numbers with
  *    the fewest of 14..17 digits that read back the same, object keys
- *    sorted bytewise, marked or 1..n-keyed tables as arrays.
+ *    sorted bytewise, marked or 1..n-keyed tables as arrays;
+ *  - get and set read and replace top-level fields of an object: they
+ *    walk it as decode would (same errors, named get or set) but decode
+ *    only the values asked for, and set copies every other byte.
  *
  * Scratch memory (the output, unescaped strings, the key stack of the
  * objects being encoded) lives in one userdata per state, allocated with
@@ -48,12 +51,30 @@ struct js_key {
 /* Keys of an object whose values stay on the stack while it is encoded. */
 #define JS_STACK_KEYS 32
 
+/* A member of an object get or set walked: offsets in its text. */
+struct js_member {
+	size_t ks, ke; /* the key's opening quote, and after its closing one */
+	size_t vs, ve; /* the value's start, and after its end */
+	bool plain;    /* the key has no escapes */
+	int pair;      /* set: the (name, value) pair naming it, or -1 */
+};
+
 /* The per-state scratch (userdata "skald.json.scratch"). */
 struct js_scratch {
 	char *buf;
 	size_t len, cap;
 	struct js_key *keys; /* stack of the objects being encoded */
 	size_t n_keys, cap_keys;
+	/*
+	 * The members of the object walked last, and what identifies its
+	 * text (see sk_hook_json_get_with): set reuses them after a get of
+	 * the same text.
+	 */
+	struct js_member *mem;
+	size_t n_mem, cap_mem;
+	uint64_t walk_tag; /* 0: none */
+	const void *walk_p;
+	size_t walk_n, walk_close;
 };
 
 static void *js_grow(lua_State *L, void *p, size_t *cap, size_t need,
@@ -87,6 +108,8 @@ static int js_scratch_gc(lua_State *L)
 		f(ud, s->buf, s->cap, 0);
 	if (s->keys)
 		f(ud, s->keys, s->cap_keys * sizeof(*s->keys), 0);
+	if (s->mem)
+		f(ud, s->mem, s->cap_mem * sizeof(*s->mem), 0);
 	memset(s, 0, sizeof(*s));
 	return 0;
 }
@@ -153,12 +176,13 @@ struct js_dec {
 	struct js_scratch *s;
 	const unsigned char *p; /* the text */
 	size_t n;
+	const char *who; /* "skald.json.decode", for errors */
+	bool skip;	 /* check the syntax, push nothing */
 };
 
 static int js_fail(struct js_dec *d, size_t at, const char *what)
 {
-	lua_pushfstring(d->L, "skald.json.decode: %s at byte %d", what,
-			(int)(at + 1));
+	lua_pushfstring(d->L, "%s: %s at byte %d", d->who, what, (int)(at + 1));
 	return lua_error(d->L);
 }
 
@@ -230,8 +254,13 @@ static void js_utf8(lua_State *L, struct js_scratch *s, unsigned long cp)
 	js_put(L, s, b, n);
 }
 
-/* The string whose opening quote is at i: pushed; returns the next. */
-static size_t js_string(struct js_dec *d, size_t i)
+/*
+ * The string whose opening quote is at i, unescaped: *out points into
+ * the text when it has no escapes, else into the scratch buffer (valid
+ * until the scratch is next used). Returns the index after it.
+ */
+static size_t js_string_bytes(struct js_dec *d, size_t i, const char **out,
+			      size_t *out_n)
 {
 	size_t pos = i + 1, j;
 	bool parts = false;
@@ -245,11 +274,12 @@ static size_t js_string(struct js_dec *d, size_t i)
 		c = d->p[j];
 		if (c == '"') {
 			if (!parts) {
-				lua_pushlstring(d->L, (const char *)d->p + pos,
-						j - pos);
+				*out = (const char *)d->p + pos;
+				*out_n = j - pos;
 			} else {
 				js_put(d->L, d->s, d->p + pos, j - pos);
-				lua_pushlstring(d->L, d->s->buf, d->s->len);
+				*out = d->s->buf;
+				*out_n = d->s->len;
 			}
 			return j + 1;
 		}
@@ -317,6 +347,18 @@ static size_t js_string(struct js_dec *d, size_t i)
 	}
 }
 
+/* The string whose opening quote is at i: pushed; returns the next. */
+static size_t js_string(struct js_dec *d, size_t i)
+{
+	const char *p;
+	size_t n;
+
+	i = js_string_bytes(d, i, &p, &n);
+	if (!d->skip)
+		lua_pushlstring(d->L, p, n);
+	return i;
+}
+
 static size_t js_value(struct js_dec *d, size_t i, int depth);
 
 static size_t js_array(struct js_dec *d, size_t i, int depth)
@@ -324,9 +366,11 @@ static size_t js_array(struct js_dec *d, size_t i, int depth)
 	lua_State *L = d->L;
 	int n = 0;
 
-	lua_createtable(L, 0, 0);
-	lua_pushvalue(L, UV_ARRAYMT);
-	lua_setmetatable(L, -2);
+	if (!d->skip) {
+		lua_createtable(L, 0, 0);
+		lua_pushvalue(L, UV_ARRAYMT);
+		lua_setmetatable(L, -2);
+	}
 	i = js_skip(d, i + 1);
 	if (js_byte(d, i) == ']')
 		return i + 1;
@@ -334,7 +378,8 @@ static size_t js_array(struct js_dec *d, size_t i, int depth)
 		int c;
 
 		i = js_value(d, i, depth);
-		lua_rawseti(L, -2, ++n);
+		if (!d->skip)
+			lua_rawseti(L, -2, ++n);
 		i = js_skip(d, i);
 		c = js_byte(d, i);
 		if (c == ']')
@@ -349,7 +394,8 @@ static size_t js_object(struct js_dec *d, size_t i, int depth)
 {
 	lua_State *L = d->L;
 
-	lua_createtable(L, 0, 4);
+	if (!d->skip)
+		lua_createtable(L, 0, 4);
 	i = js_skip(d, i + 1);
 	if (js_byte(d, i) == '}')
 		return i + 1;
@@ -362,7 +408,8 @@ static size_t js_object(struct js_dec *d, size_t i, int depth)
 		if (js_byte(d, i) != ':')
 			js_fail(d, i, "expected ':'");
 		i = js_value(d, js_skip(d, i + 1), depth);
-		lua_rawset(L, -3);
+		if (!d->skip)
+			lua_rawset(L, -3);
 		i = js_skip(d, i);
 		c = js_byte(d, i);
 		if (c == '}')
@@ -398,20 +445,24 @@ static size_t js_value(struct js_dec *d, size_t i, int depth)
 	if (c == '{' || c == '[') {
 		if (depth >= JS_MAX_DEPTH)
 			js_fail(d, i, "nesting too deep");
-		luaL_checkstack(d->L, 4, "skald.json.decode");
+		if (!d->skip)
+			luaL_checkstack(d->L, 4, d->who);
 		return c == '{' ? js_object(d, i, depth + 1)
 				: js_array(d, i, depth + 1);
 	}
 	if (c == 't' && js_word(d, i, "true", 4)) {
-		lua_pushboolean(d->L, 1);
+		if (!d->skip)
+			lua_pushboolean(d->L, 1);
 		return i + 4;
 	}
 	if (c == 'f' && js_word(d, i, "false", 5)) {
-		lua_pushboolean(d->L, 0);
+		if (!d->skip)
+			lua_pushboolean(d->L, 0);
 		return i + 5;
 	}
 	if (c == 'n' && js_word(d, i, "null", 4)) {
-		lua_pushvalue(d->L, UV_NULL);
+		if (!d->skip)
+			lua_pushvalue(d->L, UV_NULL);
 		return i + 4;
 	}
 	start = i + (c == '-');
@@ -431,6 +482,8 @@ static size_t js_value(struct js_dec *d, size_t i, int depth)
 		    d->p[k - 1] <= '9')
 			e = k;
 	}
+	if (d->skip)
+		return e;
 	if (e - start <= 15 && memchr(d->p + start, '.', e - start) == NULL &&
 	    memchr(d->p + start, 'e', e - start) == NULL &&
 	    memchr(d->p + start, 'E', e - start) == NULL) {
@@ -466,6 +519,8 @@ static void js_decode_buf(lua_State *L, const char *p, size_t n)
 	d.s = lua_touserdata(L, UV_SCRATCH);
 	d.p = (const unsigned char *)p;
 	d.n = n;
+	d.who = "skald.json.decode";
+	d.skip = false;
 	i = js_value(&d, js_skip(&d, 0), 0);
 	i = js_skip(&d, i);
 	if (i < d.n)
@@ -806,9 +861,295 @@ void sk_hook_json_encode_with(lua_State *L, int idx,
 	js_trim(L, s);
 }
 
+/* ------------------------------------------------------------------ */
+/* Fields of an object: get and set */
+
+/* Field names per call of get or set. */
+#define JS_MAX_FIELDS 64
+
+/* The names of a get or set call, checked: strings, not too many. */
+struct js_names {
+	int n;
+	const char *p[JS_MAX_FIELDS];
+	size_t len[JS_MAX_FIELDS];
+};
+
+/* The count names at first, first + step, ... */
+static void js_names_of(lua_State *L, const char *who, int first, int step,
+			int count, struct js_names *nm)
+{
+	if (count > JS_MAX_FIELDS)
+		js_raise(L, "%s: at most %d fields at once", who,
+			 JS_MAX_FIELDS);
+	for (int j = 0; j < count; j++) {
+		int idx = first + j * step;
+
+		if (lua_type(L, idx) != LUA_TSTRING)
+			js_raise(L, "%s: field names must be strings, got %s",
+				 who, luaL_typename(L, idx));
+		nm->p[j] = lua_tolstring(L, idx, &nm->len[j]);
+	}
+	nm->n = count;
+}
+
+static bool js_name_is(const struct js_names *nm, int j, const char *k,
+		       size_t kn)
+{
+	return nm->len[j] == kn && memcmp(nm->p[j], k, kn) == 0;
+}
+
+/* Parse the member value at vs (decoding it or not); returns its end. */
+typedef size_t (*js_value_fn)(struct js_dec *d, const char *k, size_t kn,
+			      size_t vs, void *arg);
+
 /*
- * host.json(null, array_mt) -> decode, encode: the codec bound to the
- * skald module's null value and array metatable.
+ * Walk the object that is the whole text, checking all of it as decode
+ * would, into the scratch's members; value (or NULL: skip) parses each
+ * member's value, its key unescaped in k (valid until the value is
+ * parsed). tag (0: none) marks the walk for set to reuse.
+ */
+static void js_walk(struct js_dec *d, js_value_fn value, void *arg,
+		    uint64_t tag)
+{
+	struct js_scratch *s = d->s;
+	size_t i = js_skip(d, 0);
+	int c;
+
+	s->walk_tag = 0;
+	s->n_mem = 0;
+	if (js_byte(d, i) != '{')
+		js_raise(d->L, "%s: not a JSON object", d->who);
+	i = js_skip(d, i + 1);
+	if (js_byte(d, i) != '}') {
+		for (;;) {
+			struct js_member *m;
+			const char *k;
+			size_t kn, ks = i, ke, vs, ve;
+
+			if (js_byte(d, i) != '"')
+				js_fail(d, i, "expected a string key");
+			ke = js_string_bytes(d, i, &k, &kn);
+			i = js_skip(d, ke);
+			if (js_byte(d, i) != ':')
+				js_fail(d, i, "expected ':'");
+			vs = js_skip(d, i + 1);
+			ve = value ? value(d, k, kn, vs, arg)
+				   : js_value(d, vs, 1);
+			if (s->n_mem == s->cap_mem)
+				s->mem = js_grow(d->L, s->mem, &s->cap_mem,
+						 s->n_mem + 1, sizeof(*s->mem));
+			m = &s->mem[s->n_mem++];
+			m->ks = ks;
+			m->ke = ke;
+			m->vs = vs;
+			m->ve = ve;
+			m->plain = kn == ke - ks - 2 &&
+				   (const unsigned char *)k == d->p + ks + 1;
+			m->pair = -1;
+			i = js_skip(d, ve);
+			c = js_byte(d, i);
+			if (c == '}')
+				break;
+			if (c != ',')
+				js_fail(d, i, "expected ',' or '}'");
+			i = js_skip(d, i + 1);
+		}
+	}
+	s->walk_close = i;
+	i = js_skip(d, i + 1);
+	if (i < d->n)
+		js_fail(d, i, "trailing characters");
+	s->walk_tag = tag;
+	s->walk_p = d->p;
+	s->walk_n = d->n;
+}
+
+static void js_dec_init(struct js_dec *d, lua_State *L, const char *who,
+			const char *p, size_t n)
+{
+	d->L = L;
+	d->s = lua_touserdata(L, UV_SCRATCH);
+	d->p = (const unsigned char *)p;
+	d->n = n;
+	d->who = who;
+	d->skip = true;
+}
+
+struct js_get {
+	const struct js_names *nm;
+	int base; /* result j is at base + 1 + j */
+};
+
+static size_t js_get_value(struct js_dec *d, const char *k, size_t kn,
+			   size_t vs, void *arg)
+{
+	struct js_get *g = arg;
+	uint64_t want = 0;
+	size_t e;
+
+	for (int j = 0; j < g->nm->n; j++)
+		if (js_name_is(g->nm, j, k, kn))
+			want |= UINT64_C(1) << j;
+	if (!want)
+		return js_value(d, vs, 1);
+	d->skip = false;
+	e = js_value(d, vs, 1);
+	d->skip = true;
+	/* A key given twice: the last one wins, as in decode. */
+	for (int j = 0; j < g->nm->n; j++) {
+		if (!(want >> j & 1))
+			continue;
+		lua_pushvalue(d->L, -1);
+		lua_replace(d->L, g->base + 1 + j);
+	}
+	lua_pop(d->L, 1);
+	return e;
+}
+
+void sk_hook_json_get_with(lua_State *L, const char *p, size_t n, int first,
+			   int n_names, uint64_t tag)
+{
+	struct js_names nm;
+	struct js_get g = { &nm, 0 };
+	struct js_dec d;
+
+	js_names_of(L, "skald.json.get", first, 1, n_names, &nm);
+	luaL_checkstack(L, n_names + 8, "skald.json.get");
+	g.base = lua_gettop(L);
+	for (int j = 0; j < n_names; j++)
+		lua_pushnil(L);
+	js_dec_init(&d, L, "skald.json.get", p, n);
+	js_walk(&d, js_get_value, &g, tag);
+}
+
+/* The pair (name, value) that decides member m: a name's last pair. */
+static int js_pair_of(struct js_dec *d, const struct js_names *nm,
+		      const struct js_member *m)
+{
+	const char *k = (const char *)d->p + m->ks + 1;
+	size_t kn = m->ke - m->ks - 2;
+
+	if (!m->plain)
+		js_string_bytes(d, m->ks, &k, &kn);
+	for (int j = nm->n - 1; j >= 0; j--)
+		if (js_name_is(nm, j, k, kn))
+			return j;
+	return -1;
+}
+
+void sk_hook_json_set_with(lua_State *L, const char *p, size_t n, int first,
+			   int n_args, uint64_t tag,
+			   void (*sink)(lua_State *L, void *arg, const char *p,
+					size_t n),
+			   void *arg)
+{
+	struct js_names nm;
+	struct js_scratch *s;
+	struct js_dec d;
+	uint64_t named = 0;
+	size_t from, kept = 0, close;
+
+	js_names_of(L, "skald.json.set", first, 2, (n_args + 1) / 2, &nm);
+	luaL_checkstack(L, 8, "skald.json.set");
+	if (n_args % 2)
+		lua_pushnil(L); /* the last name's value */
+	js_dec_init(&d, L, "skald.json.set", p, n);
+	s = d.s;
+	if (!tag || s->walk_tag != tag || s->walk_p != (const void *)p ||
+	    s->walk_n != n)
+		js_walk(&d, NULL, NULL, 0);
+	close = s->walk_close;
+	for (size_t m = 0; m < s->n_mem; m++) {
+		s->mem[m].pair = js_pair_of(&d, &nm, &s->mem[m]);
+		if (s->mem[m].pair >= 0)
+			named |= UINT64_C(1) << s->mem[m].pair;
+	}
+	/*
+	 * The text as it was, but for the named members: a value replaced,
+	 * or with a nil value the member and one comma removed; names not
+	 * found are added at the end. Blanks are kept where members are.
+	 */
+	s->walk_tag = 0; /* the output may overwrite what it points to */
+	s->len = 0;
+	s->n_keys = 0;
+	js_put(L, s, p, s->n_mem ? s->mem[0].ks : close);
+	for (size_t m = 0; m < s->n_mem; m++) {
+		struct js_member mm = s->mem[m];
+		int vi = mm.pair >= 0 ? first + 2 * mm.pair + 1 : 0;
+
+		if (vi && lua_isnil(L, vi))
+			continue;
+		if (kept++)
+			js_put(L, s, p + s->mem[m - 1].ve,
+			       mm.ks - s->mem[m - 1].ve);
+		if (vi) {
+			js_put(L, s, p + mm.ks, mm.vs - mm.ks);
+			js_enc_value(L, s, vi, 1);
+		} else {
+			js_put(L, s, p + mm.ks, mm.ve - mm.ks);
+		}
+	}
+	for (int j = 0; j < nm.n; j++) {
+		bool last = true;
+
+		for (int l = j + 1; l < nm.n && last; l++)
+			last = !js_name_is(&nm, l, nm.p[j], nm.len[j]);
+		if ((named >> j & 1) || lua_isnil(L, first + 2 * j + 1) ||
+		    !last)
+			continue;
+		if (kept++)
+			js_putc(L, s, ',');
+		js_enc_string(L, s, nm.p[j], nm.len[j]);
+		js_putc(L, s, ':');
+		js_enc_value(L, s, first + 2 * j + 1, 1);
+	}
+	from = s->n_mem ? s->mem[s->n_mem - 1].ve : close;
+	js_put(L, s, p + from, n - from);
+	sink(L, arg, s->buf, s->len);
+	js_trim(L, s);
+}
+
+/* json.get(text, name, ...) -> the named fields' values */
+static int js_get(lua_State *L)
+{
+	int names = lua_gettop(L) - 1;
+	const char *p;
+	size_t n;
+
+	if (lua_type(L, 1) != LUA_TSTRING)
+		return luaL_error(L,
+				  "skald.json.get: expected a string, got %s",
+				  luaL_typename(L, 1));
+	p = lua_tolstring(L, 1, &n);
+	sk_hook_json_get_with(L, p, n, 2, names, 0);
+	return names;
+}
+
+static void js_push_text(lua_State *L, void *arg, const char *p, size_t n)
+{
+	(void)arg;
+	lua_pushlstring(L, p, n);
+}
+
+/* json.set(text, name, value, ...) -> the text with those fields set */
+static int js_set(lua_State *L)
+{
+	const char *p;
+	size_t n;
+
+	if (lua_type(L, 1) != LUA_TSTRING)
+		return luaL_error(L,
+				  "skald.json.set: expected a string, got %s",
+				  luaL_typename(L, 1));
+	p = lua_tolstring(L, 1, &n);
+	sk_hook_json_set_with(L, p, n, 2, lua_gettop(L) - 1, 0, js_push_text,
+			      NULL);
+	return 1;
+}
+
+/*
+ * host.json(null, array_mt) -> decode, encode, get, set: the codec bound
+ * to the skald module's null value and array metatable.
  */
 int sk_hook_json_open(lua_State *L)
 {
@@ -835,5 +1176,13 @@ int sk_hook_json_open(lua_State *L)
 	lua_pushvalue(L, 2);
 	lua_pushvalue(L, 3);
 	lua_pushcclosure(L, js_encode, 3);
-	return 2;
+	lua_pushvalue(L, 1);
+	lua_pushvalue(L, 2);
+	lua_pushvalue(L, 3);
+	lua_pushcclosure(L, js_get, 3);
+	lua_pushvalue(L, 1);
+	lua_pushvalue(L, 2);
+	lua_pushvalue(L, 3);
+	lua_pushcclosure(L, js_set, 3);
+	return 4;
 }

@@ -414,7 +414,8 @@ void sk_hook_chain_process(const struct sk_hook_chain *c, int slot,
 	if (kerr) {
 		out->what = SK_HOOK_OUT_REJECT;
 		out->kerr = (int16_t)kerr;
-		snprintf(out->err, sizeof(out->err), "refused: %s", err.msg);
+		snprintf(out->err, sizeof(out->err), "refused: %.400s",
+			 err.msg);
 		goto out;
 	}
 	/* The originals are only needed for dead letters. */
@@ -569,7 +570,8 @@ static void pass_through(struct hk_job *job)
 	out->what = kerr ? SK_HOOK_OUT_REJECT : SK_HOOK_OUT_ORIGINAL;
 	out->kerr = (int16_t)kerr;
 	if (kerr)
-		snprintf(out->err, sizeof(out->err), "refused: %s", err.msg);
+		snprintf(out->err, sizeof(out->err), "refused: %.400s",
+			 err.msg);
 }
 
 static void job_run(struct sk_job *j)

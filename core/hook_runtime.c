@@ -1286,6 +1286,42 @@ static int b_set_value_json(lua_State *L)
 	return 0;
 }
 
+/*
+ * batch:json_get(i, name, ...) and batch:set_json(i, name, value, ...):
+ * skald.json.get and set_value of skald.json.set on the value, without
+ * the value's text becoming a Lua string. A null value has no fields;
+ * setting one is an error.
+ */
+static int b_json_get(lua_State *L)
+{
+	const struct sk_hook_rec *r = batch_rec(L);
+	int names = lua_gettop(L) - 2;
+
+	if (r->value_len < 0) {
+		luaL_checkstack(L, names, "json_get");
+		for (int j = 0; j < names; j++)
+			lua_pushnil(L);
+		return names;
+	}
+	sk_hook_json_get_with(L, (const char *)r->value, (size_t)r->value_len,
+			      3, names, batch_call(L)->st->gen);
+	return names;
+}
+
+static int b_set_json(lua_State *L)
+{
+	struct hk_json_sink k;
+
+	k.r = batch_rec_w(L, &k.c);
+	if (k.r->value_len < 0)
+		return luaL_error(L, "set_json: the value of record %d is null",
+				  (int)lua_tointeger(L, 2));
+	sk_hook_json_set_with(L, (const char *)k.r->value,
+			      (size_t)k.r->value_len, 3, lua_gettop(L) - 2,
+			      k.c->st->gen, json_to_value, &k);
+	return 0;
+}
+
 /* clang-format off */
 static const luaL_Reg batch_methods[] = {
 	{ "count", b_count },
@@ -1353,17 +1389,26 @@ static int setup_c(lua_State *L)
 	luaL_register(L, NULL, batch_methods);
 	lua_getfield(L, LUA_REGISTRYINDEX, SK_HOOK_JSON_REG);
 	if (lua_isfunction(L, -1)) {
+		static const struct {
+			const char *name;
+			lua_CFunction fn;
+		} json_methods[] = {
+			{ "value_json", b_value_json },
+			{ "set_value_json", b_set_value_json },
+			{ "json_get", b_json_get },
+			{ "set_json", b_set_json },
+		};
 		int f = lua_gettop(L);
 
 		for (int i = 1; i <= 3; i++)
 			lua_getupvalue(L, f, i);
-		lua_pushvalue(L, f + 1);
-		lua_pushvalue(L, f + 2);
-		lua_pushvalue(L, f + 3);
-		lua_pushcclosure(L, b_value_json, 3);
-		lua_setfield(L, f - 1, "value_json");
-		lua_pushcclosure(L, b_set_value_json, 3);
-		lua_setfield(L, f - 1, "set_value_json");
+		for (size_t m = 0; m < SK_ARRAY_SIZE(json_methods); m++) {
+			for (int i = 1; i <= 3; i++)
+				lua_pushvalue(L, f + i);
+			lua_pushcclosure(L, json_methods[m].fn, 3);
+			lua_setfield(L, f - 1, json_methods[m].name);
+		}
+		lua_pop(L, 3);
 	}
 	lua_pop(L, 1);
 	lua_setfield(L, -2, "__index");

@@ -28,6 +28,7 @@ local byte, char, find, format, gsub, sub =
 	string.byte, string.char, string.find, string.format, string.gsub,
 	string.sub
 local concat, sort = table.concat, table.sort
+local unpack = unpack or table.unpack
 local floor, huge = math.floor, math.huge
 local tonumber, tostring, type, pairs, next, select, error, setmetatable,
 	getmetatable = tonumber, tostring, type, pairs, next, select, error,
@@ -58,8 +59,11 @@ end
 
 -- Decoding ---------------------------------------------------------------
 
+-- Errors name the function called: decode, get or set.
+local fail_who = "skald.json.decode"
+
 local function fail(i, what)
-	error(format("skald.json.decode: %s at byte %d", what, i), 0)
+	error(format("%s: %s at byte %d", fail_who, what, i), 0)
 end
 
 local escapes = {
@@ -234,6 +238,7 @@ function json.decode(s)
 	if type(s) ~= "string" then
 		error("skald.json.decode: expected a string, got " .. type(s), 2)
 	end
+	fail_who = "skald.json.decode"
 	local v, i = decode_value(s, skip(s, 1), 0)
 	i = skip(s, i)
 	if i <= #s then
@@ -367,10 +372,151 @@ function json.encode(v)
 	return concat(out, "", 1, n)
 end
 
+-- Fields of an object ---------------------------------------------------
+-- json.get(s, name, ...) gives the values of top-level fields of the
+-- object s; json.set(s, name, value, ...) gives s with those fields set
+-- (a nil value removes one, a name not there is added at the end) and
+-- every other byte as it was: key order, blanks, numbers as written.
+-- Both check all of s as decode does.
+
+local MAX_FIELDS = 64
+
+local function check_names(who, step, ...)
+	local n = select("#", ...)
+	local count = step == 1 and n or floor((n + 1) / 2)
+	if count > MAX_FIELDS then
+		error(format("%s: at most %d fields at once", who, MAX_FIELDS), 0)
+	end
+	for j = 1, count do
+		local name = select(1 + (j - 1) * step, ...)
+		if type(name) ~= "string" then
+			error(format("%s: field names must be strings, got %s", who,
+				type(name)), 0)
+		end
+	end
+	return count
+end
+
+-- The members of the object that is all of s (byte positions: the key's
+-- opening quote, the value's start and the position after it), and the
+-- position of the closing brace.
+local function walk(s, who)
+	fail_who = who
+	local i = skip(s, 1)
+	if byte(s, i) ~= 123 then
+		error(who .. ": not a JSON object", 0)
+	end
+	local members, n = {}, 0
+	i = skip(s, i + 1)
+	if byte(s, i) ~= 125 then
+		while true do
+			if byte(s, i) ~= 34 then
+				fail(i, "expected a string key")
+			end
+			local ks, k = i, nil
+			k, i = decode_string(s, i)
+			i = skip(s, i)
+			if byte(s, i) ~= 58 then
+				fail(i, "expected ':'")
+			end
+			local vs = skip(s, i + 1)
+			local v, ve = decode_value(s, vs, 1)
+			n = n + 1
+			members[n] = { key = k, value = v, ks = ks, vs = vs, ve = ve }
+			i = skip(s, ve)
+			local c = byte(s, i)
+			if c == 125 then
+				break
+			elseif c ~= 44 then
+				fail(i, "expected ',' or '}'")
+			end
+			i = skip(s, i + 1)
+		end
+	end
+	local close = i
+	i = skip(s, i + 1)
+	if i <= #s then
+		fail(i, "trailing characters")
+	end
+	return members, n, close
+end
+
+function json.get(s, ...)
+	if type(s) ~= "string" then
+		error("skald.json.get: expected a string, got " .. type(s), 2)
+	end
+	local count = check_names("skald.json.get", 1, ...)
+	local members, n = walk(s, "skald.json.get")
+	local out = {}
+	for j = 1, count do
+		local name = select(j, ...)
+		for m = n, 1, -1 do -- a key given twice: the last one wins
+			if members[m].key == name then
+				out[j] = members[m].value
+				break
+			end
+		end
+	end
+	return unpack(out, 1, count)
+end
+
+function json.set(s, ...)
+	if type(s) ~= "string" then
+		error("skald.json.set: expected a string, got " .. type(s), 2)
+	end
+	local np = check_names("skald.json.set", 2, ...)
+	local args = { ... }
+	local members, n, close = walk(s, "skald.json.set")
+	local last = {} -- a name given twice: its last pair decides
+	for j = 1, np do
+		last[args[2 * j - 1]] = j
+	end
+	local out, no, kept, named = {}, 1, 0, {}
+	out[1] = sub(s, 1, (n > 0 and members[1].ks or close) - 1)
+	for m = 1, n do
+		local mm = members[m]
+		local j = last[mm.key]
+		if j then
+			named[j] = true
+		end
+		if not j or args[2 * j] ~= nil then
+			if kept > 0 then
+				no = no + 1
+				out[no] = sub(s, members[m - 1].ve, mm.ks - 1)
+			end
+			kept = kept + 1
+			no = no + 1
+			if j then
+				out[no] = sub(s, mm.ks, mm.vs - 1)
+				no = encode_value(args[2 * j], 1, out, no)
+			else
+				out[no] = sub(s, mm.ks, mm.ve - 1)
+			end
+		end
+	end
+	for j = 1, np do
+		local name, v = args[2 * j - 1], args[2 * j]
+		if not named[j] and v ~= nil and last[name] == j then
+			if kept > 0 then
+				no = no + 1
+				out[no] = ","
+			end
+			kept = kept + 1
+			no = no + 1
+			out[no] = encode_string(name) .. ":"
+			no = encode_value(v, 1, out, no)
+		end
+	end
+	no = no + 1
+	out[no] = sub(s, n > 0 and members[n].ve or close)
+	return concat(out, "", 1, no)
+end
+
 -- The broker's C codec (core/hook_json.c): the same rules and errors,
 -- bound to this module's null and array mark. The SDK keeps the Lua one.
 if host.json then
-	json.decode, json.encode = host.json(null, array_mt)
+	json.decode, json.encode, json.get, json.set =
+		host.json(null, array_mt)
 end
 
 -- Log and clock ----------------------------------------------------------

@@ -325,6 +325,51 @@ static void test_batch_api(void)
 	sk_hook_script_unref(s);
 
 	/*
+	 * batch:json_get and batch:set_json. set_json reuses json_get's walk
+	 * of the same record's text only: here a walk of another record, a
+	 * changed value and a failed walk come in between.
+	 */
+	{
+		const char *v4[4] = { "{\"a\":1}", "{ \"a\" : 2 }", "-",
+				      "{\"a\":1" };
+
+		s = compile(
+			"return { on_batch = function(b)\n"
+			"  local a = b:json_get(1, 'a')\n"
+			"  assert(b:json_get(2, 'a') == 2)\n"
+			"  b:set_json(1, 'a', a + 1)\n"
+			"  b:set_json(2, 'a', b:json_get(2, 'a') * 10)\n"
+			"  b:set_json(2, 'b', 'y')\n"
+			"  assert(select('#', b:json_get(3, 'a', 'b')) == 2)\n"
+			"  assert(b:json_get(3, 'a') == nil)\n"
+			"  assert(not pcall(b.set_json, b, 3, 'a', 1))\n"
+			"  assert(not pcall(b.json_get, b, 4, 'a'))\n"
+			"  b:set_json(1, 'c', skald.json.null)\n"
+			"end }\n",
+			&err);
+		ok(s != NULL, "json_get/set_json compiled (%s)", err.msg);
+		recs_of(&rs, v4, 4);
+		rs.r[2].value = NULL;
+		rs.r[2].value_len = -1;
+		sk_hook_run_records(s, 0, &call, &rs, &res);
+		is(res.status, SK_HOOK_OK, "json_get/set_json ran (%s)",
+		   res.msg);
+		ok(rs.r[0].changed && rs.r[0].value_len == 16 &&
+			   memcmp(rs.r[0].value, "{\"a\":2,\"c\":null}", 16) ==
+				   0,
+		   "set_json after a walk of another record (%.*s)",
+		   (int)rs.r[0].value_len, (const char *)rs.r[0].value);
+		ok(rs.r[1].value_len == 20 &&
+			   memcmp(rs.r[1].value, "{ \"a\" : 20,\"b\":\"y\" }",
+				  20) == 0,
+		   "set_json after json_get of the same record, then again "
+		   "(%.*s)",
+		   (int)rs.r[1].value_len, (const char *)rs.r[1].value);
+		sk_hook_recs_free(&rs);
+		sk_hook_script_unref(s);
+	}
+
+	/*
 	 * The same through on_record: a value and a header changed, a
 	 * dropped record, and one an earlier hook of the chain had dropped.
 	 */
@@ -1280,7 +1325,23 @@ static const char json_helpers[] =
 	"  local f = assert(loadstring('return ' .. expr))\n"
 	"  local ok, v = pcall(skald.json.encode, f())\n"
 	"  return (ok and 'V:' or 'E:') .. tostring(v)\n"
-	"end\n";
+	"end\n"
+	"local function show(n, ok, ...)\n"
+	"  if not ok then return 'E:' .. tostring((...)) end\n"
+	"  local out = {}\n"
+	"  for i = 1, n - 1 do\n"
+	"    local v = select(i, ...)\n"
+	"    out[i] = v == nil and 'nil' or skald.json.encode(v)\n"
+	"  end\n"
+	"  return 'V:' .. table.concat(out, '|')\n"
+	"end\n"
+	"local function call(fn, expr)\n"
+	"  local f = assert(loadstring('return ' .. expr))\n"
+	"  local function n(...) return select('#', ...), ... end\n"
+	"  return show(n(pcall(fn, f())))\n"
+	"end\n"
+	"function try_get(expr) return call(skald.json.get, expr) end\n"
+	"function try_set(expr) return call(skald.json.set, expr) end\n";
 
 /* A trusted state with the skald module: the C codec or the Lua one. */
 static lua_State *json_state(bool c_codec)
@@ -1439,6 +1500,54 @@ static void test_json_codecs(void)
 		"{ {{{{}}}} }",
 		"coroutine.create(function() end)",
 	};
+	/* g: or s: then json.get's or json.set's arguments, as Lua. */
+	static const char *const fields_in[] = {
+		"g:'{\"a\":1,\"b\":\"x\"}', 'a', 'b', 'c'",
+		"g:'  {\"a\" : [1, {\"x\":null}] , \"a\":2 }  ', 'a'",
+		"g:'{\"a\":[1, {\"x\":null}]}', 'a', 'a'",
+		"g:'{\"a\\u0062\":1}', 'ab'",
+		"g:'[1,2]', 'a'",
+		"g:'  ', 'a'",
+		"g:'', 'a'",
+		"g:'{\"a\":1', 'a'",
+		"g:'{\"a\":1} x', 'a'",
+		"g:'{\"a\":1,}', 'a'",
+		"g:'{\"a\" 1}', 'a'",
+		"g:'{a:1}', 'a'",
+		"g:'{\"a\":tru}', 'b'",
+		"g:'{\"a\":1}', 1",
+		"g:'{\"a\":1}', 'a', nil",
+		"g:5, 'a'",
+		"g:'{}', 'a'",
+		"g:'{\"a\":1}'",
+		"g:'{\"x\":1,\"a\":\"\\ud83d\\ude00\"}', 'a'",
+		"g:'{\"a\":[[[[1]]]],\"b\":{\"c\":{}}}', 'b', 'a'",
+		"g:'{}', unpack((function() local t = {} for i = 1, 65 do "
+		"t[i] = 'n' .. i end return t end)())",
+		"s:'{\"a\":1,\"b\":2}', 'a', 5",
+		"s:' { \"a\" : 1 , \"b\":[1,2], \"c\":\"x\" } ', 'a', 5, "
+		"'c', nil, 'd', 'new'",
+		"s:'{\"a\":1}', 'a', nil",
+		"s:'{}', 'x', {1,2}",
+		"s:'{ }', 'x', skald.json.null",
+		"s:'{\"a\":1,\"b\":2,\"c\":3}', 'b', nil",
+		"s:'{\"a\":1,\"b\":2,\"c\":3}', 'a', nil, 'c', nil",
+		"s:'{\"a\":1 , \"b\":2 ,\"c\":3}', 'a', nil, 'b', nil, 'x', 0",
+		"s:'{\"a\":1,\"a\":2}', 'a', 'z'",
+		"s:'{\"a\":1}', 'a', 2, 'a', 3",
+		"s:'{\"a\":1}', 'b', 2, 'b', nil",
+		"s:'{\"a\":1}', 'b'",
+		"s:'{\"a\\u0062\":1}', 'ab', true",
+		"s:'{\"a\":1}', 'f', function() end",
+		"s:'[1]', 'a', 1",
+		"s:'{\"a\":1,}', 'a', 1",
+		"s:'{\"a\":1}', 'b', {y=1, x={}}",
+		"s:'{\"a\":1}', 'new\"key', 'v\\n'",
+		"s:'{\"a\":1}'",
+		"s:'{\"a\":1}', 2, 3",
+		"s:nil, 'a', 1",
+		"s:'{\"n\":1.50,\"m\":-0}', 'x', 1.5",
+	};
 	lua_State *A = json_state(false), *B = json_state(true);
 	char a[4096], b[4096], deep[1024];
 	int same = 0, total = 0;
@@ -1525,8 +1634,32 @@ static void test_json_codecs(void)
 		else
 			diag("encode %s: Lua '%s', C '%s'", encode_in[i], a, b);
 	}
+	for (size_t i = 0; i < SK_ARRAY_SIZE(fields_in); i++) {
+		const char *fn = fields_in[i][0] == 'g' ? "try_get" : "try_set";
+		const char *in = fields_in[i] + 2;
+
+		json_call(A, fn, in, strlen(in), a, sizeof(a));
+		json_call(B, fn, in, strlen(in), b, sizeof(b));
+		total++;
+		if (strcmp(a, b) == 0)
+			same++;
+		else
+			diag("%s %s: Lua '%s', C '%s'", fn, in, a, b);
+	}
 	is(same, total, "the C codec answers as the Lua codec (%d inputs)",
 	   total);
+	{
+		static const char in[] =
+			"' { \"a\" : 1 , \"b\":[1,2], \"c\":\"x\" } ', "
+			"'a', 5, 'c', nil, 'd', {y=1,x=2}";
+
+		json_call(B, "try_set", in, strlen(in), b, sizeof(b));
+	}
+	is_str(b,
+	       "V:\" { \\\"a\\\" : 5 , \\\"b\\\":[1,2],"
+	       "\\\"d\\\":{\\\"x\\\":2,\\\"y\\\":1} } \"",
+	       "json.set: one value replaced, one removed, one added; every "
+	       "other byte kept");
 	json_call(B, "try_decode", "{\"b\":[],\"a\":null}", 17, b, sizeof(b));
 	is_str(b, "V:{\"a\":null,\"b\":[]}", "[] stays [], null stays null");
 	json_call(B, "try_decode", "[1,", 3, b, sizeof(b));

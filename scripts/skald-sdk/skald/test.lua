@@ -22,6 +22,7 @@ normally, and represents a null header value as false. What it does not
 do: bound CPU time and memory (the broker does), or re-encode batches.
 ]]
 local skald = require("skald")
+local unpack = unpack or table.unpack
 
 local M = {}
 
@@ -192,6 +193,23 @@ local function new_batch(recs, idx, state)
 	function b:set_value_json(i, v)
 		local r = rec(self, i)
 		r.value = skald.json.encode(v)
+	end
+	-- skald.json.get of the value (nils for a null value), and set_value
+	-- of skald.json.set (an error for a null value).
+	function b:json_get(i, ...)
+		local v = rec(self, i).value
+		if v == nil then
+			return unpack({}, 1, select("#", ...))
+		end
+		return skald.json.get(v, ...)
+	end
+	function b:set_json(i, ...)
+		local r = rec(self, i)
+		if r.value == nil then
+			error(("set_json: the value of record %d is null"):format(i),
+				2)
+		end
+		r.value = skald.json.set(r.value, ...)
 	end
 	function b:set_timestamp(i, t)
 		if type(t) ~= "number" then
