@@ -1671,7 +1671,7 @@ static void test_json_codecs(void)
 
 int main(void)
 {
-	plan(96 + 5 + 5 + 3 + 11 + 1 + 3 + 4 + 4 + 4 + 8);
+	plan(110 + 5 + 5 + 3 + 11 + 1 + 3 + 4 + 4 + 4 + 8);
 	test_json_codecs();
 	test_jit_probe();
 	test_sandbox();
