@@ -11,8 +11,9 @@
  *
  * A call's effects go to struct sk_hook_recs (C memory); a failed call is
  * rolled back from the records' states before their first change, so
- * nothing is ever half-applied. Record data reaches Lua as strings and tables built here,
- * never as pointers: user code cannot read memory it was not given.
+ * nothing is ever half-applied. Record data reaches Lua as strings and
+ * tables built here, never as pointers: user code cannot read memory it
+ * was not given.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -42,7 +43,6 @@ extern const char sk_hook_skald_lua[];
 #define HK_MAX_SCRIPT (4u << 20)
 /* Extra setup budget on top of timeout.ms (prelude, top level). */
 #define HK_SETUP_MS 1000
-
 /* Log lines a state may write per second before they are counted. */
 #define HK_LOG_PER_SEC 20
 
