@@ -1341,7 +1341,54 @@ static const char json_helpers[] =
 	"  return show(n(pcall(fn, f())))\n"
 	"end\n"
 	"function try_get(expr) return call(skald.json.get, expr) end\n"
-	"function try_set(expr) return call(skald.json.set, expr) end\n";
+	"function try_set(expr) return call(skald.json.set, expr) end\n"
+	/*
+	 * A random object text (blanks, escaped and repeated keys, nested
+	 * values, now and then a broken byte) and a random get or set on
+	 * it: the same seed gives both states the same call.
+	 */
+	"local R = math.random\n"
+	"local KEYS = { 'a', 'b', 'c', 'a\\\\u0062', 'ab', '' }\n"
+	"local VALS = { '1', '-0.5e3', '\"x\"', '\"\\\\n\"', 'true', "
+	"'null', '[]', '{}', '[1,{\"a\":[2]}]', '{\"a\":1,\"a\":2}' }\n"
+	"local function ws() return ({ '', ' ', '\\n\\t', '  ' })[R(4)] "
+	"end\n"
+	"local function doc()\n"
+	"  local out = { ws(), '{' }\n"
+	"  for m = 1, R(0, 5) do\n"
+	"    if m > 1 then out[#out + 1] = ws() .. ',' end\n"
+	"    out[#out + 1] = ws() .. '\"' .. KEYS[R(#KEYS)] .. '\"' .. ws() "
+	".. ':' .. ws() .. VALS[R(#VALS)] .. ws()\n"
+	"  end\n"
+	"  out[#out + 1] = '}' .. ws()\n"
+	"  local s = table.concat(out)\n"
+	"  if R(10) == 1 then\n"
+	"    local at = R(#s)\n"
+	"    s = s:sub(1, at - 1) .. ('x,:}\"'):sub(R(5), R(5)) .. "
+	"s:sub(at + 1)\n"
+	"  end\n"
+	"  return s\n"
+	"end\n"
+	"local NEW = { 1, 'y', false, skald.json.null, {1, 2}, {k = 'v'} }\n"
+	"function try_random(seed)\n"
+	"  math.randomseed(tonumber(seed))\n"
+	"  local s, names = doc(), {}\n"
+	"  local names_only = { 'a', 'b', 'c', 'ab', 'zz', '' }\n"
+	"  if R(2) == 1 then\n"
+	"    for j = 1, R(0, 3) do names[j] = names_only[R(#names_only)] end\n"
+	"    return s .. ' => ' .. show_call(skald.json.get, s, names)\n"
+	"  end\n"
+	"  for j = 1, R(0, 3) do\n"
+	"    names[2 * j - 1] = names_only[R(#names_only)]\n"
+	"    names[2 * j] = R(4) == 1 and nil or NEW[R(#NEW)]\n"
+	"  end\n"
+	"  return s .. ' => ' .. show_call(skald.json.set, s, names)\n"
+	"end\n"
+	"function show_call(fn, s, args)\n"
+	"  local n = table.maxn(args)\n"
+	"  local function c(...) return select('#', ...), ... end\n"
+	"  return show(c(pcall(fn, s, unpack(args, 1, n))))\n"
+	"end\n";
 
 /* A trusted state with the skald module: the C codec or the Lua one. */
 static lua_State *json_state(bool c_codec)
@@ -1645,6 +1692,18 @@ static void test_json_codecs(void)
 			same++;
 		else
 			diag("%s %s: Lua '%s', C '%s'", fn, in, a, b);
+	}
+	for (int seed = 1; seed <= 2000; seed++) {
+		char in[16];
+
+		snprintf(in, sizeof(in), "%d", seed);
+		json_call(A, "try_random", in, strlen(in), a, sizeof(a));
+		json_call(B, "try_random", in, strlen(in), b, sizeof(b));
+		total++;
+		if (strcmp(a, b) == 0)
+			same++;
+		else
+			diag("random %d: Lua '%s', C '%s'", seed, a, b);
 	}
 	is(same, total, "the C codec answers as the Lua codec (%d inputs)",
 	   total);
