@@ -660,21 +660,32 @@ static bool ipv6_char(char ch)
 }
 
 /*
- * One PLAINTEXT listener, "HOST:PORT" or "PLAINTEXT://HOST:PORT", stored
- * as HOST:PORT. An IPv6 host must be in brackets so that the last ':' is
- * always the one before the port; bare "::1:9092" is ambiguous.
+ * One listener, "HOST:PORT", stored as HOST:PORT; a Kafka listener
+ * (kafka) may also be written "PLAINTEXT://HOST:PORT", the admin one
+ * (plain HTTP) has no scheme and may use port 0 (any free port). An IPv6
+ * host must be in brackets so that the last ':' is always the one before
+ * the port; bare "::1:9092" is ambiguous.
  */
-static int parse_listener(const char *in, int64_t min_port, char **out,
+static int parse_listener(const char *in, bool kafka, char **out,
 			  struct sk_err *why)
 {
 	const char *s = in, *host, *colon, *port, *sep;
+	const char *form =
+		kafka ? "HOST:PORT or PLAINTEXT://HOST:PORT" : "HOST:PORT";
+	int example = kafka ? 9092 : 9644;
+	int64_t min_port = kafka ? 1 : 0;
 	size_t host_len;
 	bool v6 = false;
 	int64_t p;
 
-	if (strncasecmp(s, "PLAINTEXT://", 12) == 0) {
+	if (kafka && strncasecmp(s, "PLAINTEXT://", 12) == 0) {
 		s += 12;
 	} else if ((sep = strstr(s, "://"))) {
+		if (!kafka)
+			return sk_err_set(why,
+					  "expected HOST:PORT (no scheme), "
+					  "got '%.100s'",
+					  in);
 		return sk_err_set(why,
 				  "security protocol '%.*s' is not "
 				  "supported, only PLAINTEXT",
@@ -707,8 +718,8 @@ static int parse_listener(const char *in, int64_t min_port, char **out,
 		if (memchr(host, ':', host_len))
 			return sk_err_set(why,
 					  "an IPv6 address goes in brackets, "
-					  "as in [::1]:9092, got '%.100s'",
-					  in);
+					  "as in [::1]:%d, got '%.100s'",
+					  example, in);
 		if (host_len == 0)
 			return sk_err_set(why,
 					  "missing host in '%.100s' (use "
@@ -732,10 +743,7 @@ static int parse_listener(const char *in, int64_t min_port, char **out,
 	return 0;
 
 bad_form:
-	return sk_err_set(why,
-			  "expected HOST:PORT or PLAINTEXT://HOST:PORT, got "
-			  "'%.100s'",
-			  in);
+	return sk_err_set(why, "expected %s, got '%.100s'", form, in);
 bad_host:
 	return sk_err_set(why, "invalid host '%.*s' in '%.100s'",
 			  (int)SK_MIN(host_len, 100), host, in);
@@ -743,7 +751,7 @@ bad_host:
 
 static int check_listener(const char *in, char **out, struct sk_err *why)
 {
-	return parse_listener(in, 1, out, why);
+	return parse_listener(in, true, out, why);
 }
 
 /* As a listener, or empty; and an address clients can actually reach. */
@@ -755,7 +763,7 @@ static int check_advertised(const char *in, char **out, struct sk_err *why)
 		*out = sk_xstrdup("");
 		return 0;
 	}
-	rc = parse_listener(in, 1, out, why);
+	rc = parse_listener(in, true, out, why);
 	if (rc)
 		return rc;
 	if (strncmp(*out, "0.0.0.0:", 8) == 0 ||
@@ -769,19 +777,14 @@ static int check_advertised(const char *in, char **out, struct sk_err *why)
 	return 0;
 }
 
-/*
- * HOST:PORT as for listeners but with no scheme (it speaks HTTP) and port
- * 0 allowed (any free port); or empty: no admin listener.
- */
+/* The admin listener, or empty: none. */
 static int check_admin_listener(const char *in, char **out, struct sk_err *why)
 {
 	if (!*in) {
 		*out = sk_xstrdup("");
 		return 0;
 	}
-	if (strstr(in, "://"))
-		return sk_err_set(why, "expected HOST:PORT, got '%.100s'", in);
-	return parse_listener(in, 0, out, why);
+	return parse_listener(in, false, out, why);
 }
 
 /* ------------------------------------------------------------------ */

@@ -422,11 +422,21 @@ static void test_listeners(void)
 		  "--set: admin.listener: port must be in [0, 65535], got "
 		  "'65536'" },
 		{ "admin.listener", "http://127.0.0.1:9644",
-		  "--set: admin.listener: expected HOST:PORT, got "
+		  "--set: admin.listener: expected HOST:PORT (no scheme), got "
 		  "'http://127.0.0.1:9644'" },
 		{ "admin.listener", "PLAINTEXT://127.0.0.1:9644",
-		  "--set: admin.listener: expected HOST:PORT, got "
+		  "--set: admin.listener: expected HOST:PORT (no scheme), got "
 		  "'PLAINTEXT://127.0.0.1:9644'" },
+		/* The admin listener's errors speak of its own form. */
+		{ "admin.listener", "localhost",
+		  "--set: admin.listener: expected HOST:PORT, got "
+		  "'localhost'" },
+		{ "admin.listener", "::1:9644",
+		  "--set: admin.listener: an IPv6 address goes in brackets, "
+		  "as in [::1]:9644, got '::1:9644'" },
+		{ "listeners", "localhost",
+		  "--set: listeners: expected HOST:PORT or "
+		  "PLAINTEXT://HOST:PORT, got 'localhost'" },
 	};
 	struct sk_config c;
 	struct sk_err err;
@@ -1057,7 +1067,7 @@ static void test_hooks(void)
 
 int main(void)
 {
-	plan(332);
+	plan(335);
 	test_defaults();
 	test_yaml_types();
 	test_yaml_errors();
