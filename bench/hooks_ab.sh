@@ -18,7 +18,6 @@ B=${2:?BIN_B}
 N=${3:-200000}
 REPEATS=${4:-10}
 CASES=${5:-none filter batch mask}
-EX=$PWD/scripts/examples
 command -v kcat >/dev/null || { echo "kcat is needed" >&2; exit 1; }
 
 tmp=$(mktemp -d /tmp/skald-hooks-ab.XXXXXX)
@@ -29,51 +28,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-awk -v n="$N" 'BEGIN {
-	for (i = 0; i < n; i++) {
-		s = sprintf("{\"card\":\"4111111111%06d\",\"email\":\"u%d@example.com\",\"n\":%d,\"pad\":\"", i, i % 1000, i)
-		while (length(s) < 98) s = s "x"
-		print s "\"}"
-	}
-}' > "$tmp/records.jsonl"
+. bench/hooks_common.sh
+hooks_records "$N" "$tmp/records.jsonl"
 
 declare -A port pid
 start() { # name binary mask-script
 	local p
-	p=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-	cat > "$tmp/$1.yaml" <<EOF
-listeners: 127.0.0.1:$p
-admin.listener: ""
-log.dir: $tmp/data-$1
-log.segment.bytes: 16777216
-log.retention.bytes: 67108864
-log.retention.check.interval.ms: 1000
-hooks:
-  timeout.ms: 1000
-  memory.mb: 64
-  workers: 2
-topics:
-  bench.none:
-    partitions: 2
-  bench.filter:
-    partitions: 2
-    hooks:
-      - name: filter
-        script: $EX/drop_filter.lua
-        options: { pattern: DEBUG }
-  bench.batch:
-    partitions: 2
-    hooks:
-      - name: filter
-        script: $EX/drop_filter_batch.lua
-        options: { pattern: DEBUG }
-  bench.mask:
-    partitions: 2
-    hooks:
-      - name: mask
-        script: $3
-        options: { fields: [card, email] }
-EOF
+
+	p=$(hooks_free_port)
+	hooks_yaml "$p" "$tmp/data-$1" "$3" > "$tmp/$1.yaml"
 	"$2" -c "$tmp/$1.yaml" 2> "$tmp/$1.log" &
 	pid[$1]=$!
 	pids+=($!)
@@ -85,8 +48,8 @@ EOF
 	echo "broker $1 did not start: $(tail -3 "$tmp/$1.log")" >&2
 	exit 1
 }
-start a "$A" "${MASK_A:-$EX/mask_pii.lua}"
-start b "$B" "${MASK_B:-$EX/mask_pii.lua}"
+start a "$A" "${MASK_A:-}"
+start b "$B" "${MASK_B:-}"
 
 cpu_ns() {
 	cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.0f", s }'

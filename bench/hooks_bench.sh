@@ -31,52 +31,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# 100-byte JSON values, one per line.
-awk -v n="$N" 'BEGIN {
-	for (i = 0; i < n; i++) {
-		s = sprintf("{\"card\":\"4111111111%06d\",\"email\":\"u%d@example.com\",\"n\":%d,\"pad\":\"", i, i % 1000, i)
-		while (length(s) < 98) s = s "x"
-		print s "\"}"
-	}
-}' > "$tmp/records.jsonl"
-head -c 100 "$tmp/records.jsonl" > /dev/null
-
-port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat > "$tmp/skald.yaml" <<EOF
-listeners: 127.0.0.1:$port
-admin.listener: ""
-log.dir: $tmp/data
-# Keep the logs small: deleted before the kernel writes them back, so
-# that disk writeback does not compete with the runs for the 2 cores.
-log.segment.bytes: 16777216
-log.retention.bytes: 67108864
-log.retention.check.interval.ms: 1000
-hooks:
-  timeout.ms: 1000
-  memory.mb: 64
-  workers: 2
-topics:
-  bench.none:
-    partitions: 2
-  bench.filter:
-    partitions: 2
-    hooks:
-      - name: filter
-        script: scripts/examples/drop_filter.lua
-        options: { pattern: DEBUG }
-  bench.batch:
-    partitions: 2
-    hooks:
-      - name: filter
-        script: scripts/examples/drop_filter_batch.lua
-        options: { pattern: DEBUG }
-  bench.mask:
-    partitions: 2
-    hooks:
-      - name: mask
-        script: scripts/examples/mask_pii.lua
-        options: { fields: [card, email] }
-EOF
+. bench/hooks_common.sh
+hooks_records "$N" "$tmp/records.jsonl"
+port=$(hooks_free_port)
+hooks_yaml "$port" "$tmp/data" > "$tmp/skald.yaml"
 "$SKALD" -c "$tmp/skald.yaml" 2> "$tmp/skald.log" &
 pid=$!
 for _ in $(seq 50); do

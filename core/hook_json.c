@@ -527,17 +527,20 @@ static void js_decode_buf(lua_State *L, const char *p, size_t n)
 		js_fail(&d, i, "trailing characters");
 }
 
+/* Argument 1, the JSON text of decode, get or set (who). */
+static const char *js_text_arg(lua_State *L, const char *who, size_t *n)
+{
+	if (lua_type(L, 1) != LUA_TSTRING)
+		luaL_error(L, "%s: expected a string, got %s", who,
+			   luaL_typename(L, 1));
+	return lua_tolstring(L, 1, n);
+}
+
 static int js_decode(lua_State *L)
 {
-	const char *p;
 	size_t n;
+	const char *p = js_text_arg(L, "skald.json.decode", &n);
 
-	if (lua_type(L, 1) != LUA_TSTRING)
-		return luaL_error(L,
-				  "skald.json.decode: expected a string, got "
-				  "%s",
-				  luaL_typename(L, 1));
-	p = lua_tolstring(L, 1, &n);
 	lua_settop(L, 1);
 	js_decode_buf(L, p, n);
 	return 1;
@@ -1113,14 +1116,9 @@ void sk_hook_json_set_with(lua_State *L, const char *p, size_t n, int first,
 static int js_get(lua_State *L)
 {
 	int names = lua_gettop(L) - 1;
-	const char *p;
 	size_t n;
+	const char *p = js_text_arg(L, "skald.json.get", &n);
 
-	if (lua_type(L, 1) != LUA_TSTRING)
-		return luaL_error(L,
-				  "skald.json.get: expected a string, got %s",
-				  luaL_typename(L, 1));
-	p = lua_tolstring(L, 1, &n);
 	sk_hook_json_get_with(L, p, n, 2, names, 0);
 	return names;
 }
@@ -1134,14 +1132,9 @@ static void js_push_text(lua_State *L, void *arg, const char *p, size_t n)
 /* json.set(text, name, value, ...) -> the text with those fields set */
 static int js_set(lua_State *L)
 {
-	const char *p;
 	size_t n;
+	const char *p = js_text_arg(L, "skald.json.set", &n);
 
-	if (lua_type(L, 1) != LUA_TSTRING)
-		return luaL_error(L,
-				  "skald.json.set: expected a string, got %s",
-				  luaL_typename(L, 1));
-	p = lua_tolstring(L, 1, &n);
 	sk_hook_json_set_with(L, p, n, 2, lua_gettop(L) - 1, 0, js_push_text,
 			      NULL);
 	return 1;

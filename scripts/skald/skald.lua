@@ -234,10 +234,16 @@ function decode_value(s, i, depth)
 	return tonumber(sub(s, i, e)), e + 1
 end
 
-function json.decode(s)
+-- The JSON text given to decode, get or set (who); errors name the
+-- caller's line.
+local function check_text(s, who)
 	if type(s) ~= "string" then
-		error("skald.json.decode: expected a string, got " .. type(s), 2)
+		error(who .. ": expected a string, got " .. type(s), 3)
 	end
+end
+
+function json.decode(s)
+	check_text(s, "skald.json.decode")
 	fail_who = "skald.json.decode"
 	local v, i = decode_value(s, skip(s, 1), 0)
 	i = skip(s, i)
@@ -442,9 +448,7 @@ local function walk(s, who)
 end
 
 function json.get(s, ...)
-	if type(s) ~= "string" then
-		error("skald.json.get: expected a string, got " .. type(s), 2)
-	end
+	check_text(s, "skald.json.get")
 	local count = check_names("skald.json.get", 1, ...)
 	local members, n = walk(s, "skald.json.get")
 	local out = {}
@@ -461,9 +465,7 @@ function json.get(s, ...)
 end
 
 function json.set(s, ...)
-	if type(s) ~= "string" then
-		error("skald.json.set: expected a string, got " .. type(s), 2)
-	end
+	check_text(s, "skald.json.set")
 	local np = check_names("skald.json.set", 2, ...)
 	local args = { ... }
 	local members, n, close = walk(s, "skald.json.set")
