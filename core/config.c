@@ -920,7 +920,7 @@ static void hook_decls_free(struct sk_topic_decl *d);
 static void hook_decls_clone(struct sk_topic_decl *dst,
 			     const struct sk_topic_decl *src);
 
-static void decl_free(struct sk_topic_decl *d)
+void sk_topic_decl_free(struct sk_topic_decl *d)
 {
 	for (size_t i = 0; i < d->n_configs; i++) {
 		free(d->configs[i].key);
@@ -933,8 +933,8 @@ static void decl_free(struct sk_topic_decl *d)
 	memset(d, 0, sizeof(*d));
 }
 
-static void decl_clone(struct sk_topic_decl *dst,
-		       const struct sk_topic_decl *src)
+void sk_topic_decl_clone(struct sk_topic_decl *dst,
+			 const struct sk_topic_decl *src)
 {
 	*dst = *src;
 	dst->name = sk_xstrdup(src->name);
@@ -954,7 +954,7 @@ static void decl_take(struct sk_config *c, struct sk_topic_decl *d)
 {
 	for (size_t i = 0; i < c->n_topics; i++) {
 		if (strcmp(c->topics[i].name, d->name) == 0) {
-			decl_free(&c->topics[i]);
+			sk_topic_decl_free(&c->topics[i]);
 			c->topics[i] = *d;
 			return;
 		}
@@ -1029,7 +1029,7 @@ static void config_clone(struct sk_config *dst, const struct sk_config *src)
 			      ? sk_xcalloc(src->n_topics, sizeof(*dst->topics))
 			      : NULL;
 	for (size_t i = 0; i < src->n_topics; i++)
-		decl_clone(&dst->topics[i], &src->topics[i]);
+		sk_topic_decl_clone(&dst->topics[i], &src->topics[i]);
 	plugins_clone(dst, src);
 }
 
@@ -1860,7 +1860,7 @@ static int load_topic(struct sk_config *c, struct cfg_doc *d, const char *name,
 	return 0;
 
 out_free:
-	decl_free(&decl);
+	sk_topic_decl_free(&decl);
 	return rc;
 }
 
@@ -2201,7 +2201,7 @@ void sk_config_free(struct sk_config *c)
 		if (broker_keys[i].type == CFG_STRING)
 			free(*(char **)((char *)c + broker_keys[i].offset));
 	for (size_t i = 0; i < c->n_topics; i++)
-		decl_free(&c->topics[i]);
+		sk_topic_decl_free(&c->topics[i]);
 	free(c->topics);
 	plugins_free(c);
 	free(c->storage_tier);

@@ -124,6 +124,11 @@ struct sk_topic_decl {
 	char *retention_options_json; /* retention: options, as JSON */
 };
 
+/* A deep copy of src into dst; and its release (dst zeroed). */
+void sk_topic_decl_clone(struct sk_topic_decl *dst,
+			 const struct sk_topic_decl *src);
+void sk_topic_decl_free(struct sk_topic_decl *d);
+
 /* One key of a plugin's `config:` mapping, as given (validated later). */
 struct sk_plugin_setting {
 	char *key;

@@ -390,34 +390,76 @@ static size_t js_array(struct js_dec *d, size_t i, int depth)
 	}
 }
 
+/*
+ * Called per member of an object: the key's opening quote (ks) and the
+ * index after its closing one (ke), the key unescaped in k (valid until
+ * the value is parsed), and the start of the value (vs); parses the
+ * value (at depth) and returns the index after it.
+ */
+typedef size_t (*js_member_fn)(struct js_dec *d, size_t ks, size_t ke,
+			       const char *k, size_t kn, size_t vs, int depth,
+			       void *arg);
+
+/*
+ * The members of the object whose '{' is at i, each handed to fn: the
+ * object grammar, for decode and for get and set. *close: the index of
+ * the '}'. Returns the index after it.
+ */
+static size_t js_members(struct js_dec *d, size_t i, int depth, js_member_fn fn,
+			 void *arg, size_t *close)
+{
+	i = js_skip(d, i + 1);
+	if (js_byte(d, i) != '}') {
+		for (;;) {
+			const char *k;
+			size_t kn, ks = i, ke;
+			int c;
+
+			if (js_byte(d, i) != '"')
+				js_fail(d, i, "expected a string key");
+			ke = js_string_bytes(d, i, &k, &kn);
+			i = js_skip(d, ke);
+			if (js_byte(d, i) != ':')
+				js_fail(d, i, "expected ':'");
+			i = fn(d, ks, ke, k, kn, js_skip(d, i + 1), depth, arg);
+			i = js_skip(d, i);
+			c = js_byte(d, i);
+			if (c == '}')
+				break;
+			if (c != ',')
+				js_fail(d, i, "expected ',' or '}'");
+			i = js_skip(d, i + 1);
+		}
+	}
+	*close = i;
+	return i + 1;
+}
+
+/* A member of an object being decoded: key and value into its table. */
+static size_t js_object_member(struct js_dec *d, size_t ks, size_t ke,
+			       const char *k, size_t kn, size_t vs, int depth,
+			       void *arg)
+{
+	size_t e;
+
+	(void)ks;
+	(void)ke;
+	(void)arg;
+	if (!d->skip)
+		lua_pushlstring(d->L, k, kn);
+	e = js_value(d, vs, depth);
+	if (!d->skip)
+		lua_rawset(d->L, -3);
+	return e;
+}
+
 static size_t js_object(struct js_dec *d, size_t i, int depth)
 {
-	lua_State *L = d->L;
+	size_t close;
 
 	if (!d->skip)
-		lua_createtable(L, 0, 4);
-	i = js_skip(d, i + 1);
-	if (js_byte(d, i) == '}')
-		return i + 1;
-	for (;;) {
-		int c;
-
-		if (js_byte(d, i) != '"')
-			js_fail(d, i, "expected a string key");
-		i = js_skip(d, js_string(d, i));
-		if (js_byte(d, i) != ':')
-			js_fail(d, i, "expected ':'");
-		i = js_value(d, js_skip(d, i + 1), depth);
-		if (!d->skip)
-			lua_rawset(L, -3);
-		i = js_skip(d, i);
-		c = js_byte(d, i);
-		if (c == '}')
-			return i + 1;
-		if (c != ',')
-			js_fail(d, i, "expected ',' or '}'");
-		i = js_skip(d, i + 1);
-	}
+		lua_createtable(d->L, 0, 4);
+	return js_members(d, i, depth, js_object_member, NULL, &close);
 }
 
 static bool js_word(const struct js_dec *d, size_t i, const char *w, size_t n)
@@ -903,7 +945,37 @@ static bool js_name_is(const struct js_names *nm, int j, const char *k,
 
 /* Parse the member value at vs (decoding it or not); returns its end. */
 typedef size_t (*js_value_fn)(struct js_dec *d, const char *k, size_t kn,
-			      size_t vs, void *arg);
+			      size_t vs, int depth, void *arg);
+
+struct js_walk {
+	js_value_fn value; /* or NULL: check it, push nothing */
+	void *arg;
+};
+
+/* A member of the object walked: parsed, and kept in the scratch. */
+static size_t js_walk_member(struct js_dec *d, size_t ks, size_t ke,
+			     const char *k, size_t kn, size_t vs, int depth,
+			     void *arg)
+{
+	struct js_walk *w = arg;
+	struct js_scratch *s = d->s;
+	struct js_member *m;
+	size_t ve = w->value ? w->value(d, k, kn, vs, depth, w->arg)
+			     : js_value(d, vs, depth);
+
+	if (s->n_mem == s->cap_mem)
+		s->mem = js_grow(d->L, s->mem, &s->cap_mem, s->n_mem + 1,
+				 sizeof(*s->mem));
+	m = &s->mem[s->n_mem++];
+	m->ks = ks;
+	m->ke = ke;
+	m->vs = vs;
+	m->ve = ve;
+	m->plain =
+		kn == ke - ks - 2 && (const unsigned char *)k == d->p + ks + 1;
+	m->pair = -1;
+	return ve;
+}
 
 /*
  * Walk the object that is the whole text, checking all of it as decode
@@ -915,51 +987,14 @@ static void js_walk(struct js_dec *d, js_value_fn value, void *arg,
 		    uint64_t tag)
 {
 	struct js_scratch *s = d->s;
+	struct js_walk w = { value, arg };
 	size_t i = js_skip(d, 0);
-	int c;
 
 	s->walk_tag = 0;
 	s->n_mem = 0;
 	if (js_byte(d, i) != '{')
 		js_raise(d->L, "%s: not a JSON object", d->who);
-	i = js_skip(d, i + 1);
-	if (js_byte(d, i) != '}') {
-		for (;;) {
-			struct js_member *m;
-			const char *k;
-			size_t kn, ks = i, ke, vs, ve;
-
-			if (js_byte(d, i) != '"')
-				js_fail(d, i, "expected a string key");
-			ke = js_string_bytes(d, i, &k, &kn);
-			i = js_skip(d, ke);
-			if (js_byte(d, i) != ':')
-				js_fail(d, i, "expected ':'");
-			vs = js_skip(d, i + 1);
-			ve = value ? value(d, k, kn, vs, arg)
-				   : js_value(d, vs, 1);
-			if (s->n_mem == s->cap_mem)
-				s->mem = js_grow(d->L, s->mem, &s->cap_mem,
-						 s->n_mem + 1, sizeof(*s->mem));
-			m = &s->mem[s->n_mem++];
-			m->ks = ks;
-			m->ke = ke;
-			m->vs = vs;
-			m->ve = ve;
-			m->plain = kn == ke - ks - 2 &&
-				   (const unsigned char *)k == d->p + ks + 1;
-			m->pair = -1;
-			i = js_skip(d, ve);
-			c = js_byte(d, i);
-			if (c == '}')
-				break;
-			if (c != ',')
-				js_fail(d, i, "expected ',' or '}'");
-			i = js_skip(d, i + 1);
-		}
-	}
-	s->walk_close = i;
-	i = js_skip(d, i + 1);
+	i = js_skip(d, js_members(d, i, 1, js_walk_member, &w, &s->walk_close));
 	if (i < d->n)
 		js_fail(d, i, "trailing characters");
 	s->walk_tag = tag;
@@ -984,7 +1019,7 @@ struct js_get {
 };
 
 static size_t js_get_value(struct js_dec *d, const char *k, size_t kn,
-			   size_t vs, void *arg)
+			   size_t vs, int depth, void *arg)
 {
 	struct js_get *g = arg;
 	uint64_t want = 0;
@@ -994,9 +1029,9 @@ static size_t js_get_value(struct js_dec *d, const char *k, size_t kn,
 		if (js_name_is(g->nm, j, k, kn))
 			want |= UINT64_C(1) << j;
 	if (!want)
-		return js_value(d, vs, 1);
+		return js_value(d, vs, depth);
 	d->skip = false;
-	e = js_value(d, vs, 1);
+	e = js_value(d, vs, depth);
 	d->skip = true;
 	/* A key given twice: the last one wins, as in decode. */
 	for (int j = 0; j < g->nm->n; j++) {

@@ -24,64 +24,21 @@
 
 void hk_decls_free(struct sk_topic_decl *d, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
-		for (size_t j = 0; j < d[i].n_hooks; j++) {
-			free(d[i].hooks[j].name);
-			free(d[i].hooks[j].script);
-			free(d[i].hooks[j].dead_letter_topic);
-			free(d[i].hooks[j].options_json);
-			free(d[i].hooks[j].where);
-		}
-		free(d[i].hooks);
-		free(d[i].retention_script);
-		free(d[i].retention_where);
-		free(d[i].retention_options_json);
-		free(d[i].name);
-		free(d[i].where);
-	}
+	for (size_t i = 0; i < n; i++)
+		sk_topic_decl_free(&d[i]);
 	free(d);
 }
 
-static char *dup0(const char *s)
-{
-	return s ? sk_xstrdup(s) : NULL;
-}
-
-/* The hook-related part of cfg's topic entries. */
+/* cfg's topic entries that have hooks or a retention script. */
 static struct sk_topic_decl *decls_copy(const struct sk_config *cfg,
 					size_t *n_out)
 {
 	struct sk_topic_decl *v = sk_xcalloc(cfg->n_topics + 1, sizeof(*v));
 	size_t n = 0;
 
-	for (size_t i = 0; i < cfg->n_topics; i++) {
-		const struct sk_topic_decl *s = &cfg->topics[i];
-		struct sk_topic_decl *d = &v[n];
-
-		if (s->n_hooks == 0 && !s->retention_script)
-			continue;
-		d->name = sk_xstrdup(s->name);
-		d->where = dup0(s->where);
-		d->glob = s->glob;
-		d->hooks = sk_xcalloc(s->n_hooks + 1, sizeof(*d->hooks));
-		for (size_t j = 0; j < s->n_hooks; j++) {
-			const struct sk_hook_decl *h = &s->hooks[j];
-
-			d->hooks[j] = (struct sk_hook_decl){
-				.name = dup0(h->name),
-				.script = dup0(h->script),
-				.on_error = h->on_error,
-				.dead_letter_topic = dup0(h->dead_letter_topic),
-				.options_json = dup0(h->options_json),
-				.where = dup0(h->where),
-			};
-		}
-		d->n_hooks = s->n_hooks;
-		d->retention_script = dup0(s->retention_script);
-		d->retention_where = dup0(s->retention_where);
-		d->retention_options_json = dup0(s->retention_options_json);
-		n++;
-	}
+	for (size_t i = 0; i < cfg->n_topics; i++)
+		if (cfg->topics[i].n_hooks || cfg->topics[i].retention_script)
+			sk_topic_decl_clone(&v[n++], &cfg->topics[i]);
 	*n_out = n;
 	return v;
 }

@@ -171,33 +171,44 @@ local function decode_array(s, i, depth)
 	end
 end
 
-local function decode_object(s, i, depth)
-	local t = {}
+-- The members of the object whose '{' is at i, each handed to
+-- fn(ks, k, vs, depth): the key's opening quote, the key, the start of the
+-- value, which fn parses, returning the position after it. The object
+-- grammar, for decode and for get and set. Returns the position of '}'.
+local function members(s, i, depth, fn)
 	i = skip(s, i + 1)
 	if byte(s, i) == 125 then
-		return t, i + 1
+		return i
 	end
 	while true do
 		if byte(s, i) ~= 34 then
 			fail(i, "expected a string key")
 		end
-		local k, v
+		local ks, k = i, nil
 		k, i = decode_string(s, i)
 		i = skip(s, i)
 		if byte(s, i) ~= 58 then
 			fail(i, "expected ':'")
 		end
-		v, i = decode_value(s, skip(s, i + 1), depth)
-		t[k] = v
-		i = skip(s, i)
+		i = skip(s, fn(ks, k, skip(s, i + 1), depth))
 		local c = byte(s, i)
 		if c == 125 then
-			return t, i + 1
+			return i
 		elseif c ~= 44 then
 			fail(i, "expected ',' or '}'")
 		end
 		i = skip(s, i + 1)
 	end
+end
+
+local function decode_object(s, i, depth)
+	local t = {}
+	local close = members(s, i, depth, function(_, k, vs, d)
+		local v, e = decode_value(s, vs, d)
+		t[k] = v
+		return e
+	end)
+	return t, close + 1
 end
 
 function decode_value(s, i, depth)
@@ -412,39 +423,18 @@ local function walk(s, who)
 	if byte(s, i) ~= 123 then
 		error(who .. ": not a JSON object", 0)
 	end
-	local members, n = {}, 0
-	i = skip(s, i + 1)
-	if byte(s, i) ~= 125 then
-		while true do
-			if byte(s, i) ~= 34 then
-				fail(i, "expected a string key")
-			end
-			local ks, k = i, nil
-			k, i = decode_string(s, i)
-			i = skip(s, i)
-			if byte(s, i) ~= 58 then
-				fail(i, "expected ':'")
-			end
-			local vs = skip(s, i + 1)
-			local v, ve = decode_value(s, vs, 1)
-			n = n + 1
-			members[n] = { key = k, value = v, ks = ks, vs = vs, ve = ve }
-			i = skip(s, ve)
-			local c = byte(s, i)
-			if c == 125 then
-				break
-			elseif c ~= 44 then
-				fail(i, "expected ',' or '}'")
-			end
-			i = skip(s, i + 1)
-		end
-	end
-	local close = i
-	i = skip(s, i + 1)
+	local list, n = {}, 0
+	local close = members(s, i, 1, function(ks, k, vs, depth)
+		local v, ve = decode_value(s, vs, depth)
+		n = n + 1
+		list[n] = { key = k, value = v, ks = ks, vs = vs, ve = ve }
+		return ve
+	end)
+	i = skip(s, close + 1)
 	if i <= #s then
 		fail(i, "trailing characters")
 	end
-	return members, n, close
+	return list, n, close
 end
 
 function json.get(s, ...)
