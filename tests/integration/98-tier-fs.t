@@ -264,7 +264,15 @@ def lb_local():
 
 
 def lb_sizes():
-    return [os.path.getsize(f) for f in lb_local()]
+    """Sizes of the local segments; one the broker removes between the
+    listing and the stat is not there any more, and is left out."""
+    sizes = []
+    for f in lb_local():
+        try:
+            sizes.append(os.path.getsize(f))
+        except FileNotFoundError:
+            pass
+    return sizes
 
 
 def lb_trimmed():
