@@ -1430,6 +1430,30 @@ static void json_call(lua_State *L, const char *fn, const char *arg, size_t len,
 	lua_pop(L, 1);
 }
 
+/*
+ * The string scanner takes 16, then 8 bytes at a time: a special byte
+ * (quote, backslash, control) at every position of a word, and bytes it
+ * must let through (blank, DEL, UTF-8), in encode and decode.
+ */
+static void test_json_string_scan(void)
+{
+	expect_value(
+		"(function() local j, rep = skald.json, string.rep\n"
+		"for n = 0, 40 do for _, c in ipairs({ '\"', '\\\\', '\\n', "
+		"'\\1', '\\31', ' ', '\\127', '\\195\\169' }) do\n"
+		"  local s = rep('a', n) .. c .. rep('x', 40 - n)\n"
+		"  local t = j.encode(s)\n"
+		"  if j.decode(t) ~= s then return 'round trip ' .. n end\n"
+		"  if c == '\"' or c == '\\\\' or c:byte() < 32 then\n"
+		"    if not t:find('\\\\', 1, true) then return 'raw ' .. n end\n"
+		"    if pcall(j.decode, '\"' .. s .. '\"') then\n"
+		"      return 'accepted ' .. n end\n"
+		"  elseif t ~= '\"' .. s .. '\"' then return 'escaped ' .. n end\n"
+		"end end return true end)()",
+		"true",
+		"json: special bytes found at every position of a word");
+}
+
 static void test_json_codecs(void)
 {
 	static const char *const decode_in[] = {
@@ -1730,7 +1754,8 @@ static void test_json_codecs(void)
 
 int main(void)
 {
-	plan(110 + 5 + 5 + 3 + 11 + 1 + 3 + 4 + 4 + 4 + 8);
+	plan(110 + 5 + 5 + 3 + 11 + 1 + 3 + 4 + 4 + 4 + 8 + 1);
+	test_json_string_scan();
 	test_json_codecs();
 	test_jit_probe();
 	test_sandbox();
