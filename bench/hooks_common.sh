@@ -17,9 +17,9 @@ hooks_free_port() {
 	/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-# hooks_yaml PORT DATA_DIR [MASK_SCRIPT]: the broker's configuration, one
-# topic per case: no hook, the on_record filter, the same as on_batch,
-# the JSON mask.
+# hooks_yaml PORT DATA_DIR [MASK_SCRIPT] [WORKERS]: the broker's
+# configuration, one topic per case: no hook, the on_record filter, the
+# same as on_batch, the JSON mask; WORKERS hook workers (default 2).
 hooks_yaml() {
 	cat <<YAML
 listeners: 127.0.0.1:$1
@@ -33,7 +33,7 @@ log.retention.check.interval.ms: 1000
 hooks:
   timeout.ms: 1000
   memory.mb: 64
-  workers: 2
+  workers: ${4:-2}
 topics:
   bench.none:
     partitions: 2

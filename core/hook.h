@@ -21,9 +21,12 @@
  *
  * CPU bound. Debian's LuaJIT does not run count hooks inside JIT-compiled
  * traces, so `while true do end` would never be interrupted with the JIT
- * on (measured: it runs forever; probe in tests/unit/test_hook.c). Hook
- * states therefore run with the JIT engine off (the interpreter honours
- * a count hook). A call runs with no hook at all: a one-shot timer of the
+ * on (measured: it runs forever; probe in tests/unit/test_hook.c). Nor
+ * does that LuaJIT (a 2022-03 snapshot) handle an allocation failing
+ * inside a trace, which is how the memory bound below works (LuaJIT
+ * fixed on-trace OOM errors from helper functions later). Hook states
+ * therefore run with the JIT engine off (the interpreter honours a count
+ * hook and raises a catchable error on a refused allocation). A call runs with no hook at all: a one-shot timer of the
  * calling thread signals it at the batch's deadline, and the handler
  * installs the count hook (lua_sethook is async-signal-safe), which
  * raises at the next instruction and re-arms itself on every instruction
