@@ -433,10 +433,13 @@ typedef size_t (*js_member_fn)(struct js_dec *d, size_t ks, size_t ke,
 /*
  * The members of the object whose '{' is at i, each handed to fn: the
  * object grammar, for decode and for get and set. *close: the index of
- * the '}'. Returns the index after it.
+ * the '}'. Returns the index after it. Inlined into its callers (as are
+ * js_walk and js_walk_member), so that fn is a known function the
+ * compiler can inline too, not an indirect call per member.
  */
-static size_t js_members(struct js_dec *d, size_t i, int depth, js_member_fn fn,
-			 void *arg, size_t *close)
+static SK_ALWAYS_INLINE size_t js_members(struct js_dec *d, size_t i, int depth,
+					  js_member_fn fn, void *arg,
+					  size_t *close)
 {
 	i = js_skip(d, i + 1);
 	if (js_byte(d, i) != '}') {
@@ -983,9 +986,10 @@ struct js_walk {
 };
 
 /* A member of the object walked: parsed, and kept in the scratch. */
-static size_t js_walk_member(struct js_dec *d, size_t ks, size_t ke,
-			     const char *k, size_t kn, size_t vs, int depth,
-			     void *arg)
+static SK_ALWAYS_INLINE size_t js_walk_member(struct js_dec *d, size_t ks,
+					      size_t ke, const char *k,
+					      size_t kn, size_t vs, int depth,
+					      void *arg)
 {
 	struct js_walk *w = arg;
 	struct js_scratch *s = d->s;
@@ -1013,8 +1017,8 @@ static size_t js_walk_member(struct js_dec *d, size_t ks, size_t ke,
  * member's value, its key unescaped in k (valid until the value is
  * parsed). tag (0: none) marks the walk for set to reuse.
  */
-static void js_walk(struct js_dec *d, js_value_fn value, void *arg,
-		    uint64_t tag)
+static SK_ALWAYS_INLINE void js_walk(struct js_dec *d, js_value_fn value,
+				     void *arg, uint64_t tag)
 {
 	struct js_scratch *s = d->s;
 	struct js_walk w = { value, arg };

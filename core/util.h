@@ -22,12 +22,15 @@
 	((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
 #if defined(__GNUC__)
-#define SK_PRINTF(f, a) __attribute__((format(printf, f, a)))
-#define SK_UNUSED	__attribute__((unused))
-#define SK_NOINLINE	__attribute__((noinline))
+#define SK_PRINTF(f, a)	 __attribute__((format(printf, f, a)))
+#define SK_UNUSED	 __attribute__((unused))
+#define SK_NOINLINE	 __attribute__((noinline))
+#define SK_ALWAYS_INLINE inline __attribute__((always_inline))
 #else
 #define SK_PRINTF(f, a)
 #define SK_UNUSED
+#define SK_NOINLINE
+#define SK_ALWAYS_INLINE inline
 #endif
 
 void *sk_xmalloc(size_t n);
