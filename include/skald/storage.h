@@ -121,6 +121,32 @@ struct skald_storage_tier_ops {
 	int (*list)(void *tier, struct skald_tier_op *op, const char *prefix);
 };
 
+/*
+ * Whether key can be joined to a directory or a bucket prefix safely: not
+ * empty, relative, and without empty, "." or ".." components. The keys
+ * the broker passes always are; a tier checks each before it makes a
+ * path or an object name of it. Header only (ABI 1.1): nothing is
+ * asked of the broker.
+ */
+static inline int skald_tier_key_ok(const char *key)
+{
+	const char *c = key; /* the component being read */
+	const char *p;
+
+	for (p = key;; p++) {
+		if (*p != '/' && *p != '\0')
+			continue;
+		/* Empty: the whole key, a leading or a doubled '/'. */
+		if ((p == c && (*p == '/' || p == key)) ||
+		    (p - c == 1 && c[0] == '.') ||
+		    (p - c == 2 && c[0] == '.' && c[1] == '.'))
+			return 0;
+		if (*p == '\0')
+			return 1;
+		c = p + 1;
+	}
+}
+
 #ifdef __cplusplus
 }
 #endif

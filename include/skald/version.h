@@ -29,6 +29,6 @@
 
 /* The plugin ABI these headers describe. */
 #define SKALD_ABI_MAJOR 1
-#define SKALD_ABI_MINOR 0
+#define SKALD_ABI_MINOR 1
 
 #endif

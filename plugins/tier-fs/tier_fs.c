@@ -51,26 +51,6 @@ struct tier_fs {
 	struct skald_metric *written, *read;
 };
 
-/* A key is relative, without "." or ".." components. */
-static int key_ok(const char *key)
-{
-	const char *p = key;
-
-	if (!*key || *key == '/')
-		return 0;
-	while (*p) {
-		size_t n = strcspn(p, "/");
-
-		if ((n == 1 && p[0] == '.') ||
-		    (n == 2 && p[0] == '.' && p[1] == '.') || n == 0)
-			return 0;
-		p += n;
-		if (*p == '/')
-			p++;
-	}
-	return 1;
-}
-
 /* mkdir -p of the directory part of path. */
 static int make_parents(char *path)
 {
@@ -171,7 +151,7 @@ static int fs_upload(void *tier, struct skald_tier_op *op,
 	char *buf;
 	int rc = 0;
 
-	if (!key_ok(seg->key))
+	if (!skald_tier_key_ok(seg->key))
 		return -EINVAL;
 	buf = h->mem_alloc(h, COPY_CHUNK);
 	if (!buf)
@@ -208,7 +188,7 @@ static int fs_download(void *tier, struct skald_tier_op *op,
 	char *buf;
 	int fd, rc = 0;
 
-	if (!key_ok(get->key))
+	if (!skald_tier_key_ok(get->key))
 		return -EINVAL;
 	snprintf(path, sizeof(path), "%s/%s", t->root, get->key);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -264,7 +244,7 @@ static int fs_remove(void *tier, struct skald_tier_op *op,
 	char path[4200], msg[512] = "";
 	int rc = 0;
 
-	if (!key_ok(seg->key))
+	if (!skald_tier_key_ok(seg->key))
 		return -EINVAL;
 	for (uint32_t k = 0; k < seg->n_files; k++) {
 		snprintf(path, sizeof(path), "%s/%s%s", t->root, seg->key,

@@ -97,26 +97,6 @@ struct tier_s3 {
 	struct skald_metric *written, *read, *failed;
 };
 
-/* A key is relative, without "." or ".." components (as tier-fs). */
-static int key_ok(const char *key)
-{
-	const char *p = key;
-
-	if (!*key || *key == '/')
-		return 0;
-	while (*p) {
-		size_t n = strcspn(p, "/");
-
-		if ((n == 1 && p[0] == '.') ||
-		    (n == 2 && p[0] == '.' && p[1] == '.') || n == 0)
-			return 0;
-		p += n;
-		if (*p == '/')
-			p++;
-	}
-	return 1;
-}
-
 /* A prefix is a key, or a key and a trailing '/'. */
 static int prefix_ok(const char *prefix)
 {
@@ -128,7 +108,7 @@ static int prefix_ok(const char *prefix)
 	memcpy(tmp, prefix, n + 1);
 	if (n > 1 && tmp[n - 1] == '/')
 		tmp[n - 1] = '\0';
-	return key_ok(tmp);
+	return skald_tier_key_ok(tmp);
 }
 
 /* Base64 of the CRC-32C, big-endian, as x-amz-checksum-crc32c wants. */
@@ -309,7 +289,7 @@ static int s3_upload(void *tier, struct skald_tier_op *op,
 	void *conn;
 	int rc = 0;
 
-	if (!key_ok(seg->key))
+	if (!skald_tier_key_ok(seg->key))
 		return -EINVAL;
 	if (!(conn = conn_or_fail(t, op)))
 		return 0;
@@ -332,7 +312,7 @@ static int s3_download(void *tier, struct skald_tier_op *op,
 	void *conn;
 	int rc;
 
-	if (!key_ok(get->key))
+	if (!skald_tier_key_ok(get->key))
 		return -EINVAL;
 	if (!(conn = conn_or_fail(t, op)))
 		return 0;
@@ -357,7 +337,7 @@ static int s3_remove(void *tier, struct skald_tier_op *op,
 	void *conn;
 	int rc = 0;
 
-	if (!key_ok(seg->key))
+	if (!skald_tier_key_ok(seg->key))
 		return -EINVAL;
 	if (!(conn = conn_or_fail(t, op)))
 		return 0;

@@ -141,7 +141,7 @@ def refused(name, plugin, config, want):
 refused("abi_major_plus1", "abi_major_plus1.so", None,
         "plugin ABI major version: expected 1, found 2")
 refused("abi_minor_plus1", "abi_minor_plus1.so", None,
-        "plugin ABI minor version: expected at most 0 (ABI 1.0), found 1")
+        "plugin ABI minor version: expected at most 1 (ABI 1.1), found 2")
 refused("bad_sig", "bad_sig.so", None, "plugin build signature: expected")
 refused("small_desc_size", "small_desc_size.so", None,
         "plugin descriptor size: expected at least")

@@ -26,6 +26,7 @@
 #include "record_view.h"
 #include "say.h"
 #include "skald/host.h"
+#include "skald/storage.h"
 #include "tap.h"
 
 #ifndef SK_TEST_BUILD
@@ -894,6 +895,30 @@ static void test_yaml(void)
 	sk_config_free(&c);
 }
 
+/* skald_tier_key_ok: what a tier may join to its directory or prefix. */
+static void test_tier_keys(void)
+{
+	static const char *const good[] = {
+		"t/0/00000000000000000000-1a2b",
+		"a",
+		"a/b",
+		"a.b/..c/c..",
+		".x",
+		"a/",
+	};
+	static const char *const bad[] = {
+		"",	 "/",	   "/a",   "a//b", ".",	  "..",
+		"a/./b", "a/../b", "../a", "a/..", "a/.", "//",
+	};
+
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+		ok(skald_tier_key_ok(good[i]), "tier key '%s' is safe",
+		   good[i]);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ok(!skald_tier_key_ok(bad[i]), "tier key '%s' is refused",
+		   bad[i]);
+}
+
 int main(void)
 {
 	struct sk_err err = { "" };
@@ -919,6 +944,7 @@ int main(void)
 	test_tier("false");
 	test_tier("true");
 	test_tier_down();
+	test_tier_keys();
 	test_yaml();
 
 	sk_metrics_free(metrics);
