@@ -13,11 +13,13 @@
  * what clients can hold.
  *
  * What only the event loop may start (reloading hooks) is handed to it:
- * the request is queued, an ev_async wakes the loop, which starts the
- * reload and, when it is over, signals the server thread back. The loop
- * never waits for this thread; closing (on the loop) answers whatever is
- * queued or under way first, so the server thread never waits for a loop
- * that will not come.
+ * the request is queued and its connection suspended, an ev_async wakes
+ * the loop, which starts the reload and, when it is over, resumes the
+ * connection, whose next call answers it. The server thread never waits
+ * for the loop (other requests, /metrics, are served meanwhile), nor the
+ * loop for it; closing (on the loop) answers whatever is queued or under
+ * way with 503 and gives the server thread a moment to send those
+ * answers before stopping it.
  */
 #include "admin_http.h"
 
@@ -29,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
@@ -48,17 +51,23 @@
 #define SK_ADMIN_CONN_MEMORY (16 * 1024)
 /* Bytes of an unknown path echoed back in a 404. */
 #define SK_ADMIN_PATH_ECHO 200
+/* How long closing waits for the 503s of pending reloads to be sent. */
+#define SK_ADMIN_DRAIN_MS 1000
 
 #define SK_ADMIN_PROM_TYPE "text/plain; version=0.0.4; charset=utf-8"
 #define SK_ADMIN_JSON_TYPE "application/json"
 
 /*
- * A reload request, handed to the loop. Lives on the server thread's
- * stack until done; the loop answers it when the reload is over.
+ * A reload request, handed to the loop: the request's state in MHD
+ * (req_cls) from the call that queues it until MHD says the request is
+ * over (on_completed). Between, its connection is suspended; the loop
+ * (or closing) fills in the answer and resumes it. Fields after link are
+ * the loop's until done is set under sk_admin.mu.
  */
 struct reload_call {
 	struct sk_list link; /* in sk_admin.calls, then .running */
 	struct sk_admin *a;
+	struct MHD_Connection *conn;
 	struct sk_hook_reload_wait wait;
 	struct sk_buf out; /* the JSON body */
 	unsigned status;
@@ -77,6 +86,7 @@ struct sk_admin {
 	pthread_cond_t cv;
 	struct sk_list calls;	/* queued for the loop */
 	struct sk_list running; /* the loop started them */
+	unsigned n_calls;	/* reload_calls not yet completed */
 	bool closing;
 	ev_async wake;
 };
@@ -162,27 +172,54 @@ static enum MHD_Result answer_json_error(struct MHD_Connection *conn,
 }
 
 /*
- * Hand call to the loop and wait for its answer; 503 if the listener is
- * closing. Server thread.
+ * Hand a reload to the loop: a new call, its connection suspended until
+ * the loop answers it. Server thread. False (nothing queued): closing.
  */
-static void on_loop(struct sk_admin *a, struct reload_call *call)
+static bool queue_call(struct sk_admin *a, struct MHD_Connection *conn,
+		       void **req_cls)
 {
+	struct reload_call *call = sk_xcalloc(1, sizeof(*call));
+
+	call->a = a;
+	call->conn = conn;
+	sk_list_init(&call->wait.link);
+	*req_cls = call; /* freed by on_completed */
 	pthread_mutex_lock(&a->mu);
+	a->n_calls++;
 	if (a->closing) {
-		pthread_mutex_unlock(&a->mu);
 		call->status = MHD_HTTP_SERVICE_UNAVAILABLE;
-		return;
+		call->done = true;
+		pthread_mutex_unlock(&a->mu);
+		return false;
 	}
+	/* Suspended before the loop can see it, so never resumed first. */
+	MHD_suspend_connection(conn);
 	sk_list_add_tail(&a->calls, &call->link);
 	pthread_mutex_unlock(&a->mu);
 	ev_async_send(a->b->loop, &a->wake);
+	return true;
+}
+
+/* MHD is done with a request (answered, or its connection gone). */
+static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+			 enum MHD_RequestTerminationCode why)
+{
+	struct sk_admin *a = cls;
+	struct reload_call *call = *req_cls;
+
+	(void)conn;
+	(void)why;
+	if (!call || (void *)call == (void *)a)
+		return;
+	sk_buf_free(&call->out);
+	free(call);
 	pthread_mutex_lock(&a->mu);
-	while (!call->done)
-		pthread_cond_wait(&a->cv, &a->mu);
+	a->n_calls--;
+	pthread_cond_broadcast(&a->cv);
 	pthread_mutex_unlock(&a->mu);
 }
 
-/* The reload is over (loop thread): the JSON answer, and wake its thread. */
+/* The reload is over (loop thread): the JSON answer, and resume it. */
 static void on_reloaded(struct sk_hook_reload_wait *w, int rc, const char *msg)
 {
 	struct reload_call *call = sk_container_of(w, struct reload_call, wait);
@@ -207,8 +244,8 @@ static void on_reloaded(struct sk_hook_reload_wait *w, int rc, const char *msg)
 	pthread_mutex_lock(&a->mu);
 	sk_list_del(&call->link);
 	call->done = true;
-	pthread_cond_broadcast(&a->cv);
 	pthread_mutex_unlock(&a->mu);
+	MHD_resume_connection(call->conn);
 }
 
 /* The loop's side: start a reload for every queued request. */
@@ -271,11 +308,27 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 		*req_cls = a;
 		return MHD_YES;
 	}
+	if (*req_cls && *req_cls != (void *)a) {
+		/* A reload call, resumed: its answer is there. */
+		struct reload_call *call = *req_cls;
+		struct sk_buf body = { 0 };
+		unsigned status;
+
+		pthread_mutex_lock(&a->mu);
+		status = call->status;
+		body = call->out; /* the answer takes it */
+		call->out = (struct sk_buf){ 0 };
+		pthread_mutex_unlock(&a->mu);
+		if (!body.len) {
+			sk_buf_free(&body);
+			return answer_json_error(conn, status,
+						 "the broker is stopping", "",
+						 NULL);
+		}
+		return answer(conn, status, SK_ADMIN_JSON_TYPE,
+			      (char *)body.data, body.len, NULL);
+	}
 	if (strcmp(url, "/v1/hooks/reload") == 0) {
-		struct reload_call call = { .a = a };
-
-		sk_list_init(&call.wait.link);
-
 		if (strcmp(method, MHD_HTTP_METHOD_POST) != 0)
 			return answer_json_error(
 				conn, MHD_HTTP_METHOD_NOT_ALLOWED,
@@ -284,15 +337,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 			return answer_json_error(
 				conn, MHD_HTTP_CONTENT_TOO_LARGE,
 				"request bodies are not accepted", "", NULL);
-		on_loop(a, &call);
-		if (!call.out.len) {
-			sk_buf_free(&call.out);
-			return answer_json_error(conn, call.status,
-						 "the broker is stopping", "",
-						 NULL);
-		}
-		return answer(conn, call.status, SK_ADMIN_JSON_TYPE,
-			      (char *)call.out.data, call.out.len, NULL);
+		if (queue_call(a, conn, req_cls))
+			return MHD_YES; /* answered once resumed */
+		return answer_json_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
+					 "the broker is stopping", "", NULL);
 	}
 	if (strcmp(url, "/metrics") != 0)
 		return answer_json_error(conn, MHD_HTTP_NOT_FOUND,
@@ -391,8 +439,8 @@ static unsigned bound_port(struct MHD_Daemon *d, int fd)
 int sk_admin_open(struct sk_admin **out, struct sk_broker *b,
 		  const char *listener, struct sk_err *err)
 {
-	unsigned int flags =
-		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+	unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD |
+			     MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
 	struct sk_admin *a;
 	char host[256], port[16];
 	bool v6;
@@ -425,7 +473,8 @@ int sk_admin_open(struct sk_admin **out, struct sk_broker *b,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned int)SK_ADMIN_MAX_CONNS,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)SK_ADMIN_TIMEOUT_S,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-		(size_t)SK_ADMIN_CONN_MEMORY, MHD_OPTION_END);
+		(size_t)SK_ADMIN_CONN_MEMORY, MHD_OPTION_NOTIFY_COMPLETED,
+		on_completed, a, MHD_OPTION_END);
 	if (!a->d) {
 		/* Not started: the socket is still ours (so 0.9.75 does). */
 		close(fd);
@@ -450,9 +499,16 @@ int sk_admin_open(struct sk_admin **out, struct sk_broker *b,
 
 void sk_admin_close(struct sk_admin *a)
 {
+	struct sk_list answered;
+	struct timespec until;
+
 	if (!a)
 		return;
-	/* Answer what the loop will not run, so that no handler waits. */
+	/*
+	 * Answer what the loop will not run (503), resume those requests,
+	 * and give the server thread a moment to send the answers.
+	 */
+	sk_list_init(&answered);
 	pthread_mutex_lock(&a->mu);
 	a->closing = true;
 	sk_list_splice(&a->calls, &a->running);
@@ -464,8 +520,28 @@ void sk_admin_close(struct sk_admin *a)
 		sk_hooks_reload_cancel(&call->wait);
 		call->status = MHD_HTTP_SERVICE_UNAVAILABLE;
 		call->done = true;
+		sk_list_add_tail(&answered, &call->link);
 	}
-	pthread_cond_broadcast(&a->cv);
+	/* Resumed outside the lock: MHD takes its own. */
+	pthread_mutex_unlock(&a->mu);
+	while (!sk_list_empty(&answered)) {
+		struct reload_call *call =
+			sk_list_first(&answered, struct reload_call, link);
+
+		sk_list_del(&call->link);
+		MHD_resume_connection(call->conn);
+	}
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += SK_ADMIN_DRAIN_MS / 1000;
+	until.tv_nsec += (long)(SK_ADMIN_DRAIN_MS % 1000) * 1000000;
+	if (until.tv_nsec >= 1000000000) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&a->mu);
+	while (a->n_calls &&
+	       pthread_cond_timedwait(&a->cv, &a->mu, &until) == 0)
+		;
 	pthread_mutex_unlock(&a->mu);
 	MHD_stop_daemon(a->d);
 	ev_async_stop(a->b->loop, &a->wake);

@@ -28,9 +28,10 @@ struct sk_admin;
 int sk_admin_open(struct sk_admin **out, struct sk_broker *b,
 		  const char *listener, struct sk_err *err);
 /*
- * Stop serving: close the listening socket and every connection, and
- * wait for the server thread (a request being answered completes
- * first). Safe with NULL.
+ * Stop serving: answer pending hook reloads 503 (waiting up to a second
+ * for those answers to go out), close the listening socket and every
+ * connection, and wait for the server thread (a request being answered
+ * completes first). Safe with NULL.
  */
 void sk_admin_close(struct sk_admin *a);
 
