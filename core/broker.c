@@ -186,6 +186,7 @@ int sk_broker_init(struct sk_broker *b, struct ev_loop *loop,
 	sk_topics_init(&b->topics);
 	sk_list_init(&b->fetches);
 	sk_list_init(&b->ready_fetches);
+	sk_list_init(&b->offset_waits);
 	b->server.b = b;
 	b->server.fd = -1;
 	sk_list_init(&b->server.conns);

@@ -46,6 +46,7 @@ struct sk_broker {
 	struct sk_list fetches;	      /* every long-poll fetch waiting */
 	struct sk_list ready_fetches; /* woken fetches to re-evaluate */
 	ev_timer fetch_timer;	      /* runs them on the next iteration */
+	struct sk_list offset_waits;  /* ListOffsets awaiting downloads */
 	ev_timer retention_timer;     /* time/size retention (retention.c) */
 	struct sk_cleaner *cleaner;   /* compaction (compact.h); NULL if off */
 	struct sk_scrub *scrub;	      /* bit-rot scrub (scrub.h); NULL if off */

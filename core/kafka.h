@@ -108,5 +108,10 @@ struct sk_tpart;
 void sk_fetch_wake(struct sk_broker *b, struct sk_tpart *tp);
 /* Answer every waiting fetch now (shutdown, topic deletion). */
 void sk_fetch_wake_all(struct sk_broker *b);
+/*
+ * A remote segment's download ended: ListOffsets answers waiting for
+ * downloads are looked at again (on the next loop iteration).
+ */
+void sk_list_offsets_wake(struct sk_broker *b);
 
 #endif

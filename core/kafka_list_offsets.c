@@ -4,9 +4,9 @@
  *
  * A timestamp inside a remote segment that is not in the download cache
  * needs that segment's records: the answer then waits (a pending
- * response, checked again every SK_LO_POLL_MS) until the download is
- * done, at most SK_LO_WAIT_MS, after which those partitions answer
- * KAFKA_STORAGE_ERROR.
+ * response, looked at again whenever a download ends) until the
+ * download is done, at most SK_LO_WAIT_MS, after which those partitions
+ * answer KAFKA_STORAGE_ERROR.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -18,7 +18,6 @@
 
 #define SK_LATEST_TIMESTAMP   (-1)
 #define SK_EARLIEST_TIMESTAMP (-2)
-#define SK_LO_POLL_MS	      20
 #define SK_LO_WAIT_MS	      15000
 
 static int16_t lookup_offset(struct sk_broker *b, struct sk_str topic,
@@ -108,9 +107,10 @@ static int answer(struct sk_broker *b, struct sk_resp *resp, struct sk_rd *r,
 
 /* A response waiting for remote segments to download. */
 struct lo_wait {
+	struct sk_list link; /* in b->offset_waits */
 	struct sk_broker *b;
 	struct sk_resp *resp;
-	ev_timer timer;
+	ev_timer timer; /* the deadline, or 0 s once woken */
 	int16_t version;
 	bool flex;
 	size_t hdr_len;
@@ -122,6 +122,7 @@ struct lo_wait {
 static void wait_free(struct lo_wait *lw)
 {
 	ev_timer_stop(lw->b->loop, &lw->timer);
+	sk_list_del(&lw->link);
 	free(lw);
 }
 
@@ -131,23 +132,44 @@ static void wait_cancel(struct sk_resp *resp)
 	sk_resp_drop(resp);
 }
 
-static void wait_poll(struct ev_loop *loop, ev_timer *t, int revents)
+static void wait_check(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	struct lo_wait *lw = sk_container_of(t, struct lo_wait, timer);
 	bool wait = false;
 	struct sk_rd r;
+	int64_t now;
 
 	(void)loop;
 	(void)revents;
 	sk_rd_init(&r, lw->body, lw->len);
 	lw->resp->buf.len = lw->hdr_len;
 	answer(lw->b, lw->resp, &r, lw->version, lw->flex, &wait);
-	if (wait && sk_mono_ms() < lw->deadline) {
+	now = sk_mono_ms();
+	if (wait && now < lw->deadline) {
 		lw->resp->buf.len = lw->hdr_len;
+		ev_timer_set(&lw->timer, (double)(lw->deadline - now) / 1000.0,
+			     0.0);
+		ev_timer_start(lw->b->loop, &lw->timer);
 		return;
 	}
 	sk_resp_finish(lw->resp);
 	wait_free(lw);
+}
+
+void sk_list_offsets_wake(struct sk_broker *b)
+{
+	/*
+	 * On the next iteration, not from here: the end of a download is no
+	 * place to start another.
+	 */
+	for (struct sk_list *n = b->offset_waits.next; n != &b->offset_waits;
+	     n = n->next) {
+		struct lo_wait *lw = sk_container_of(n, struct lo_wait, link);
+
+		ev_timer_stop(b->loop, &lw->timer);
+		ev_timer_set(&lw->timer, 0.0, 0.0);
+		ev_timer_start(b->loop, &lw->timer);
+	}
 }
 
 int sk_kafka_list_offsets(struct sk_req *req)
@@ -177,9 +199,9 @@ int sk_kafka_list_offsets(struct sk_req *req)
 	lw->deadline = sk_mono_ms() + SK_LO_WAIT_MS;
 	lw->len = (size_t)(body.end - body.p);
 	memcpy(lw->body, body.p, lw->len);
-	ev_timer_init(&lw->timer, wait_poll, SK_LO_POLL_MS / 1000.0,
-		      SK_LO_POLL_MS / 1000.0);
+	ev_timer_init(&lw->timer, wait_check, SK_LO_WAIT_MS / 1000.0, 0.0);
 	ev_timer_start(lw->b->loop, &lw->timer);
+	sk_list_add_tail(&lw->b->offset_waits, &lw->link);
 	sk_resp_set_pending(req->resp, wait_cancel, lw);
 	return 0;
 }

@@ -1143,9 +1143,11 @@ static void load_finish(struct load *l)
 	}
 	if (l->fd >= 0)
 		close(l->fd);
-	/* Waiting fetches evaluate again: data or an error now. */
-	if (rp->tp && !r->stopped)
+	/* Waiting reads evaluate again: data or an error now. */
+	if (rp->tp && !r->stopped) {
 		sk_fetch_wake(r->b, rp->tp);
+		sk_list_offsets_wake(r->b);
+	}
 	free(l->part);
 	free(l->get_key);
 	free(l);
