@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -175,6 +176,36 @@ is_(r.returncode, 0, "kcat produced to logs.app (created, hooked by the "
                      "logs.* glob)")
 is_(values("logs.app"), ["b", "d", "e"],
     "the filter dropped exactly the DEBUG records")
+
+# An idempotent producer's batch through the filter: what is written keeps
+# the producer id, epoch and sequence, and the batch's whole offset range,
+# so sequences still match offsets as sent (a dropped record's offset is
+# a gap, as after compaction).
+kcat("-L", "-t", "logs.idem")  # metadata creates it (auto.create)
+idem = socket.create_connection((b.host, b.port), 5)
+idem.sendall(kreq(0, 3, 1, produce_request("logs.idem", 0, record_batch(
+    [b"a", b"DEBUG b", b"c", b"DEBUG d", b"e"], producer_id=4242,
+    producer_epoch=3, base_sequence=17), acks=1)))
+r = parse_produce_response(recv_frame(idem, 10))
+ok(r and r[0][2] == 0 and r[0][3] == 0, "an idempotent batch produced to a "
+   "filtered topic (%s)" % r)
+with open(os.path.join(b.data_dir, "logs.idem-0",
+                       "%020d.log" % 0), "rb") as f:
+    head = f.read(61)
+lod, = struct.unpack_from(">i", head, 23)
+pid, epoch, seq, count = struct.unpack_from(">qhii", head, 43)
+is_((pid, epoch, seq, lod, count), (4242, 3, 17, 4, 3),
+    "written: producer id, epoch and base sequence as sent, lastOffsetDelta "
+    "4 (five offsets), three records")
+idem.sendall(kreq(0, 3, 2, produce_request("logs.idem", 0, record_batch(
+    [b"f"], producer_id=4242, producer_epoch=3, base_sequence=22), acks=1)))
+r = parse_produce_response(recv_frame(idem, 10))
+ok(r and r[0][2] == 0 and r[0][3] == 5,
+   "the next batch (sequence 22) lands at offset 5 (%s)" % r)
+idem.close()
+r = kcat("-t", "logs.idem", "-C", "-e", "-p", "0", "-f", "%o:%s\n")
+is_(r.stdout.decode().split(), ["0:a", "2:c", "4:e", "5:f"],
+    "a consumer reads the kept records at their offsets as sent")
 
 # --- a chain: stamp, and route a copy -----------------------------------
 res = produce(BS, "stamped", [{"value": b"ok"}, {"value": b"ERROR disk"}])

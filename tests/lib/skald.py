@@ -672,7 +672,8 @@ def zigzag(n):
 
 def record_batch(values, keys=None, base_ts=1700000000000, attributes=0,
                  last_offset_delta=None, count=None, magic=2, crc=None,
-                 records_blob=None, producer_id=-1, base_sequence=-1):
+                 records_blob=None, producer_id=-1, base_sequence=-1,
+                 producer_epoch=-1):
     """A RecordBatch v2 as a producer sends it (base offset 0). The keyword
     arguments override fields to build invalid batches; crc=None computes
     the right CRC-32C."""
@@ -689,7 +690,8 @@ def record_batch(values, keys=None, base_ts=1700000000000, attributes=0,
     n = len(values) if count is None else count
     lod = len(values) - 1 if last_offset_delta is None else last_offset_delta
     after_crc = (struct.pack(">hiqqqhii", attributes, lod, base_ts, base_ts,
-                             producer_id, -1, base_sequence, n) +
+                             producer_id, producer_epoch, base_sequence,
+                             n) +
                  records_blob)
     c = crc32c(after_crc) if crc is None else crc
     after_len = struct.pack(">ibI", -1, magic, c) + after_crc
