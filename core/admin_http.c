@@ -61,8 +61,7 @@
  * A reload request, handed to the loop: the request's state in MHD
  * (req_cls) from the call that queues it until MHD says the request is
  * over (on_completed). Between, its connection is suspended; the loop
- * (or closing) fills in the answer and resumes it. Fields after link are
- * the loop's until done is set under sk_admin.mu.
+ * (or closing) writes status and out under sk_admin.mu, then resumes it.
  */
 struct reload_call {
 	struct sk_list link; /* in sk_admin.calls, then .running */
@@ -71,7 +70,6 @@ struct reload_call {
 	struct sk_hook_reload_wait wait;
 	struct sk_buf out; /* the JSON body */
 	unsigned status;
-	bool done;
 };
 
 struct sk_admin {
@@ -188,7 +186,6 @@ static bool queue_call(struct sk_admin *a, struct MHD_Connection *conn,
 	a->n_calls++;
 	if (a->closing) {
 		call->status = MHD_HTTP_SERVICE_UNAVAILABLE;
-		call->done = true;
 		pthread_mutex_unlock(&a->mu);
 		return false;
 	}
@@ -243,7 +240,6 @@ static void on_reloaded(struct sk_hook_reload_wait *w, int rc, const char *msg)
 	}
 	pthread_mutex_lock(&a->mu);
 	sk_list_del(&call->link);
-	call->done = true;
 	pthread_mutex_unlock(&a->mu);
 	MHD_resume_connection(call->conn);
 }
@@ -519,7 +515,6 @@ void sk_admin_close(struct sk_admin *a)
 		sk_list_del(&call->link);
 		sk_hooks_reload_cancel(&call->wait);
 		call->status = MHD_HTTP_SERVICE_UNAVAILABLE;
-		call->done = true;
 		sk_list_add_tail(&answered, &call->link);
 	}
 	/* Resumed outside the lock: MHD takes its own. */
