@@ -267,7 +267,8 @@ int sk_hook_cli_main(int argc, char **argv)
 	lua_State *L;
 	int opt, rc = 1;
 
-	sk_say_setup(SK_SAY_WARN, SK_SAY_TEXT);
+	/* Info: what the hook logs with skald.log.info shows on stderr. */
+	sk_say_setup(SK_SAY_INFO, SK_SAY_TEXT);
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (opt) {
@@ -345,7 +346,22 @@ int sk_hook_cli_main(int argc, char **argv)
 	lua_getfield(L, 1, "json");
 	lua_getfield(L, -1, "null");
 	lua_setfield(L, 1, "null");
-	lua_pop(L, 1);
+	/* --options is what the YAML's options map would be: an object. */
+	lua_getfield(L, -1, "decode");
+	lua_pushstring(L, options);
+	if (lua_pcall(L, 1, 1, 0)) {
+		fprintf(stderr, "skald hook-test: --options: %s\n",
+			lua_tostring(L, -1));
+		goto out;
+	}
+	if (!lua_istable(L, -1)) {
+		fprintf(stderr,
+			"skald hook-test: --options: expected a JSON "
+			"object, got %s\n",
+			luaL_typename(L, -1));
+		goto out;
+	}
+	lua_pop(L, 2);
 
 	while ((got = getline(&line, &linecap, stdin)) > 0) {
 		size_t len = (size_t)got;

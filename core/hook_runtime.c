@@ -291,7 +291,11 @@ static void hk_count_hook(lua_State *L, lua_Debug *ar)
 	if (st->timed_out || st->watchdog || mono_ns() > st->deadline_ns) {
 		st->timed_out = true;
 		lua_sethook(L, hk_count_hook, LUA_MASKCOUNT, 1);
-		luaL_error(L, "timeout: the hook ran past timeout.ms");
+		/* Where the script was cut off: in a hook, that is level 0. */
+		luaL_where(L, 0);
+		lua_pushliteral(L, "timeout: the hook ran past timeout.ms");
+		lua_concat(L, 2);
+		lua_error(L);
 	}
 }
 
