@@ -45,6 +45,18 @@ end }
 write(LOOP, "return { on_record = function(rec) while true do end end }\n")
 write(SWAP, "return { on_record = function(rec) rec.value = 'v1:' .. "
             "rec.value return rec end }\n")
+# Uneven work per batch: every tenth record takes much longer, so that
+# the two workers would finish a partition's batches out of order if
+# nothing kept them in it.
+UNEVEN = os.path.join(tmp, "uneven.lua")
+write(UNEVEN, """return { on_record = function(rec)
+  if rec.value:sub(-1) == "0" then
+    local x = 0
+    for i = 1, 200000 do x = x + i end
+  end
+  return rec
+end }
+""")
 KEYIT = os.path.join(tmp, "keyit.lua")
 write(KEYIT, "return { on_record = function(rec) rec.key = rec.key or "
              "('k-' .. rec.value) return rec end }\n")
@@ -96,6 +108,10 @@ topics:
     hooks:
       - name: swap
         script: %(swap)s
+  "ordered":
+    hooks:
+      - name: uneven
+        script: %(uneven)s
   "audit":
     configs:
       segment.bytes: 1024
@@ -126,7 +142,7 @@ topics:
       retention.ms: 3600000
       segment.bytes: 1048576
 %(p1)s%(p2)s%(p3)s%(p4)s""" % {
-    "ex": EX, "loop": LOOP, "swap": SWAP, "keyit": KEYIT,
+    "ex": EX, "loop": LOOP, "swap": SWAP, "keyit": KEYIT, "uneven": UNEVEN,
     "p1": policy("p.reject", "reject"),
     "p2": policy("p.pass", "pass"),
     "p3": policy("p.drop", "drop"),
@@ -176,6 +192,19 @@ is_(r.returncode, 0, "kcat produced to logs.app (created, hooked by the "
                      "logs.* glob)")
 is_(values("logs.app"), ["b", "d", "e"],
     "the filter dropped exactly the DEBUG records")
+
+# A partition's batches are written in the order they came, though two
+# workers run them and some take far longer than others.
+sent = ["m%03d" % i for i in range(300)]
+res = produce(BS, "ordered", [{"value": v.encode(), "partition": 0}
+                              for v in sent],
+              conf={"linger.ms": 0, "batch.num.messages": 1})
+ok(all(x and x[0] is None for x in res), "300 one-record batches produced "
+   "to a topic whose hook takes uneven time")
+is_(values("ordered", count=300), sent,
+    "they are written, and read back, in the order sent")
+ok(all(x[2] == i for i, x in enumerate(res)),
+   "each acknowledged at the offset of its place in that order")
 
 # An idempotent producer's batch through the filter: what is written keeps
 # the producer id, epoch and sequence, and the batch's whole offset range,
