@@ -5,7 +5,7 @@ set -e
 
 PKGS="build-essential pkg-config libev-dev libyaml-dev libsqlite3-dev
       zlib1g-dev libsnappy-dev liblz4-dev libzstd-dev
-      libluajit-5.1-dev luajit lua-busted luarocks
+      libluajit-5.1-dev luajit lua-busted luarocks liblua5.1-0-dev
       clang clang-format kcat librdkafka-dev python3-confluent-kafka python3-kafka
       nodejs npm perl libcurl4-openssl-dev libmicrohttpd-dev"
 
