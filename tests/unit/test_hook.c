@@ -62,6 +62,7 @@ static enum sk_hook_status run1(const char *src, const char *in, char *out,
 				size_t cap, struct sk_hook_res *res)
 {
 	struct sk_hook_call call = { .topic = "t",
+				     .partition = 3,
 				     .hook = "h",
 				     .options_json = "{\"x\":[1,2]}" };
 	struct sk_hook_recs rs;
@@ -141,6 +142,13 @@ static void test_sandbox(void)
 	expect_value("skald.json.encode(1234567890123456)", "1234567890123456",
 		     "json keeps 16-digit integers");
 	expect_value("ctx.options.x[2]", "2", "ctx.options from JSON");
+	expect_value("rec.topic .. '/' .. rec.partition .. ' ' .. ctx.topic .. "
+		     "'/' .. ctx.partition .. ' ' .. ctx.hook",
+		     "t/3 t/3 h",
+		     "rec and ctx name the topic, partition, hook");
+	expect_value("math.abs(skald.now() - os.time() * 1000) < 5000 and "
+		     "skald.now() % 1 == 0",
+		     "true", "skald.now() is the wall clock in whole ms");
 	expect_value("os.time() > 0 and math.floor(1.5) == 1 and "
 		     "bit.band(3, 1) == 1 and table.concat({'a'}) == 'a'",
 		     "true", "the allowed libraries work");
@@ -759,18 +767,44 @@ static void write_file(const char *path, const char *text)
 	fclose(f);
 }
 
+/* The first record's value as chain c writes a one-record batch. */
+static void chain_value(const struct sk_hook_chain *c, char *buf, size_t cap)
+{
+	struct sk_hook_batch_out out;
+	struct sk_buf b = { 0 };
+	struct sk_record rec;
+	struct sk_rd r;
+
+	make_batch(&b, 1, -1, 0);
+	sk_hook_chain_process(c, 0, NULL, "t.one", 0, b.data, b.len, 1 << 20,
+			      &out);
+	snprintf(buf, cap, "(out %d: %.60s)", (int)out.what, out.err);
+	if (out.what == SK_HOOK_OUT_REBUILT) {
+		sk_rd_init(&r, out.batch.data + SK_BATCH_HEADER_SIZE,
+			   out.batch.len - SK_BATCH_HEADER_SIZE);
+		if (sk_batch_record_next(&r, &rec))
+			snprintf(buf, cap, "%.*s", (int)rec.value.len,
+				 (const char *)rec.value.p);
+	}
+	sk_hook_batch_out_free(&out);
+	sk_buf_free(&b);
+}
+
 static void test_reload(void)
 {
 	char dir[] = "/tmp/skald-hook-XXXXXX", path[100], yaml[400];
 	struct sk_hooks hs;
 	struct sk_config cfg;
 	struct sk_err err = { { 0 } };
+	struct sk_hook_chain *held;
 	struct sk_hook *h;
+	char buf[100];
 	uint64_t v1;
 
 	ok(mkdtemp(dir) != NULL, "temp dir");
 	snprintf(path, sizeof(path), "%s/h.lua", dir);
-	write_file(path, "return { on_record = function(r) return r end }");
+	write_file(path, "return { on_record = function(r)\n"
+			 "  r.value = 'v1:' .. r.value return r end }");
 	snprintf(yaml, sizeof(yaml),
 		 "topics:\n"
 		 "  \"t.*\":\n"
@@ -795,13 +829,30 @@ static void test_reload(void)
 	h = sk_hooks_find(&hs, "t.one", "h");
 	ok(h && h->script->version == v1, "and the old version stays");
 
-	write_file(path, "return { on_batch = function(b) end }");
+	/* A batch under way holds its chain, as a job does from submit. */
+	held = sk_hooks_chain(&hs, "t.one");
+	if (held)
+		sk_hook_chain_ref(held);
+	write_file(path, "return { on_batch = function(b)\n"
+			 "  b:set_value(1, 'v2:' .. b:value(1)) end }");
 	ok(sk_hooks_reload(&hs, &cfg, &err) == 0, "a good reload (%s)",
 	   err.msg);
 	h = sk_hooks_find(&hs, "t.one", "h");
 	ok(h && h->script->version != v1 &&
 		   (h->script->has & SK_HOOK_HAS_BATCH),
 	   "takes the new version");
+	if (held) {
+		chain_value(held, buf, sizeof(buf));
+		is_str(buf, "v1:v0",
+		       "a batch that started before the reload "
+		       "finishes on the version it started with");
+		sk_hook_chain_unref(held);
+	} else {
+		ok(0, "no chain for t.one");
+	}
+	held = sk_hooks_chain(&hs, "t.one");
+	chain_value(held, buf, sizeof(buf));
+	is_str(buf, "v2:v0", "the next one runs the new version");
 	sk_hooks_fini(&hs);
 	sk_config_free(&cfg);
 	unlink(path);
@@ -1754,7 +1805,7 @@ static void test_json_codecs(void)
 
 int main(void)
 {
-	plan(110 + 5 + 5 + 3 + 11 + 1 + 3 + 4 + 4 + 4 + 8 + 1);
+	plan(110 + 5 + 5 + 3 + 11 + 1 + 3 + 4 + 4 + 4 + 8 + 1 + 2 + 2);
 	test_json_string_scan();
 	test_json_codecs();
 	test_jit_probe();
