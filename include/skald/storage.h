@@ -136,9 +136,8 @@ static inline int skald_tier_key_ok(const char *key)
 	for (p = key;; p++) {
 		if (*p != '/' && *p != '\0')
 			continue;
-		/* Empty: the whole key, a leading or a doubled '/'. */
-		if ((p == c && (*p == '/' || p == key)) ||
-		    (p - c == 1 && c[0] == '.') ||
+		/* Empty: the whole key, or a leading, doubled or final '/'. */
+		if (p == c || (p - c == 1 && c[0] == '.') ||
 		    (p - c == 2 && c[0] == '.' && c[1] == '.'))
 			return 0;
 		if (*p == '\0')
