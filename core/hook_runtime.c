@@ -441,22 +441,36 @@ static void check_deadline(lua_State *L)
 /* ------------------------------------------------------------------ */
 /* Host functions for the skald module */
 
+/*
+ * A new second of skald.log for st: say how many lines the one before
+ * dropped, if any (from the next line, or the end of a call; c NULL for
+ * the top level).
+ */
+static void log_second(struct hk_state *st, const struct hk_call *c)
+{
+	int64_t sec = sk_mono_ms() / 1000;
+
+	if (sec == st->log_sec)
+		return;
+	if (st->log_dropped)
+		sk_warn("hook %s (topic %s): %lld log lines suppressed (at "
+			"most %d a second)",
+			c && c->call->hook ? c->call->hook : "?",
+			c && c->call->topic ? c->call->topic : "?",
+			(long long)st->log_dropped, HK_LOG_PER_SEC);
+	st->log_sec = sec;
+	st->log_lines = 0;
+	st->log_dropped = 0;
+}
+
 static int hk_log(lua_State *L)
 {
 	struct hk_state *st = state_of(L);
 	const char *level = luaL_checkstring(L, 1);
 	const char *msg = luaL_checkstring(L, 2);
-	const struct hk_call *c = st->cur;
-	int64_t sec = sk_mono_ms() / 1000;
+	const struct hk_call *c = st->cur; /* NULL: the top level */
 
-	if (sec != st->log_sec) {
-		if (st->log_dropped)
-			sk_warn("hook: %lld log lines suppressed",
-				(long long)st->log_dropped);
-		st->log_sec = sec;
-		st->log_lines = 0;
-		st->log_dropped = 0;
-	}
+	log_second(st, c);
 	if (++st->log_lines > HK_LOG_PER_SEC) {
 		st->log_dropped++;
 		return 0;
@@ -1846,6 +1860,8 @@ static void call_protected(struct hk_call *c, lua_CFunction body,
 	lua_pushlightuserdata(L, c);
 	rc = lua_pcall(L, 1, 0, 1);
 	res->ns = mono_ns() - t0;
+	if (st->log_dropped)
+		log_second(st, c);
 	st->cur = NULL;
 	st->gen++;
 	if (rc) {

@@ -85,6 +85,23 @@ ok(rc == 0 and "info" in err and "saw v1" in err and
    "skald.log.info and .warn lines go to stderr, with the topic (%s)"
    % err.strip())
 
+# skald.log is limited to 20 lines a second per hook state; what was
+# dropped is counted when the next second starts.
+chatty = script("chatty.lua", """return { on_batch = function(b)
+  for i = 1, 30 do skald.log.info("line " .. i) end
+  local t = skald.now()
+  while skald.now() - t < 1100 do end
+  skald.log.info("after")
+end }
+""")
+rc, out, err = hook_test(chatty, [{"value": "a"}], "--timeout-ms", "5000")
+shown = [l for l in err.splitlines() if ": line " in l]
+ok(rc == 0 and len(shown) == 20 and
+   "10 log lines suppressed (at most 20 a second)" in err and
+   err.rstrip().endswith("after"),
+   "skald.log: 20 lines a second, the 10 dropped counted in the next "
+   "(%d shown; %s)" % (len(shown), err.strip()[-200:]))
+
 boom = script("boom.lua", """return { on_record = function(rec)
   if rec.value == "x" then
     error("refused " .. rec.value)
